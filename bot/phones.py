@@ -1,0 +1,66 @@
+"""Phone numbers: E.164 normalisation, PersonalId formats and masking for logs."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from .settings import PhoneIdFormat
+
+
+def normalise(raw: str, region: str) -> str | None:
+    """The E.164 form of a phone number in any format, or None if it is not a valid number."""
+    text = raw.strip()
+    if not text or len(text) > 40:
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def sender_key(raw: str, region: str) -> str:
+    """The conversation key for a sender: E.164 when it is a phone, else the cleaned raw id.
+
+    Twilio also delivers short codes and alphanumeric sender ids; they still get a conversation.
+    """
+    return normalise(raw, region) or re.sub(r"\s+", "", raw.strip())[:64]
+
+
+def as_personal_id(e164: str, fmt: PhoneIdFormat) -> str:
+    """The PersonalId for a phone when the organisation uses the number itself as the id."""
+    if fmt is PhoneIdFormat.E164:
+        return e164
+    if fmt is PhoneIdFormat.E164_DIGITS:
+        return e164.lstrip("+")
+    number = phonenumbers.parse(e164, None)
+    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return re.sub(r"\D", "", str(national))
+
+
+def mask(value: str) -> str:
+    """A phone number with the middle digits hidden, for logs: +61 4** *** 156."""
+    keep_head = 3
+    try:
+        number = phonenumbers.parse(value, None)
+        value = str(
+            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        )
+        keep_head = len(str(number.country_code)) + 1
+    except phonenumbers.NumberParseException:
+        pass
+    total = sum(c.isdigit() for c in value)
+    if total < 7:
+        return "***"
+    out, seen = [], 0
+    for char in value:
+        if char.isdigit():
+            out.append("*" if keep_head <= seen < total - 3 else char)
+            seen += 1
+        else:
+            out.append(char)
+    return "".join(out)

@@ -1,0 +1,183 @@
+"""Every setting the bot reads, with its default and help text (pydantic-settings, `.env`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_REFUSAL_PATTERNS: dict[str, list[str]] = {
+    # Checked in this order; the first reason with a matching pattern wins.
+    "prevent_auto_queue": [r"prevent[\s_-]*auto[\s_-]*queue", r"auto[\s_-]*queue"],
+    "already_checked_in": [
+        r"already[\s_-]*(checked|enqueued|arrived|queued|in[\s_-]*(the[\s_-]*)?queue)",
+    ],
+    "early": [r"too[\s_-]*early", r"(?<![a-z])early(?![a-z])", r"early[\s_-]*arrival"],
+    "late": [r"too[\s_-]*late", r"(?<![a-z])late(?![a-z])", r"late[\s_-]*arrival"],
+    "not_found": [
+        r"not[\s_-]*found",
+        r"no[\s_-]+(appointment|booking|case|customer)s?",
+        r"does[\s_-]*not[\s_-]*exist",
+        r"unknown[\s_-]+(personal|customer|case)",
+    ],
+}
+
+
+class PersonalIdSource(StrEnum):
+    DIRECTORY = "directory"
+    PHONE = "phone"
+
+
+class PhoneIdFormat(StrEnum):
+    E164 = "e164"  # +61491570156
+    E164_DIGITS = "e164_digits"  # 61491570156
+    NATIONAL_DIGITS = "national_digits"  # 0491570156
+
+
+class Settings(BaseSettings):
+    """The bot's configuration, read from the environment (and `.env`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- Twilio -----------------------------------------------------------------------------
+    twilio_auth_token: SecretStr | None = Field(
+        None, description="Twilio Auth Token; validates X-Twilio-Signature. Required by `serve`."
+    )
+    twilio_validate_signature: bool = Field(
+        True,
+        description="Reject webhooks without a valid Twilio signature (403). "
+        "Set false only for local testing.",
+    )
+    twilio_webhook_shared_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated SharedKey secrets for webhooks signed with a Webhook Setting "
+        "(X-Twilio-Webhooks-Signature-Settings); several allow rotation.",
+    )
+    public_base_url: str | None = Field(
+        None,
+        description="The https URL Twilio calls, e.g. https://myapp.example.com. Signatures are "
+        "checked against it, not against what a proxy forwarded.",
+    )
+    twilio_account_sid: str | None = Field(
+        None, description="Account SID, for texts the bot sends on its own (later replies)."
+    )
+    twilio_from_number: str | None = Field(
+        None, description="The bot's Twilio number, for texts it sends on its own."
+    )
+
+    # --- VirtualQ -----------------------------------------------------------------------------
+    virtualq_base_url: str | None = Field(
+        None, description="VirtualQ API base URL, e.g. https://qflow.example.edu/VirtualQ/api/."
+    )
+    virtualq_auth_header: str | None = Field(
+        None, description="Name of a static auth header, e.g. Authorization or X-Api-Key."
+    )
+    virtualq_auth_value: SecretStr | None = Field(
+        None, description="Value of that header, e.g. 'Bearer abc…' or an API key."
+    )
+    virtualq_username: str | None = Field(None, description="HTTP Basic user for VirtualQ.")
+    virtualq_password: SecretStr | None = Field(None, description="HTTP Basic password.")
+    virtualq_connect_timeout_seconds: float = Field(
+        2.0, gt=0, description="Seconds to wait for a TCP/TLS connection to VirtualQ."
+    )
+    virtualq_timeout_seconds: float = Field(
+        6.0, gt=0, description="Seconds a VirtualQ call may take in all (well inside Twilio's 15)."
+    )
+    refusal_patterns: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_REFUSAL_PATTERNS.items()},
+        description="JSON {reason: [regex…]} classifying VirtualQ refusals; reasons: "
+        "prevent_auto_queue, already_checked_in, early, late, not_found. Case-insensitive.",
+    )
+    force_prevent_auto_queue: bool = Field(
+        False,
+        description="Offer to force check-ins refused as Prevent-Auto-Queue (normally staff-only).",
+    )
+
+    # --- identity -----------------------------------------------------------------------------
+    personal_id_source: PersonalIdSource = Field(
+        PersonalIdSource.DIRECTORY,
+        description="Where a phone's PersonalId comes from: `directory` (imported CSV) or `phone`.",
+    )
+    personal_id_phone_format: PhoneIdFormat = Field(
+        PhoneIdFormat.E164,
+        description="With PERSONAL_ID_SOURCE=phone: e164, e164_digits or national_digits.",
+    )
+    default_region: str = Field(
+        "AU", description="Region for national-format phone numbers (ISO code, e.g. AU, US, GB)."
+    )
+    booking_number_fallback: bool = Field(
+        False,
+        description="Ask unknown numbers for their booking number (CaseId) instead of "
+        "sending them to reception.",
+    )
+
+    # --- conversation -------------------------------------------------------------------------
+    confirm_timeout_minutes: int = Field(
+        10, gt=0, description="How long a YES/NO question (early/late) stays open."
+    )
+    checked_in_memory_hours: int = Field(
+        12, gt=0, description="How long HERE/STATUS answer from the remembered check-in."
+    )
+    language: str = Field("en", description="Language of the prompts/ file used for replies.")
+    prompts_dir: Path = Field(
+        PROJECT_ROOT / "prompts", description="Folder of the per-language prompt files."
+    )
+
+    # --- storage and staff --------------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///checkin-bot.db",
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL; default a SQLite file in the working directory.",
+    )
+    staff_username: str | None = Field(None, description="Staff page login name.")
+    staff_password: SecretStr | None = Field(None, description="Staff page password.")
+    secret_key: SecretStr | None = Field(None, description="Signs staff session cookies.")
+
+    @field_validator("default_region")
+    @classmethod
+    def _region_upper(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("public_base_url", "virtualq_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    def shared_keys(self) -> list[str]:
+        raw = self.twilio_webhook_shared_keys
+        return [k.strip() for k in raw.get_secret_value().split(",") if k.strip()] if raw else []
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, failing with the variable's name on bad values."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{str(err['loc'][0]).upper() if err['loc'] else '?'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(ENV_NAME, default, help) for every setting, in declaration order."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if name == "prompts_dir":
+            default = "<checkout>/prompts"
+        shown = "" if default is None else str(default)
+        if isinstance(default, dict):
+            shown = "(built-in patterns)"
+        rows.append((name.upper(), shown, field.description or ""))
+    return rows

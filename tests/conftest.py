@@ -1,0 +1,36 @@
+"""Shared fixtures: prompts, a fixed clock, and async tests on asyncio (anyio's pytest plugin)."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot import prompts as prompts_module
+from bot.prompts import Prompts
+from bot.settings import PROJECT_ROOT
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def prompts() -> Prompts:
+    return prompts_module.load(PROJECT_ROOT / "prompts", "en")
+
+
+@pytest.fixture
+def prompts_dir() -> Path:
+    return PROJECT_ROOT / "prompts"

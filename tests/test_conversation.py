@@ -1,0 +1,323 @@
+"""Whole conversations as data: each turn is (text, upstream answers, reply key, state after)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+import pytest
+
+from bot.conversation import (
+    Action,
+    Candidate,
+    CaseView,
+    Checkin,
+    Context,
+    Conversation,
+    GetCase,
+    Policy,
+    Refusal,
+    Result,
+    State,
+    Target,
+    Unavailable,
+    resume,
+    step,
+)
+from bot.intents import Intent, parse
+from bot.prompts import Prompts
+
+from .conftest import T0
+
+ALEX = Candidate("S1001", "Alex Smith")
+SAM = Candidate("S1002", "Sam Smith")
+CASE = CaseView(case_id=42, ticket="A012", position=2, wait=15)
+NEXT = replace(CASE, position=0, wait=0)
+DONE = replace(CASE, active=False)
+DOWN = Unavailable("connect error")
+
+
+@dataclass
+class Turn:
+    text: str
+    upstream: list[Result] = field(default_factory=list)
+    reply: str | None = None
+    state: State = State.IDLE
+    minutes: int = 0  # when, after the start
+    actions: list[Action] | None = None  # the upstream calls expected, when it matters
+
+
+def converse(
+    prompts: Prompts,
+    turns: list[Turn],
+    candidates: tuple[Candidate, ...] = (ALEX,),
+    policy: Policy | None = None,
+    start: Conversation | None = None,
+) -> Conversation:
+    """Plays the turns as the service would, asserting each reply, state and upstream call."""
+    conv = start or Conversation()
+    for number, turn in enumerate(turns, start=1):
+        ctx = Context(T0 + timedelta(minutes=turn.minutes), candidates, policy or Policy())
+        outcome = step(conv, parse(turn.text, prompts), ctx)
+        answers, performed = list(turn.upstream), []
+        while outcome.action is not None:
+            assert answers, f"turn {number} {turn.text!r}: unexpected call {outcome.action}"
+            performed.append(outcome.action)
+            outcome = resume(outcome.action, answers.pop(0), ctx, conv)
+        where = f"turn {number} {turn.text!r}"
+        assert not answers, f"{where}: upstream answers left over: {answers}"
+        assert (outcome.reply.key if outcome.reply else None) == turn.reply, where
+        assert outcome.state is turn.state, where
+        if turn.actions is not None:
+            assert performed == turn.actions, where
+        if outcome.reply:
+            prompts.render(
+                outcome.reply.key, **outcome.reply.values
+            ) if outcome.reply.choices is None else prompts.render_choices(
+                outcome.reply.key, list(outcome.reply.choices)
+            )
+        conv = Conversation(outcome.state, outcome.data)
+    return conv
+
+
+ALEX_NOW = Checkin(Target(personal_id="S1001"))
+ALEX_FORCED = Checkin(Target(personal_id="S1001"), force=True)
+C = State.CHECKED_IN
+
+TRANSCRIPTS: dict[str, list[Turn]] = {
+    "on time": [Turn("here", [CASE], "checked_in", C, actions=[ALEX_NOW])],
+    "next in line": [Turn("HERE!", [NEXT], "checked_in_next", C)],
+    "no position from upstream": [
+        Turn("here", [replace(CASE, position=None)], "checked_in_ticket_only", C)
+    ],
+    "early, yes forces": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("yes", [CASE], "checked_in", C, minutes=2, actions=[ALEX_FORCED]),
+    ],
+    "late, yes forces": [
+        Turn("i'm here", [Refusal.LATE], "confirm_late", State.AWAITING_CONFIRM),
+        Turn("Yep 👍", [CASE], "checked_in", C, actions=[ALEX_FORCED]),
+    ],
+    "early, no waits": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("no", [], "declined"),
+        Turn("here", [CASE], "checked_in", C, minutes=30, actions=[ALEX_NOW]),
+    ],
+    "early, garbled answer asked again once then help": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("what?", [], "confirm_again", State.AWAITING_CONFIRM),
+        Turn("hmm", [], "help"),
+    ],
+    "early, yes after expiry": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("yes", [], "confirm_expired", minutes=10),
+    ],
+    "early, here after expiry asks upstream again": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("here", [CASE], "checked_in", C, minutes=45, actions=[ALEX_NOW]),
+    ],
+    "early, both yes and no is asked again": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("yes no", [], "confirm_again", State.AWAITING_CONFIRM),
+    ],
+    "forced check-in refused again sends to reception": [
+        Turn("here", [Refusal.LATE], "confirm_late", State.AWAITING_CONFIRM),
+        Turn("yes", [Refusal.LATE], "upstream_unavailable"),
+    ],
+    "forced check-in with upstream down does not stay stuck": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("yes", [DOWN], "upstream_unavailable"),
+        Turn("here", [CASE], "checked_in", C),
+    ],
+    "prevent auto queue sends to reception": [
+        Turn("here", [Refusal.PREVENT_AUTO_QUEUE], "see_reception_prevent_auto_queue")
+    ],
+    "no appointment today": [Turn("here", [Refusal.NOT_FOUND], "no_appointment")],
+    "already checked in elsewhere": [
+        Turn("here", [Refusal.ALREADY_CHECKED_IN], "already_checked_in")
+    ],
+    "unclassified refusal": [Turn("here", [Refusal.OTHER], "upstream_unavailable")],
+    "upstream down": [
+        Turn("here", [DOWN], "upstream_unavailable"),
+        Turn("here", [CASE], "checked_in", C),
+    ],
+    "here again fetches the case instead of checking in twice": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn(
+            "here",
+            [replace(CASE, position=1)],
+            "status",
+            C,
+            minutes=5,
+            actions=[GetCase(42, Intent.ARRIVE)],
+        ),
+    ],
+    "status while checked in": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("STATUS", [NEXT], "status_next", C, actions=[GetCase(42, Intent.STATUS)]),
+        Turn("how long?", [replace(CASE, wait=None)], "status_ticket_only", C),
+    ],
+    "status with upstream down remembers the ticket": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("status", [DOWN], "status_remembered", C),
+    ],
+    "here after the visit finished checks in anew": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn(
+            "here",
+            [DONE, CASE],
+            "checked_in",
+            C,
+            minutes=90,
+            actions=[GetCase(42, Intent.ARRIVE), ALEX_NOW],
+        ),
+    ],
+    "here when the case vanished checks in anew": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("here", [Refusal.NOT_FOUND, CASE], "checked_in", C),
+    ],
+    "status after the visit finished": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("status", [DONE], "status_finished"),
+    ],
+    "the next day's here is a new check-in": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("here", [CASE], "checked_in", C, minutes=24 * 60, actions=[ALEX_NOW]),
+    ],
+    "status before checking in": [Turn("status", [], "status_not_checked_in")],
+    "help": [Turn("HELP", [], "help")],
+    "help keeps an open question open": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("help", [], "help", State.AWAITING_CONFIRM),
+        Turn("yes", [CASE], "checked_in", C),
+    ],
+    "unrecognised text": [Turn("what time do you close", [], "hint")],
+    "empty mms body": [Turn("", [], "hint")],
+    "yes out of the blue": [Turn("yes", [], "hint")],
+    "running late": [Turn("running late, 10 min", [], "running_late")],
+    "leave": [Turn("I want to leave", [], "leave")],
+    "leave while checked in": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("leave", [], "leave", C),
+    ],
+    "opt out is silent and sticks": [
+        Turn("STOP", [], None, State.OPTED_OUT),
+        Turn("here", [], None, State.OPTED_OUT),
+        Turn("START", [], "opted_in"),
+        Turn("here", [CASE], "checked_in", C),
+    ],
+    "yes opts back in as twilio does": [
+        Turn("stop", [], None, State.OPTED_OUT),
+        Turn("YES", [], "opted_in"),
+    ],
+    "opt out during a question": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("stop", [], None, State.OPTED_OUT),
+    ],
+    "start when not opted out": [Turn("start", [], "opted_in")],
+}
+
+
+@pytest.mark.parametrize("name", TRANSCRIPTS)
+def test_transcript(prompts: Prompts, name: str) -> None:
+    converse(prompts, TRANSCRIPTS[name])
+
+
+SHARED = (ALEX, SAM)
+
+SHARED_PHONE: dict[str, list[Turn]] = {
+    "choose by number": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn("2", [CASE], "checked_in", C, actions=[Checkin(Target(personal_id="S1002"))]),
+    ],
+    "choose by first name": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn("alex", [CASE], "checked_in", C, actions=[ALEX_NOW]),
+    ],
+    "a choice out of range is asked again": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn("7", [], "choose_again", State.AWAITING_CHOICE),
+        Turn("1", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("y", [CASE], "checked_in", C, actions=[ALEX_FORCED]),
+    ],
+    "no while choosing": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn("no", [], "declined"),
+    ],
+    "a choice expires": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn("1", [], "hint", minutes=11),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", SHARED_PHONE)
+def test_shared_phone_transcript(prompts: Prompts, name: str) -> None:
+    converse(prompts, SHARED_PHONE[name], candidates=SHARED)
+
+
+def test_unknown_number_is_sent_to_reception(prompts: Prompts) -> None:
+    converse(prompts, [Turn("here", [], "unknown_number")], candidates=())
+
+
+FALLBACK = Policy(booking_number_fallback=True)
+BOOKING = Checkin(Target(case_id=123456))
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [
+            Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("123456", [CASE], "checked_in", C, actions=[BOOKING]),
+        ],
+        [
+            Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn(
+                "booking 123456",
+                [Refusal.NOT_FOUND],
+                "booking_number_not_found",
+                State.AWAITING_IDENTIFIER,
+            ),
+            Turn("654321", [CASE], "checked_in", C),
+        ],
+        [Turn("123456", [CASE], "checked_in", C, actions=[BOOKING])],
+        [
+            Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("dunno", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("dunno", [], "help"),
+        ],
+    ],
+    ids=["asked then given", "wrong number then right", "number straight away", "gives up"],
+)
+def test_booking_number_fallback(prompts: Prompts, turns: list[Turn]) -> None:
+    converse(prompts, turns, candidates=(), policy=FALLBACK)
+
+
+def test_prevent_auto_queue_can_be_forced_when_the_deployer_allows(prompts: Prompts) -> None:
+    converse(
+        prompts,
+        [
+            Turn(
+                "here",
+                [Refusal.PREVENT_AUTO_QUEUE],
+                "confirm_prevent_auto_queue",
+                State.AWAITING_CONFIRM,
+            ),
+            Turn("yes", [CASE], "checked_in", C, actions=[ALEX_FORCED]),
+        ],
+        policy=Policy(force_prevent_auto_queue=True),
+    )
+
+
+def test_checked_in_replies_count_from_one(prompts: Prompts) -> None:
+    outcome = resume(ALEX_NOW, CASE, Context(T0, (ALEX,)), Conversation())
+    assert outcome.reply is not None
+    text = prompts.render(outcome.reply.key, **outcome.reply.values)
+    assert "Ticket A012" in text and "number 3 in line" in text and "15 min" in text
+    assert outcome.data["case_id"] == 42
+
+
+def test_every_state_has_a_transcript() -> None:
+    seen = {t.state for turns in (*TRANSCRIPTS.values(), *SHARED_PHONE.values()) for t in turns}
+    assert seen >= set(State) - {State.AWAITING_IDENTIFIER}  # covered by the fallback tests

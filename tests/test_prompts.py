@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot import prompts as P
+from bot.prompts import PromptError, Prompts
+
+
+def _worst_case_render(prompts: Prompts, key: str) -> str:
+    if key in ("choose", "choose_again"):
+        return prompts.render_choices(key, [P.WORST_CASE["name"]] * P.MAX_CHOICES)
+    values = {name: P.WORST_CASE[name] for name in P.PLACEHOLDERS[key]}
+    return prompts.render(key, **values)
+
+
+@pytest.mark.parametrize("key", sorted(set(P.PLACEHOLDERS) - {"choice_item", "choice_separator"}))
+def test_every_text_fits_one_gsm7_segment_with_worst_case_values(
+    prompts: Prompts, key: str
+) -> None:
+    text = _worst_case_render(prompts, key)
+    assert P.is_gsm7(text), key
+    assert P.septets(text) <= 160, (key, len(text))
+    assert P.segments(text) == 1
+    assert "{" not in text
+
+
+def test_two_short_names_are_offered_whole(prompts: Prompts) -> None:
+    text = prompts.render_choices("choose", ["Alex Smith", "Sam Smith"])
+    assert text == "Who is checking in? Reply 1 for Alex Smith, 2 for Sam Smith."
+
+
+def test_values_outside_gsm7_are_made_safe(prompts: Prompts) -> None:
+    text = prompts.render_choices("choose", ["Zoë Ñúñez", "李 Wang 🙂"])
+    assert P.is_gsm7(text)
+    assert text == "Who is checking in? Reply 1 for Zoe Ñuñez, 2 for Wang."
+
+
+def test_segments_counts_gsm7_and_unicode() -> None:
+    assert P.segments("a" * 160) == 1
+    assert P.segments("a" * 161) == 2
+    assert P.segments("€" * 80) == 1  # extension characters cost two septets
+    assert P.segments("🙂" * 36) == 2  # UCS-2: 70 code units a segment, emoji take two
+
+
+def _copy(src: Path, dest: Path, edit: tuple[str, str] | None = None) -> Path:
+    text = (src / "en.toml").read_text(encoding="utf-8")
+    if edit:
+        text, count = re.subn(edit[0], edit[1], text, count=1, flags=re.M)
+        assert count == 1, edit
+    (dest / "en.toml").write_text(text, encoding="utf-8")
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ((r"^hint = .*$", ""), "text 'hint' is missing"),
+        ((r"\{ticket\}\. You're number", "{tiket}. You're number"), "unknown placeholder"),
+        ((r"^declined = .*$", 'declined = "No problem 😀"'), "non-GSM-7"),
+        ((r"^help = .*$", 'help = "' + "x" * 161 + '"'), "161 characters"),
+        ((r'^yes = \["yes"', 'yes = ["stop"'), "opt-out word"),
+        ((r"^no = .*$", ""), "keyword list 'no'"),
+        ((r"^choose = .*$", 'choose = "Who is it?"'), "must use placeholder"),
+    ],
+)
+def test_start_up_fails_loudly_naming_the_key(
+    prompts_dir: Path, tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    with pytest.raises(PromptError, match=re.escape(message)):
+        P.load(_copy(prompts_dir, tmp_path, edit), "en")
+
+
+def test_a_missing_language_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(PromptError, match="no prompts file for language 'fr'"):
+        P.load(tmp_path, "fr")
+
+
+def test_a_copied_prompts_file_loads_unchanged(prompts_dir: Path, tmp_path: Path) -> None:
+    assert P.load(_copy(prompts_dir, tmp_path), "en").texts["hint"]
