@@ -1,8 +1,7 @@
-"""Shared fixtures: prompts, a fixed clock, and async tests on asyncio (anyio's pytest plugin)."""
+"""Shared fixtures: prompts, a fixed clock; async tests run on asyncio (anyio_mode=auto)."""
 
 from __future__ import annotations
 
-import inspect
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,12 +12,6 @@ from bot.prompts import Prompts
 from bot.settings import PROJECT_ROOT
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)
 
 
 @pytest.fixture

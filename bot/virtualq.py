@@ -1,0 +1,286 @@
+"""The VirtualQ REST client: check-ins and case look-ups, refusals classified, every call observed.
+
+Errors are those of `bot.errors`; httpx's own exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_pascal
+
+from .conversation import CaseView, Refusal
+from .errors import (
+    UpstreamAuthError,
+    UpstreamRefused,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from .settings import Settings
+
+# --- models: validate what the bot uses, tolerate the rest ------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_pascal, validate_by_name=True, extra="ignore")
+
+
+class Customer(_Model):
+    customer_id: int | None = None
+    personal_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    tel_number1: str | None = None
+    tel_number2: str | None = None
+    dob: datetime | None = Field(None, validation_alias=AliasChoices("DOB", "Dob", "dob"))
+    sex: int | None = None  # documented 0..2; samples carry 64
+    is_active: bool | None = None
+    custom_properties: dict[str, Any] | None = None
+
+
+_FINISHED = (8, 15)  # EntityStatus Completed, Cancelled
+
+
+class CaseDetail(_Model):
+    case_id: int
+    process_id: int | None = None
+    ticket: str = Field(min_length=1, max_length=40)
+    case_date_created: datetime | None = None
+    arrival_time: datetime | None = None
+    time_zone_offset: int | None = None
+    case_status: int | None = None  # documented 0/1; samples carry 10
+    process_status: int | None = None
+    customer: Customer | None = None
+    service_id: int | None = None
+    service_name: str | None = None
+    unit_id: int | None = None
+    unit_name: str | None = None
+    location_name: str | None = None
+    language_code: str | None = None
+    entity_status: int | None = None
+    resolution: int | None = None
+    queue_position: int | None = None
+    wait_time_est: int | None = None
+
+    @property
+    def active(self) -> bool:
+        """Still waiting or being served: not closed (CaseStatus 1), completed or cancelled.
+
+        Resolution is not used: a default 0 ("Complete") on an open case is plausible."""
+        return self.case_status != 1 and self.entity_status not in _FINISHED
+
+    def view(self) -> CaseView:
+        position = self.queue_position if (self.queue_position or 0) >= 0 else None
+        wait = max(self.wait_time_est, 0) if self.wait_time_est is not None else None
+        return CaseView(self.case_id, self.ticket.strip(), position, wait, self.active)
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+class RefusalClassifier:
+    """Turns a 4xx answer into a `Refusal` reason with configurable, case-insensitive patterns."""
+
+    def __init__(self, patterns: Mapping[str, list[str]]) -> None:
+        self._patterns = [
+            (Refusal(reason), [re.compile(p, re.IGNORECASE) for p in regexes])
+            for reason, regexes in patterns.items()
+        ]
+
+    def classify(self, status: int, message: str) -> Refusal:
+        for reason, regexes in self._patterns:
+            if any(r.search(message) for r in regexes):
+                return reason
+        return Refusal.NOT_FOUND if status == 404 else Refusal.OTHER
+
+
+_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+
+
+def error_message(body: str) -> str:
+    """The human words in an error body: JSON Message/message/ExceptionMessage/ModelState, plain
+    text, or the text of an HTML page."""
+    text = body.strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        parts = [
+            str(data[k])
+            for k in ("Message", "message", "ExceptionMessage", "error", "Error", "title")
+            if isinstance(data.get(k), str | int)
+        ]
+        state = data.get("ModelState") or data.get("errors")
+        if isinstance(state, dict):
+            parts += [
+                str(v) for vs in state.values() for v in (vs if isinstance(vs, list) else [vs])
+            ]
+        if parts:
+            return " ".join(parts)[:500]
+    if isinstance(data, str):
+        return data[:500]
+    if "<" in text:
+        text = html.unescape(_TAGS.sub(" ", text))
+    return re.sub(r"\s+", " ", text).strip()[:500]
+
+
+# --- the client -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One upstream call, for the log."""
+
+    operation: str
+    request: dict[str, Any]
+    status: int | None
+    latency_ms: int
+    outcome: str  # ok / refused:<reason> / unavailable / timeout / auth
+    response: str | None
+    error: str | None = None
+
+
+Observer = Callable[[CallRecord], None]
+
+
+class VirtualQClient:
+    """Async VirtualQ calls on an injected httpx client (tests pass a MockTransport)."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, classifier: RefusalClassifier, total_timeout: float = 6.0
+    ) -> None:
+        self.http = http
+        self.classifier = classifier
+        self.total_timeout = total_timeout
+
+    async def checkin(
+        self,
+        *,
+        personal_id: str | None = None,
+        case_id: int | None = None,
+        process_id: int | None = None,
+        force: bool = False,
+        observe: Observer | None = None,
+    ) -> CaseDetail:
+        """POST Appointments/Checkin for one identifier; the case on success, else an error."""
+        body: dict[str, Any] = {"ForceEarlyLate": force}
+        if personal_id is not None:
+            body["PersonalId"] = personal_id
+        if case_id is not None:
+            body["CaseId"] = case_id
+        if process_id is not None:
+            body["ProcessId"] = process_id
+        if len(body) != 2:
+            raise ValueError("checkin takes exactly one of personal_id, case_id, process_id")
+        return await self._case("checkin", "POST", "Appointments/Checkin", body, observe)
+
+    async def get_case(self, case_id: int, observe: Observer | None = None) -> CaseDetail:
+        """GET Cases/{caseId}: the case now, with its queue position and wait."""
+        return await self._case("get_case", "GET", f"Cases/{int(case_id)}", None, observe)
+
+    async def ping(self) -> int:
+        """A harmless read (one customer) to check reachability and credentials; the status."""
+        response = await self.http.get("Customers", params={"offset": 1, "limit": 1})
+        return response.status_code
+
+    async def _case(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        observe: Observer | None,
+    ) -> CaseDetail:
+        request = {"method": method, "path": path, "body": body}
+        started = time.monotonic()
+        status: int | None = None
+        text: str | None = None
+
+        def note(outcome: str, error: str | None = None) -> None:
+            if observe:
+                latency = int((time.monotonic() - started) * 1000)
+                observe(CallRecord(operation, request, status, latency, outcome, text, error))
+
+        try:
+            async with asyncio.timeout(self.total_timeout):
+                response = await self.http.request(method, path, json=body)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            cause = f"timeout after {self.total_timeout:g}s ({type(exc).__name__})"
+            note("timeout", cause)
+            raise UpstreamTimeout(cause, request_sent=sent) from exc
+        except httpx.HTTPError as exc:
+            cause = f"{type(exc).__name__}: {exc}"
+            note("unavailable", cause)
+            raise UpstreamUnavailable(cause) from exc
+        status, text = response.status_code, response.text[:4000]
+        if status in (401, 403):
+            cause = f"VirtualQ rejected our credentials ({status}); check VIRTUALQ_AUTH_* settings"
+            note("auth", cause)
+            raise UpstreamAuthError(cause, status)
+        if status in (408, 429) or status >= 500:
+            note("unavailable", f"HTTP {status}")
+            raise UpstreamUnavailable(f"HTTP {status}: {error_message(text)[:200]}", status)
+        if status >= 400:
+            message = error_message(text)
+            reason = self.classifier.classify(status, message)
+            note(f"refused:{reason.value}", message)
+            raise UpstreamRefused(status, message, reason)
+        if not 200 <= status < 300:
+            note("unavailable", f"HTTP {status}")
+            raise UpstreamUnavailable(f"unexpected HTTP {status}", status)
+        try:
+            case = CaseDetail.model_validate_json(response.content)
+        except ValidationError as exc:
+            cause = f"2xx without a usable case: {_first_error(exc)}"
+            note("unavailable", cause)
+            raise UpstreamUnavailable(cause, status) from exc
+        note("ok")
+        return case
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "body"
+    return f"{where}: {err['msg']}"
+
+
+def make_http_client(
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
+    base_url: str | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client for VirtualQ with the configured base URL, timeouts and auth."""
+    headers = {"Accept": "application/json", "User-Agent": "checkin-bot"}
+    if settings.virtualq_auth_header and settings.virtualq_auth_value:
+        headers[settings.virtualq_auth_header] = settings.virtualq_auth_value.get_secret_value()
+    auth = None
+    if settings.virtualq_username and settings.virtualq_password:
+        auth = httpx.BasicAuth(
+            settings.virtualq_username, settings.virtualq_password.get_secret_value()
+        )
+    timeout = httpx.Timeout(
+        settings.virtualq_timeout_seconds, connect=settings.virtualq_connect_timeout_seconds
+    )
+    url = (base_url or settings.virtualq_base_url or "").rstrip("/") + "/"
+    return httpx.AsyncClient(
+        base_url=url, headers=headers, auth=auth, timeout=timeout, transport=transport
+    )
+
+
+def make_client(settings: Settings, http: httpx.AsyncClient) -> VirtualQClient:
+    return VirtualQClient(
+        http, RefusalClassifier(settings.refusal_patterns), settings.virtualq_timeout_seconds
+    )
