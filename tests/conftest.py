@@ -27,3 +27,28 @@ def prompts() -> Prompts:
 @pytest.fixture
 def prompts_dir() -> Path:
     return PROJECT_ROOT / "prompts"
+
+
+class Clock:
+    """A settable clock shared by the bot and the simulator."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, minutes: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(minutes=minutes)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'bot.db'}"

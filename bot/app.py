@@ -1,0 +1,86 @@
+"""The web app factory: nothing happens at import time; the lifespan owns DB and HTTP client."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+import httpx
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from . import phones
+from . import prompts as prompts_module
+from .prompts import Prompts
+from .service import Service
+from .settings import Settings
+from .store import Store, create_engine
+from .virtualq import make_client, make_http_client
+from .webhook import SignatureChecker, healthz, make_sms_endpoint
+
+log = logging.getLogger("checkin_bot.app")
+
+_PHONE = re.compile(r"\+\d{7,15}\b")
+
+
+class MaskPhones(logging.Filter):
+    """Last line of defence: no full E.164 number reaches stdout, whoever logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _PHONE.search(message):
+            record.msg, record.args = _PHONE.sub(lambda m: phones.mask(m.group()), message), ()
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(MaskPhones())
+    root = logging.getLogger("checkin_bot")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def create_app(
+    settings: Settings,
+    *,
+    prompts: Prompts | None = None,
+    virtualq_transport: httpx.AsyncBaseTransport | None = None,
+    virtualq_base_url: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Starlette:
+    """The bot's web app: POST /sms and GET /healthz, wired to a store and VirtualQ."""
+    prompts = prompts or prompts_module.load(settings.prompts_dir, settings.language)
+    store = Store(create_engine(settings.database_url))
+    http = make_http_client(settings, virtualq_transport, virtualq_base_url)
+    service = Service(settings, store, make_client(settings, http), prompts, clock)
+    checker = SignatureChecker(settings)
+    if checker.enabled and not settings.public_base_url:
+        log.warning(
+            "PUBLIC_BASE_URL is not set: signatures are checked against the URL this "
+            "process sees, which behind a proxy is usually wrong"
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.create_schema()  # until migrations arrive: idempotent
+        yield
+        await http.aclose()
+        await store.close()
+
+    app = Starlette(
+        routes=[
+            Route("/sms", make_sms_endpoint(service, checker), methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.store = store
+    return app

@@ -1,0 +1,196 @@
+"""One inbound message, handled: store it, understand it, ask VirtualQ, answer, log it all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from . import identity, intents, phones
+from .conversation import (
+    Action,
+    Checkin,
+    Context,
+    Conversation,
+    Outcome,
+    Policy,
+    Reply,
+    Result,
+    State,
+    Unavailable,
+    resume,
+    step,
+)
+from .errors import UpstreamRefused, UpstreamUnavailable
+from .prompts import Prompts, segments
+from .settings import Settings
+from .store import Store
+from .virtualq import CallRecord, VirtualQClient
+
+log = logging.getLogger("checkin_bot.service")
+
+MAX_UPSTREAM_HOPS = 3  # e.g. a finished case looked up, then a fresh check-in
+DUPLICATE_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class InboundText:
+    """What the service needs of an inbound SMS."""
+
+    sid: str
+    sender: str
+    body: str
+    num_media: int = 0
+
+
+class PhoneLocks:
+    """One message at a time per phone within this process."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class Service:
+    """The check-in conversation for every phone, on a store and a VirtualQ client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        client: VirtualQClient,
+        prompts: Prompts,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = client
+        self.prompts = prompts
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.locks = PhoneLocks()
+        self.policy = Policy(
+            confirm_timeout=timedelta(minutes=settings.confirm_timeout_minutes),
+            checked_in_memory=timedelta(hours=settings.checked_in_memory_hours),
+            force_prevent_auto_queue=settings.force_prevent_auto_queue,
+            booking_number_fallback=settings.booking_number_fallback,
+        )
+
+    async def handle(self, sms: InboundText) -> str | None:
+        """The reply to one inbound text (None: stay silent). Stored before anything else."""
+        phone = phones.sender_key(sms.sender, self.settings.default_region)
+        inbound = await self.store.record_inbound(
+            phone, sms.sid, sms.body, sms.num_media, self.clock()
+        )
+        if inbound.duplicate:
+            return await self._repeat(inbound.id, phone)
+        async with self.locks.hold(phone):
+            return await self._answer(inbound.id, phone, sms.body)
+
+    async def _repeat(self, inbound_id: int, phone: str) -> str | None:
+        """A redelivered MessageSid: the same reply again, and no second upstream call."""
+        handled, reply = await self.store.answer_to(inbound_id, DUPLICATE_WAIT_SECONDS)
+        log.info("duplicate delivery for %s answered from the log", phones.mask(phone))
+        if not handled:
+            return self.prompts.render("upstream_unavailable")
+        return reply
+
+    async def _answer(self, inbound_id: int, phone: str, body: str) -> str | None:
+        before = await self.store.conversation(phone)
+        parsed = intents.parse(body, self.prompts)
+        calls: list[tuple[CallRecord, datetime]] = []
+        try:
+            ctx = Context(
+                self.clock(),
+                await identity.candidates(self.store, self.settings, phone),
+                self.policy,
+            )
+            outcome = step(before, parsed, ctx)
+            hops = 0
+            while outcome.action is not None:
+                if hops == MAX_UPSTREAM_HOPS:
+                    outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
+                    break
+                result = await self._perform(outcome.action, calls, phone)
+                outcome = resume(outcome.action, result, ctx, before)
+                hops += 1
+        except Exception:
+            # The one error sink: log with the conversation key, answer with the apology.
+            log.exception("message for %s failed; sent the fallback reply", phones.mask(phone))
+            outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
+        after = Conversation(outcome.state, outcome.data)
+        text = self._render(outcome.reply)
+        await self.store.finish(
+            inbound_id=inbound_id,
+            phone=phone,
+            before=before,
+            after=after,
+            intent=",".join(sorted(parsed.intents)) or ("number" if parsed.number else ""),
+            reply=text,
+            segments=segments(text) if text else None,
+            calls=calls,
+            now=self.clock(),
+            opt_out_keyword=" ".join(parsed.words)[:32] or None,
+        )
+        log.info(
+            "%s: %s -> %s (%s)",
+            phones.mask(phone),
+            before.state.value,
+            after.state.value,
+            outcome.reply.key if outcome.reply else "silent",
+        )
+        return text
+
+    async def _perform(
+        self, action: Action, calls: list[tuple[CallRecord, datetime]], phone: str
+    ) -> Result:
+        """Run one upstream action; its classified result, never an exception."""
+
+        def observe(record: CallRecord) -> None:
+            calls.append((record, self.clock()))
+
+        try:
+            if isinstance(action, Checkin):
+                target = action.target
+                case = await self.client.checkin(
+                    personal_id=target.personal_id,
+                    case_id=target.case_id,
+                    force=action.force,
+                    observe=observe,
+                )
+            else:
+                case = await self.client.get_case(action.case_id, observe=observe)
+        except UpstreamRefused as exc:
+            log.info(
+                "VirtualQ refused %s for %s: %s",
+                type(action).__name__,
+                phones.mask(phone),
+                exc.cause,
+            )
+            return exc.reason
+        except UpstreamUnavailable as exc:
+            log.warning("VirtualQ unavailable for %s: %s", phones.mask(phone), exc.cause)
+            return Unavailable(exc.cause)
+        return case.view()
+
+    def _render(self, reply: Reply | None) -> str | None:
+        if reply is None:
+            return None
+        if reply.choices is not None:
+            return self.prompts.render_choices(reply.key, list(reply.choices))
+        return self.prompts.render(reply.key, **reply.values)

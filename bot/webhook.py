@@ -1,0 +1,145 @@
+"""The Twilio boundary: signature first (403), then a typed InboundSms (400), then TwiML."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from starlette.datastructures import ImmutableMultiDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from twilio.request_validator import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+from twilio.twiml.messaging_response import MessagingResponse
+
+from . import phones
+from .errors import BadWebhook
+from .service import InboundText, Service
+from .settings import Settings
+
+log = logging.getLogger("checkin_bot.webhook")
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class InboundSms(BaseModel):
+    """Twilio's messaging webhook form, the fields the bot uses; the rest ignored."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    message_sid: str = Field(alias="MessageSid", min_length=1, max_length=64)
+    sender: str = Field(alias="From", min_length=1, max_length=64)
+    to: str = Field("", alias="To", max_length=64)
+    body: str = Field("", alias="Body", max_length=10_000)
+    num_media: Annotated[int, BeforeValidator(_count)] = Field(0, alias="NumMedia")
+    account_sid: str | None = Field(None, alias="AccountSid", max_length=64)
+    messaging_service_sid: str | None = Field(None, alias="MessagingServiceSid", max_length=64)
+
+
+class SignatureChecker:
+    """Validates X-Twilio-Signature (Auth Token, HMAC-SHA1) and SharedKey signatures."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.twilio_validate_signature
+        token = settings.twilio_auth_token
+        self.token = RequestValidator(token.get_secret_value()) if token else None
+        self.shared = [RequestValidator(key) for key in settings.shared_keys()]
+        self.public_base_url = settings.public_base_url
+
+    def url_for(self, request: Request) -> str:
+        """The URL Twilio signed: PUBLIC_BASE_URL + path + query, not what a proxy forwarded."""
+        if not self.public_base_url:
+            return str(request.url)
+        query = f"?{request.url.query}" if request.url.query else ""
+        return f"{self.public_base_url}{request.url.path}{query}"
+
+    def valid(self, request: Request, params: ImmutableMultiDict[str, str]) -> bool:
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            return False
+        url = self.url_for(request)
+        settings_header = request.headers.get(SIGNATURE_SETTINGS_HEADER)
+        if settings_header:
+            algorithm = get_signature_algorithm(settings_header)
+            return any(v.validate(url, params, signature, algorithm) for v in self.shared)
+        return self.token is not None and bool(self.token.validate(url, params, signature))
+
+
+async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
+    """The url-encoded form, refusing oversized or undecodable bodies (BadWebhook)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadWebhook("body too large")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise BadWebhook("body too large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadWebhook("body is not UTF-8") from exc
+    try:
+        return ImmutableMultiDict(parse_qsl(text, keep_blank_values=True, max_num_fields=200))
+    except ValueError as exc:
+        raise BadWebhook(f"unreadable form: {exc}") from exc
+
+
+def twiml(text: str | None) -> Response:
+    response = MessagingResponse()
+    if text:
+        response.message(text)
+    return Response(str(response), media_type="text/xml")
+
+
+def make_sms_endpoint(service: Service, checker: SignatureChecker):  # type: ignore[no-untyped-def]
+    """POST /sms: Twilio's messaging webhook."""
+
+    async def sms(request: Request) -> Response:
+        try:
+            form = await read_form(request)
+        except BadWebhook as exc:
+            status = 413 if "too large" in str(exc) else 400
+            log.warning("rejected webhook (%s): %s", status, exc)
+            return PlainTextResponse(str(exc), status_code=status)
+        if checker.enabled and not checker.valid(request, form):
+            log.warning(
+                "rejected webhook (403): missing or invalid Twilio signature for %s",
+                checker.url_for(request),
+            )
+            return PlainTextResponse("invalid signature", status_code=403)
+        try:
+            inbound = InboundSms.model_validate(dict(form))
+        except ValidationError as exc:
+            fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
+            log.warning("rejected webhook (400): bad or missing field(s) %s", fields)
+            return PlainTextResponse(f"bad webhook: {fields}", status_code=400)
+        try:
+            reply = await service.handle(
+                InboundText(inbound.message_sid, inbound.sender, inbound.body, inbound.num_media)
+            )
+        except Exception:
+            log.exception(
+                "webhook for %s failed; answered the apology", phones.mask(inbound.sender)
+            )
+            reply = service.prompts.render("upstream_unavailable")
+        return twiml(reply)
+
+    return sms
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})

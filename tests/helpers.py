@@ -1,0 +1,120 @@
+"""Test helpers: a bot app wired to the in-process simulator, and Twilio-style signing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from starlette.applications import Starlette
+from twilio.request_validator import RequestValidator
+
+from bot.app import create_app
+from bot.service import Service
+from bot.settings import Settings
+from bot.simulator import Simulator, create_simulator_app, demo_directory, load_demo
+from bot.store import Store, create_engine
+
+from .conftest import T0, Clock
+
+TOKEN = "test-auth-token-0123456789abcdef"
+PUBLIC = "https://bot.example.com"
+ALEX = "+61491570156"  # on time
+JORDAN = "+61491570157"  # early
+CASEY = "+61491570158"  # late
+RILEY = "+61491570159"  # prevent-auto-queue
+PATELS = "+61491570110"  # two customers
+TAYLOR = "+61491570111"  # no appointment today
+STRANGER = "+61491570199"  # not in the directory
+_sids = count(1)
+
+
+def sign(url: str, params: dict[str, str], token: str = TOKEN) -> str:
+    return RequestValidator(token).compute_signature(url, params)  # type: ignore[no-any-return]
+
+
+def form(sender: str, body: str, sid: str | None = None, **extra: str) -> dict[str, str]:
+    return {
+        "MessageSid": sid or f"SM{next(_sids):032d}",
+        "From": sender,
+        "To": "+61400000000",
+        "Body": body,
+        "NumMedia": "0",
+        "AccountSid": "AC" + "0" * 32,
+        **extra,
+    }
+
+
+@dataclass
+class Bot:
+    client: httpx.AsyncClient
+    app: Starlette
+    sim: Simulator
+    settings: Settings
+    clock: Clock
+
+    @property
+    def service(self) -> Service:
+        return self.app.state.service  # type: ignore[no-any-return]
+
+    @property
+    def store(self) -> Store:
+        return self.service.store
+
+    async def post(
+        self, params: dict[str, str], signed: bool = True, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        all_headers = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+        if signed:
+            all_headers["X-Twilio-Signature"] = sign(f"{PUBLIC}/sms", params)
+        return await self.client.post("/sms", content=urlencode(params), headers=all_headers)
+
+    async def text(self, sender: str, body: str, **kw: Any) -> str | None:
+        """Send a text as Twilio would; the bot's reply text (None when silent)."""
+        response = await self.post(form(sender, body, **kw))
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/xml")
+        return reply_text(response.text)
+
+
+def reply_text(xml: str) -> str | None:
+    import xml.etree.ElementTree as ET
+
+    message = ET.fromstring(xml).find("Message")
+    return message.text if message is not None else None
+
+
+async def seed_directory(db_url: str) -> None:
+    from bot import identity
+
+    store = Store(create_engine(db_url))
+    await store.create_schema()
+    text = "\n".join(f"{p},{i},{n}" for p, i, n in demo_directory())
+    await identity.import_directory(store, text, "AU", T0)
+    await store.close()
+
+
+@asynccontextmanager
+async def running_bot(db_url: str, clock: Clock, **settings: Any) -> AsyncIterator[Bot]:
+    """The bot app, lifespan started, on a seeded SQLite file and the in-process simulator."""
+    config = Settings(
+        database_url=db_url, twilio_auth_token=TOKEN, public_base_url=PUBLIC, **settings
+    )
+    await seed_directory(db_url)
+    sim = load_demo(Simulator(clock=clock))
+    app = create_app(
+        config,
+        virtualq_transport=httpx.ASGITransport(app=create_simulator_app(sim)),
+        virtualq_base_url="http://sim",
+        clock=clock,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://internal:8000") as client,
+    ):
+        yield Bot(client, app, sim, config, clock)

@@ -1,0 +1,246 @@
+"""The whole bot through its webhook, against the simulator, with the log checked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from bot import identity
+from bot.app import create_app
+from bot.conversation import State
+from bot.settings import Settings
+from bot.store import Store, create_engine
+
+from .conftest import T0, Clock
+from .helpers import (
+    ALEX,
+    CASEY,
+    JORDAN,
+    PATELS,
+    RILEY,
+    STRANGER,
+    TAYLOR,
+    Bot,
+    form,
+    reply_text,
+    running_bot,
+)
+
+
+@pytest.fixture
+async def bot(db_url: str, clock: Clock) -> AsyncIterator[Bot]:
+    async with running_bot(db_url, clock) as b:
+        yield b
+
+
+async def test_here_checks_in_and_the_log_has_everything(bot: Bot) -> None:
+    reply = await bot.text(ALEX, "I'm here!")
+    assert reply == (
+        "You're checked in! Ticket A003. You're number 3 in line, about 12 min "
+        "wait. Text STATUS for an update."
+    )
+    log = await bot.store.transcript(ALEX)
+    inbound, outbound = log
+    assert (inbound["direction"], inbound["body"], inbound["intent"]) == (
+        "in",
+        "I'm here!",
+        "arrive",
+    )
+    assert (inbound["state_before"], inbound["state_after"]) == ("idle", "checked_in")
+    assert outbound["direction"] == "out" and outbound["body"] == reply
+    assert outbound["reply_to"] == inbound["id"] and outbound["segments"] == 1
+    [call] = inbound["calls"]
+    assert call["operation"] == "checkin" and call["status"] == 200 and call["outcome"] == "ok"
+    assert call["request"]["body"] == {"PersonalId": "S1001", "ForceEarlyLate": False}
+    assert call["latency_ms"] >= 0
+
+
+async def test_early_arrival_is_asked_before_forcing(bot: Bot) -> None:
+    assert "early" in (await bot.text(JORDAN, "here") or "")
+    assert bot.sim.checkins == 0
+    assert "Ticket B004" in (await bot.text(JORDAN, "yes") or "")
+    calls = [c for m in await bot.store.transcript(JORDAN) for c in m["calls"]]
+    assert [c["request"]["body"]["ForceEarlyLate"] for c in calls] == [False, True]
+    assert [c["outcome"] for c in calls] == ["refused:early", "ok"]
+
+
+async def test_late_arrival_declined_then_here_later(bot: Bot) -> None:
+    assert "late" in (await bot.text(CASEY, "here") or "")
+    assert "No problem" in (await bot.text(CASEY, "no") or "")
+    assert (await bot.store.conversation(CASEY)).state is State.IDLE
+
+
+async def test_an_expired_question_is_not_answered_by_yes(bot: Bot) -> None:
+    await bot.text(JORDAN, "here")
+    bot.clock.advance(11)
+    assert "expired" in (await bot.text(JORDAN, "yes") or "")
+    assert bot.sim.checkins == 0
+
+
+async def test_prevent_auto_queue_and_no_appointment_and_unknown(bot: Bot) -> None:
+    assert "reception" in (await bot.text(RILEY, "here") or "")
+    assert "couldn't find an appointment" in (await bot.text(TAYLOR, "here") or "")
+    assert "don't recognise this number" in (await bot.text(STRANGER, "here") or "")
+    assert bot.sim.checkins == 0
+
+
+async def test_a_shared_phone_chooses_who_is_checking_in(bot: Bot) -> None:
+    ask = await bot.text(PATELS, "here")
+    assert ask == "Who is checking in? Reply 1 for Sam Patel, 2 for Mia Patel."
+    assert "Ticket C002" in (await bot.text(PATELS, "2") or "")
+
+
+async def test_status_follows_the_moving_queue(bot: Bot) -> None:
+    await bot.text(ALEX, "here")
+    bot.sim.call_next(1)
+    assert (await bot.text(ALEX, "status")) == (
+        "Ticket A003: you're number 2 in line, about 9 min wait."
+    )
+    bot.sim.call_next(1)
+    assert "next in line" in (await bot.text(ALEX, "here") or "")
+    assert bot.sim.checkins == 1  # HERE again looked the case up, it did not check in again
+    for _ in range(2):
+        bot.sim.call_next(1)
+    assert "no longer in the queue" in (await bot.text(ALEX, "status") or "")
+
+
+async def test_a_repeated_message_sid_gets_the_same_reply_and_no_second_call(bot: Bot) -> None:
+    params = form(ALEX, "here")
+    first = await bot.post(params)
+    second = await bot.post(params)
+    assert first.text == second.text and "Ticket" in first.text
+    assert bot.sim.checkins == 1
+    log = await bot.store.transcript(ALEX)
+    assert [m["direction"] for m in log] == ["in", "out"]
+
+
+async def test_concurrent_duplicate_deliveries_check_in_once(bot: Bot) -> None:
+    params = form(ALEX, "here")
+    replies = await asyncio.gather(*(bot.post(params) for _ in range(5)))
+    assert {r.status_code for r in replies} == {200}
+    assert len({r.text for r in replies}) == 1
+    assert bot.sim.checkins == 1
+
+
+async def test_two_yes_replies_arriving_together_force_one_check_in(bot: Bot) -> None:
+    await bot.text(JORDAN, "here")
+    replies = await asyncio.gather(bot.post(form(JORDAN, "yes")), bot.post(form(JORDAN, "YES!")))
+    texts = [reply_text(r.text) or "" for r in replies]
+    assert bot.sim.checkins == 1
+    assert sum("checked in!" in t for t in texts) == 1
+
+
+async def test_opt_out_is_recorded(bot: Bot) -> None:
+    assert await bot.text(ALEX, "STOP") is None
+    assert await bot.store.is_opted_out(ALEX)
+    await bot.text(ALEX, "start")
+    assert not await bot.store.is_opted_out(ALEX)
+
+
+async def test_every_inbound_message_is_stored_even_when_silent(bot: Bot) -> None:
+    await bot.text(ALEX, "stop")
+    await bot.text(ALEX, "here")
+    log = await bot.store.transcript(ALEX)
+    assert [m["body"] for m in log] == ["stop", "here"]
+
+
+async def test_upstream_down_gets_an_apology_and_the_conversation_recovers(
+    db_url: str, clock: Clock
+) -> None:
+    calls = {"n": 0}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(
+            200, json={"CaseId": 9, "Ticket": "Z001", "QueuePosition": 0, "WaitTimeEst": 0}
+        )
+
+    from .helpers import seed_directory
+
+    await seed_directory(db_url)
+    config = Settings(database_url=db_url, twilio_validate_signature=False)
+    app = create_app(
+        config,
+        virtualq_transport=httpx.MockTransport(flaky),
+        virtualq_base_url="http://vq",
+        clock=clock,
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        first = await client.post("/sms", data=form(ALEX, "here"))
+        assert "reception" in (reply_text(first.text) or "")
+        second = await client.post("/sms", data=form(ALEX, "here"))
+        assert "Ticket Z001" in (reply_text(second.text) or "")
+        log = await app.state.store.transcript(ALEX)
+        assert log[0]["calls"][0]["outcome"] == "unavailable"
+        assert "ConnectError" in log[0]["calls"][0]["error"]
+
+
+async def test_phone_as_personal_id(db_url: str, clock: Clock) -> None:
+    seen: list[bytes] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        return httpx.Response(
+            200, json={"CaseId": 1, "Ticket": "A001", "QueuePosition": 1, "WaitTimeEst": 5}
+        )
+
+    config = Settings(
+        database_url=db_url,
+        twilio_validate_signature=False,
+        personal_id_source="phone",
+        personal_id_phone_format="national_digits",
+    )
+    app = create_app(
+        config,
+        virtualq_transport=httpx.MockTransport(upstream),
+        virtualq_base_url="http://vq",
+        clock=clock,
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        await client.post("/sms", data=form(STRANGER, "here"))
+    assert b'"PersonalId":"0491570199"' in seen[0]
+
+
+async def test_booking_number_fallback_end_to_end(db_url: str, clock: Clock) -> None:
+    async with running_bot(db_url, clock, booking_number_fallback=True) as b:
+        assert "booking number" in (await b.text(STRANGER, "here") or "")
+        assert "Ticket A003" in (await b.text(STRANGER, "100001") or "")
+
+
+async def test_directory_import_reports_bad_lines_and_updates(db_url: str) -> None:
+    store = Store(create_engine(db_url))
+    await store.create_schema()
+    csv = (
+        "phone,personal_id,name\n"
+        "0491 570 156,S1,Alex\n"
+        "+61 491 570 157,S2\n"
+        "not a phone,S3,X\n"
+        "0491570156,,Nobody\n"
+        "\n"
+        "(04) 9157 0110,S4," + "N" * 120 + "\n"
+    )
+    report = await identity.import_directory(store, csv, "AU", T0)
+    assert (report.added, report.updated) == (3, 0)
+    assert [line for line, _ in report.errors] == [4, 5]
+    again = await identity.import_directory(store, "0491570156,S1,Alex Smith\n", "AU", T0)
+    assert (again.added, again.updated) == (0, 1)
+    assert [c.name for c in await store.candidates("+61491570156")] == ["Alex Smith"]
+    await store.close()
+
+
+def test_settings_refuse_a_bad_value_naming_it() -> None:
+    from bot.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="PERSONAL_ID_SOURCE"):
+        load_settings(personal_id_source="fax")

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+import pytest
+
+from .conftest import Clock
+from .helpers import ALEX, PUBLIC, TOKEN, Bot, form, reply_text, running_bot, sign
+
+SHARED_KEY = "shared-key-secret-for-webhook-settings"
+
+
+@pytest.fixture
+async def bot(db_url: str, clock: Clock) -> AsyncIterator[Bot]:
+    async with running_bot(db_url, clock, twilio_webhook_shared_keys=f"old-key,{SHARED_KEY}") as b:
+        yield b
+
+
+async def test_a_signed_here_gets_the_ticket_as_twiml(bot: Bot) -> None:
+    response = await bot.post(form(ALEX, "HERE"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/xml; charset=utf-8"
+    assert response.text.startswith('<?xml version="1.0" encoding="UTF-8"?><Response><Message>')
+    assert "Ticket A003" in (reply_text(response.text) or "")
+
+
+async def test_a_forged_signature_is_refused_and_nothing_is_checked_in(bot: Bot) -> None:
+    params = form(ALEX, "HERE")
+    forged = sign(f"{PUBLIC}/sms", params, token="not-the-token")
+    response = await bot.post(params, signed=False, headers={"X-Twilio-Signature": forged})
+    assert response.status_code == 403
+    assert bot.sim.checkins == 0
+
+
+async def test_a_missing_signature_is_refused(bot: Bot) -> None:
+    assert (await bot.post(form(ALEX, "HERE"), signed=False)).status_code == 403
+
+
+async def test_a_signature_over_other_params_is_refused(bot: Bot) -> None:
+    params = form(ALEX, "HERE")
+    signature = sign(f"{PUBLIC}/sms", params)
+    params["Body"] = "HERE please"
+    response = await bot.post(params, signed=False, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 403
+
+
+async def test_signatures_are_checked_against_public_base_url_not_the_proxied_url(bot: Bot) -> None:
+    # The app is reached as http://internal:8000 behind the proxy; Twilio signed the https URL.
+    params = form(ALEX, "HERE")
+    internal = sign("http://internal:8000/sms", params)
+    assert (
+        await bot.post(params, signed=False, headers={"X-Twilio-Signature": internal})
+    ).status_code == 403
+    assert (await bot.post(params)).status_code == 200
+
+
+async def test_the_query_string_is_part_of_the_signed_url(bot: Bot) -> None:
+    params = form(ALEX, "HERE")
+    signature = sign(f"{PUBLIC}/sms?site=north", params)
+    response = await bot.client.post(
+        "/sms?site=north",
+        content=urlencode(params),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+    assert response.status_code == 200
+
+
+def _shared_key_signature(url: str, params: dict[str, str], key: str) -> str:
+    payload = url + "".join(k + params[k] for k in sorted(params))
+    digest = hmac.new(key.encode(), payload.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+async def test_shared_key_signatures_are_accepted(bot: Bot) -> None:
+    params = form(ALEX, "HERE")
+    headers = {
+        "X-Twilio-Signature": _shared_key_signature(f"{PUBLIC}/sms", params, SHARED_KEY),
+        "X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_01,algorithm=HMAC_SHA256",
+    }
+    assert (await bot.post(params, signed=False, headers=headers)).status_code == 200
+
+
+async def test_a_shared_key_signature_with_the_wrong_key_is_refused(bot: Bot) -> None:
+    params = form(ALEX, "HERE")
+    headers = {
+        "X-Twilio-Signature": _shared_key_signature(f"{PUBLIC}/sms", params, "wrong"),
+        "X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_01,algorithm=HMAC_SHA256",
+    }
+    assert (await bot.post(params, signed=False, headers=headers)).status_code == 403
+    # and an auth-token signature does not pass as a shared-key one
+    headers["X-Twilio-Signature"] = sign(f"{PUBLIC}/sms", params, TOKEN)
+    assert (await bot.post(params, signed=False, headers=headers)).status_code == 403
+
+
+@pytest.mark.parametrize("missing", ["From", "MessageSid"])
+async def test_a_form_without_from_or_message_sid_is_a_400(bot: Bot, missing: str) -> None:
+    params = form(ALEX, "HERE")
+    del params[missing]
+    response = await bot.post(params)
+    assert response.status_code == 400 and missing in response.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00garbage", b"%%%", b"a=1&" * 300, b""],
+    ids=["not utf-8", "bad escapes", "too many fields", "empty"],
+)
+async def test_garbage_bodies_are_a_4xx_never_a_500(bot: Bot, content: bytes) -> None:
+    response = await bot.client.post(
+        "/sms",
+        content=content,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"},
+    )
+    assert response.status_code in (400, 403)
+
+
+async def test_an_oversized_body_is_413(bot: Bot) -> None:
+    response = await bot.client.post(
+        "/sms",
+        content=b"Body=" + b"a" * 70_000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["", "x" * 1600, "مرحبا \u202e here", "here\u0000", "🙂" * 400, "<script>alert(1)</script>"],
+    ids=["empty mms", "1600 chars", "rtl", "nul", "emoji", "markup"],
+)
+async def test_any_body_gets_an_answer(bot: Bot, body: str) -> None:
+    params = form(ALEX, body, NumMedia="1" if not body else "0")
+    response = await bot.post(params)
+    assert response.status_code == 200
+    assert reply_text(response.text)
+
+
+async def test_a_non_numeric_num_media_is_tolerated(bot: Bot) -> None:
+    assert (await bot.post(form(ALEX, "help", NumMedia="lots"))).status_code == 200
+
+
+async def test_opt_out_words_get_an_empty_response(bot: Bot) -> None:
+    response = await bot.post(form(ALEX, "STOP"))
+    assert response.status_code == 200
+    assert response.text == '<?xml version="1.0" encoding="UTF-8"?><Response />'
+    assert (await bot.text(ALEX, "HERE")) is None
+    assert bot.sim.checkins == 0
+    assert "again" in ((await bot.text(ALEX, "START")) or "")
+
+
+async def test_unknown_extra_fields_are_ignored(bot: Bot) -> None:
+    assert (
+        await bot.post(
+            form(
+                ALEX,
+                "help",
+                FromCity="MELBOURNE",
+                SmsStatus="received",
+                ApiVersion="2010-04-01",
+                Whatever="1",
+            )
+        )
+    ).status_code == 200
+
+
+async def test_healthz(bot: Bot) -> None:
+    assert (await bot.client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_signature_checks_can_be_turned_off_for_local_use(db_url: str, clock: Clock) -> None:
+    async with running_bot(db_url, clock, twilio_validate_signature=False) as local:
+        assert (await local.post(form(ALEX, "HERE"), signed=False)).status_code == 200
