@@ -122,12 +122,12 @@ class Service:
             )
             outcome = step(before, parsed, ctx)
             hops = 0
-            while outcome.action is not None:
+            while (action := outcome.action) is not None:
                 if hops == MAX_UPSTREAM_HOPS:
                     outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
                     break
-                result = await self._perform(outcome.action, calls, phone)
-                outcome = resume(outcome.action, result, ctx, before)
+                result = await self._perform(action, calls, phone)
+                outcome = resume(action, result, ctx, before)
                 hops += 1
         except Exception:
             # The one error sink: log with the conversation key, answer with the apology.

@@ -165,8 +165,8 @@ class Store:
         )
         try:
             async with self.engine.begin() as conn:
-                result = await conn.execute(messages.insert().values(**row))
-                return Inbound(int(result.inserted_primary_key[0]), False)
+                new_id = await conn.scalar(messages.insert().values(**row).returning(messages.c.id))
+                return Inbound(int(new_id), False)
         except sa.exc.IntegrityError:
             async with self.engine.connect() as conn:
                 found = await conn.scalar(

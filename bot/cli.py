@@ -1,0 +1,263 @@
+"""The `checkin-bot` command line (also `python -m bot`)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+
+from . import identity
+from . import prompts as prompts_module
+from .app import configure_logging, create_app
+from .prompts import PromptError
+from .service import InboundText, Service
+from .settings import Settings, SettingsError, load_settings, settings_table
+from .simulator import DEMO_PEOPLE, UNKNOWN_DEMO_PHONE, Simulator, create_simulator_app, load_demo
+from .simulator import demo_directory as demo_rows
+from .store import Store, create_engine
+from .virtualq import make_client, make_http_client
+
+DEMO_DATABASE = "sqlite:///checkin-bot-demo.db"
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _require_serve_settings(settings: Settings) -> None:
+    missing = []
+    if settings.twilio_validate_signature and not settings.twilio_auth_token:
+        missing.append("TWILIO_AUTH_TOKEN (or TWILIO_VALIDATE_SIGNATURE=false for local tests)")
+    if not settings.virtualq_base_url:
+        missing.append("VIRTUALQ_BASE_URL (or run `checkin-bot demo` to use the simulator)")
+    if missing:
+        raise click.ClickException("serve needs: " + "; ".join(missing))
+
+
+def app_from_env() -> Starlette:
+    """The production app, configured from the environment (uvicorn factory)."""
+    settings = load_settings()
+    _require_serve_settings(settings)
+    configure_logging()
+    return create_app(settings)
+
+
+@click.group()
+def main() -> None:
+    """SMS check-in bot for Q-Flow VirtualQ: customers text HERE and get their ticket."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, envvar="PORT", type=int)
+@click.option("--workers", default=1, show_default=True, envvar="WEB_CONCURRENCY", type=int)
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the production web server (settings from the environment)."""
+    settings = _settings()
+    _require_serve_settings(settings)
+    try:
+        prompts_module.load(settings.prompts_dir, settings.language)
+    except PromptError as exc:
+        raise click.ClickException(str(exc)) from exc
+    uvicorn.run(
+        "bot.cli:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8081, show_default=True, type=int)
+@click.option(
+    "--call-every",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Seconds between calling the next customer in every queue (0: never).",
+)
+def simulator(host: str, port: int, call_every: float) -> None:
+    """Run the VirtualQ simulator alone, with the demo data."""
+    app = create_simulator_app(call_every=call_every or None)
+    click.echo(f"VirtualQ simulator on http://{host}:{port}  (state: /_sim/state)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.command()
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--sim-port", default=8081, show_default=True, type=int)
+@click.option(
+    "--call-every",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Seconds between calling the next customer in every queue.",
+)
+def demo(port: int, sim_port: int, call_every: float) -> None:
+    """The whole bot locally: webhook + VirtualQ simulator + SQLite, no credentials."""
+    import os
+
+    database = os.environ.get("DATABASE_URL", DEMO_DATABASE)
+    settings = _settings(
+        twilio_validate_signature=False,
+        database_url=database,
+        virtualq_base_url=f"http://127.0.0.1:{sim_port}",
+    )
+    configure_logging()
+    asyncio.run(_seed_demo_directory(settings))
+    bot_app = create_app(settings)
+    sim_app = create_simulator_app(call_every=call_every or None)
+    _print_demo_help(port, sim_port, database)
+
+    async def both() -> None:
+        servers = [
+            uvicorn.Server(
+                uvicorn.Config(sim_app, host="127.0.0.1", port=sim_port, log_level="warning")
+            ),
+            uvicorn.Server(
+                uvicorn.Config(bot_app, host="127.0.0.1", port=port, log_level="warning")
+            ),
+        ]
+        await asyncio.gather(*(s.serve() for s in servers))
+
+    asyncio.run(both())
+
+
+def _print_demo_help(port: int, sim_port: int, database: str) -> None:
+    click.echo(f"""
+checkin-bot demo: webhook on http://127.0.0.1:{port}/sms, VirtualQ simulator on
+http://127.0.0.1:{sim_port} (queues: /_sim/state), log in {database}.
+Signature checks are off. Demo phones (the queue moves every minute):""")
+    for _, first, last, tel, _, _, flag in DEMO_PEOPLE:
+        click.echo(f"  {tel:<16} {first} {last}: {flag}")
+    click.echo(f"  {UNKNOWN_DEMO_PHONE:<16} (not in the directory)")
+    click.echo(f"""
+Text the bot as Twilio would:
+  curl -s -d From=+61491570156 -d Body=HERE -d MessageSid=SM$RANDOM http://127.0.0.1:{port}/sms
+or chat in a terminal (in-process simulator):  checkin-bot chat --from 0491570157
+Ctrl-C stops the demo.
+""")
+
+
+async def _seed_demo_directory(settings: Settings) -> None:
+    store = Store(create_engine(settings.database_url))
+    await store.create_schema()
+    text = "\n".join(f"{phone},{pid},{name}" for phone, pid, name in demo_rows())
+    await identity.import_directory(store, text, "AU", datetime.now(UTC))
+    await store.close()
+
+
+@main.command()
+@click.option("--from", "sender", required=True, help="The phone number to text from.")
+def chat(sender: str) -> None:
+    """A terminal conversation through the same service code (simulator unless configured)."""
+    settings = _settings()
+    logging.getLogger("checkin_bot").setLevel(logging.WARNING)
+    asyncio.run(_chat(settings, sender))
+
+
+async def _chat(settings: Settings, sender: str) -> None:
+    transport: httpx.AsyncBaseTransport | None = None
+    if not settings.virtualq_base_url:
+        transport = httpx.ASGITransport(app=create_simulator_app(load_demo(Simulator())))
+        settings = settings.model_copy(update={"virtualq_base_url": "http://simulator"})
+        await _seed_demo_directory(settings)
+        where = "the built-in simulator"
+    else:
+        where = settings.virtualq_base_url
+    try:
+        prompts = prompts_module.load(settings.prompts_dir, settings.language)
+    except PromptError as exc:
+        raise click.ClickException(str(exc)) from exc
+    store = Store(create_engine(settings.database_url))
+    await store.create_schema()
+    http = make_http_client(settings, transport)
+    service = Service(settings, store, make_client(settings, http), prompts)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        click.echo(f"Texting as {sender} ({where}). Type a message; Ctrl-D ends.")
+    try:
+        for number in itertools.count(1):
+            line = await asyncio.to_thread(_read_line, "you> " if interactive else "")
+            if line is None:
+                break
+            sid = f"SMchat{uuid.uuid4().hex[:26]}{number}"
+            reply = await service.handle(InboundText(sid, sender, line))
+            click.echo(f"bot> {reply}" if reply is not None else "bot> (no reply)")
+    finally:
+        await http.aclose()
+        await store.close()
+
+
+def _read_line(prompt: str) -> str | None:
+    try:
+        return input(prompt)
+    except EOFError:
+        return None
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (the Procfile's release phase)."""
+    settings = _settings()
+
+    async def run() -> None:
+        store = Store(create_engine(settings.database_url))
+        await store.create_schema()
+        await store.close()
+
+    asyncio.run(run())
+    click.echo("database schema is up to date")
+
+
+@main.group()
+def directory() -> None:
+    """The phone -> PersonalId directory."""
+
+
+@directory.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def directory_import(csv_file: Path) -> None:
+    """Load phone,personal_id[,name] rows (any phone format) into the directory."""
+    settings = _settings()
+
+    async def run() -> identity.ImportReport:
+        store = Store(create_engine(settings.database_url))
+        await store.create_schema()
+        text = csv_file.read_text(encoding="utf-8-sig", errors="replace")
+        report = await identity.import_directory(
+            store, text, settings.default_region, datetime.now(UTC)
+        )
+        await store.close()
+        return report
+
+    report = asyncio.run(run())
+    for line, problem in report.errors:
+        click.echo(f"{csv_file}:{line}: skipped: {problem}", err=True)
+    click.echo(f"{report.added} added, {report.updated} updated, {len(report.errors)} skipped")
+    if report.errors and not (report.added or report.updated):
+        sys.exit(1)
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Print every setting, its default and what it does."""
+    for name, default, help_text in settings_table():
+        click.echo(f"{name}\n    default: {default or '(none)'}\n    {help_text}")

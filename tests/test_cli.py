@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from bot.settings import PROJECT_ROOT, Settings
+
+
+@pytest.fixture
+def runner(db_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    for name in ("VIRTUALQ_BASE_URL", "TWILIO_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()
+
+
+def test_settings_prints_every_setting_with_its_help(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["settings"])
+    assert result.exit_code == 0
+    for name, field in Settings.model_fields.items():
+        assert name.upper() in result.output
+        assert (field.description or "")[:40] in result.output
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [n.upper() for n in Settings.model_fields if f"`{n.upper()}`" not in readme]
+    assert not missing, f"README settings table lacks {missing}"
+
+
+def test_directory_import_reports_bad_lines(runner: CliRunner, tmp_path: Path) -> None:
+    csv = tmp_path / "people.csv"
+    csv.write_text("phone,personal_id,name\n0491 570 156,S1,Alex\nnonsense,S2\n+61491570157,S3\n")
+    result = runner.invoke(main, ["directory", "import", str(csv)])
+    assert result.exit_code == 0, result.output
+    assert "2 added, 0 updated, 1 skipped" in result.output
+    assert "people.csv:3: skipped: not a valid phone number" in result.output
+
+
+def test_directory_import_of_only_bad_rows_fails(runner: CliRunner, tmp_path: Path) -> None:
+    csv = tmp_path / "bad.csv"
+    csv.write_text("junk,\n")
+    assert runner.invoke(main, ["directory", "import", str(csv)]).exit_code == 1
+
+
+def test_migrate_creates_the_schema(runner: CliRunner, db_url: str) -> None:
+    result = runner.invoke(main, ["migrate"])
+    assert result.exit_code == 0 and "up to date" in result.output
+    assert Path(db_url.removeprefix("sqlite:///")).exists()
+
+
+def test_chat_talks_to_the_built_in_simulator(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["chat", "--from", "0491 570 157"], input="here\nyes\nstatus\n")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "early" in lines[0] and "Ticket B004" in lines[1] and "Ticket B004" in lines[2]
+
+
+def test_serve_names_what_is_missing(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code != 0
+    assert "TWILIO_AUTH_TOKEN" in result.output and "VIRTUALQ_BASE_URL" in result.output
+
+
+def test_python_dash_m_bot_is_the_same_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("demo", "chat", "serve", "simulator", "migrate", "directory", "settings"):
+        assert command in out
