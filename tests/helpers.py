@@ -118,3 +118,22 @@ async def running_bot(db_url: str, clock: Clock, **settings: Any) -> AsyncIterat
         httpx.AsyncClient(transport=transport, base_url="http://internal:8000") as client,
     ):
         yield Bot(client, app, sim, config, clock)
+
+
+@asynccontextmanager
+async def mock_upstream_bot(
+    db_url: str, clock: Clock, handler: Any, **settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Starlette]]:
+    """The bot app (signatures off) with VirtualQ played by an httpx.MockTransport handler."""
+    config = Settings(database_url=db_url, twilio_validate_signature=False, **settings)
+    app = create_app(
+        config,
+        virtualq_transport=httpx.MockTransport(handler),
+        virtualq_base_url="http://vq",
+        clock=clock,
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        yield client, app

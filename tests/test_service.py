@@ -9,9 +9,7 @@ import httpx
 import pytest
 
 from bot import identity
-from bot.app import create_app
 from bot.conversation import State
-from bot.settings import Settings
 from bot.store import Store, create_engine
 
 from .conftest import T0, Clock
@@ -25,8 +23,10 @@ from .helpers import (
     TAYLOR,
     Bot,
     form,
+    mock_upstream_bot,
     reply_text,
     running_bot,
+    seed_directory,
 )
 
 
@@ -160,20 +160,8 @@ async def test_upstream_down_gets_an_apology_and_the_conversation_recovers(
             200, json={"CaseId": 9, "Ticket": "Z001", "QueuePosition": 0, "WaitTimeEst": 0}
         )
 
-    from .helpers import seed_directory
-
     await seed_directory(db_url)
-    config = Settings(database_url=db_url, twilio_validate_signature=False)
-    app = create_app(
-        config,
-        virtualq_transport=httpx.MockTransport(flaky),
-        virtualq_base_url="http://vq",
-        clock=clock,
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
+    async with mock_upstream_bot(db_url, clock, flaky) as (client, app):
         first = await client.post("/sms", data=form(ALEX, "here"))
         assert "reception" in (reply_text(first.text) or "")
         second = await client.post("/sms", data=form(ALEX, "here"))
@@ -192,22 +180,13 @@ async def test_phone_as_personal_id(db_url: str, clock: Clock) -> None:
             200, json={"CaseId": 1, "Ticket": "A001", "QueuePosition": 1, "WaitTimeEst": 5}
         )
 
-    config = Settings(
-        database_url=db_url,
-        twilio_validate_signature=False,
+    async with mock_upstream_bot(
+        db_url,
+        clock,
+        upstream,
         personal_id_source="phone",
         personal_id_phone_format="national_digits",
-    )
-    app = create_app(
-        config,
-        virtualq_transport=httpx.MockTransport(upstream),
-        virtualq_base_url="http://vq",
-        clock=clock,
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
+    ) as (client, _):
         await client.post("/sms", data=form(STRANGER, "here"))
     assert b'"PersonalId":"0491570199"' in seen[0]
 
