@@ -190,11 +190,6 @@ class VirtualQClient:
         """GET Cases/{caseId}: the case now, with its queue position and wait."""
         return await self._case("get_case", "GET", f"Cases/{int(case_id)}", None, observe)
 
-    async def ping(self) -> int:
-        """A harmless read (one customer) to check reachability and credentials; the status."""
-        response = await self.http.get("Customers", params={"offset": 1, "limit": 1})
-        return response.status_code
-
     async def _case(
         self,
         operation: str,

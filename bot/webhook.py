@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -105,7 +106,9 @@ def twiml(text: str | None) -> Response:
     return Response(str(response), media_type="text/xml")
 
 
-def make_sms_endpoint(service: Service, checker: SignatureChecker):  # type: ignore[no-untyped-def]
+def make_sms_endpoint(
+    service: Service, checker: SignatureChecker
+) -> Callable[[Request], Awaitable[Response]]:
     """POST /sms: Twilio's messaging webhook."""
 
     async def sms(request: Request) -> Response:
