@@ -9,7 +9,7 @@
     │   │   └── UpstreamAuthError     401/403: a configuration error for the deployer
     │   └── UpstreamRefused           a 4xx answer, classified: early, late,
     │                                 prevent_auto_queue, not_found, already_checked_in, other
-    └── BadWebhook                    a webhook request we cannot use (400)
+    └── BadWebhook                    a webhook request we cannot use (400, or 413)
 
 Each error carries what the one error sink needs: the cause for the log, the status and the
 classified reason for the conversation.
@@ -59,4 +59,8 @@ class UpstreamRefused(UpstreamError):
 
 
 class BadWebhook(CheckinBotError):
-    """A webhook request that is not a usable Twilio message (answered 400)."""
+    """A webhook request that is not a usable Twilio message (answered with `status`)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

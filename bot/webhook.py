@@ -83,12 +83,12 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
     """The url-encoded form, refusing oversized or undecodable bodies (BadWebhook)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BadWebhook("body too large")
+        raise BadWebhook("body too large", status=413)
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
-            raise BadWebhook("body too large")
+            raise BadWebhook("body too large", status=413)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -115,9 +115,8 @@ def make_sms_endpoint(
         try:
             form = await read_form(request)
         except BadWebhook as exc:
-            status = 413 if "too large" in str(exc) else 400
-            log.warning("rejected webhook (%s): %s", status, exc)
-            return PlainTextResponse(str(exc), status_code=status)
+            log.warning("rejected webhook (%s): %s", exc.status, exc)
+            return PlainTextResponse(str(exc), status_code=exc.status)
         if checker.enabled and not checker.valid(request, form):
             log.warning(
                 "rejected webhook (403): missing or invalid Twilio signature for %s",
