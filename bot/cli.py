@@ -24,7 +24,7 @@ from .service import InboundText, Service
 from .settings import Settings, SettingsError, load_settings, settings_table
 from .simulator import DEMO_PEOPLE, UNKNOWN_DEMO_PHONE, Simulator, create_simulator_app, load_demo
 from .simulator import demo_directory as demo_rows
-from .store import Store, create_engine
+from .store import Store, open_store
 from .virtualq import make_client, make_http_client
 
 DEMO_DATABASE = "sqlite:///checkin-bot-demo.db"
@@ -121,7 +121,7 @@ def demo(port: int, sim_port: int, call_every: float) -> None:
         virtualq_base_url=f"http://127.0.0.1:{sim_port}",
     )
     configure_logging()
-    asyncio.run(_seed_demo_directory(settings))
+    asyncio.run(_seed_demo_database(settings.database_url))
     bot_app = create_app(settings)
     sim_app = create_simulator_app(call_every=call_every or None)
     _print_demo_help(port, sim_port, database)
@@ -156,12 +156,15 @@ Ctrl-C stops the demo.
 """)
 
 
-async def _seed_demo_directory(settings: Settings) -> None:
-    store = Store(create_engine(settings.database_url))
-    await store.create_schema()
+async def seed_demo_directory(store: Store, now: datetime) -> None:
+    """Load the simulator's demo customers into the directory (idempotent)."""
     text = "\n".join(f"{phone},{pid},{name}" for phone, pid, name in demo_rows())
-    await identity.import_directory(store, text, "AU", datetime.now(UTC))
-    await store.close()
+    await identity.import_directory(store, text, "AU", now)
+
+
+async def _seed_demo_database(url: str) -> None:
+    async with open_store(url) as store:
+        await seed_demo_directory(store, datetime.now(UTC))
 
 
 @main.command()
@@ -174,26 +177,26 @@ def chat(sender: str) -> None:
 
 
 async def _chat(settings: Settings, sender: str) -> None:
-    transport: httpx.AsyncBaseTransport | None = None
-    if not settings.virtualq_base_url:
-        transport = httpx.ASGITransport(app=create_simulator_app(load_demo(Simulator())))
-        settings = settings.model_copy(update={"virtualq_base_url": "http://simulator"})
-        await _seed_demo_directory(settings)
-        where = "the built-in simulator"
-    else:
-        where = settings.virtualq_base_url
     try:
         prompts = prompts_module.load(settings.prompts_dir, settings.language)
     except PromptError as exc:
         raise click.ClickException(str(exc)) from exc
-    store = Store(create_engine(settings.database_url))
-    await store.create_schema()
-    http = make_http_client(settings, transport)
-    service = Service(settings, store, make_client(settings, http), prompts)
-    interactive = sys.stdin.isatty()
-    if interactive:
-        click.echo(f"Texting as {sender} ({where}). Type a message; Ctrl-D ends.")
-    try:
+    transport: httpx.AsyncBaseTransport | None = None
+    built_in = not settings.virtualq_base_url
+    if built_in:
+        transport = httpx.ASGITransport(app=create_simulator_app(load_demo(Simulator())))
+        settings = settings.model_copy(update={"virtualq_base_url": "http://simulator"})
+    async with (
+        open_store(settings.database_url) as store,
+        make_http_client(settings, transport) as http,
+    ):
+        if built_in:
+            await seed_demo_directory(store, datetime.now(UTC))
+        service = Service(settings, store, make_client(settings, http), prompts)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            where = "the built-in simulator" if built_in else settings.virtualq_base_url
+            click.echo(f"Texting as {sender} ({where}). Type a message; Ctrl-D ends.")
         for number in itertools.count(1):
             line = await asyncio.to_thread(_read_line, "you> " if interactive else "")
             if line is None:
@@ -201,9 +204,6 @@ async def _chat(settings: Settings, sender: str) -> None:
             sid = f"SMchat{uuid.uuid4().hex[:26]}{number}"
             reply = await service.handle(InboundText(sid, sender, line))
             click.echo(f"bot> {reply}" if reply is not None else "bot> (no reply)")
-    finally:
-        await http.aclose()
-        await store.close()
 
 
 def _read_line(prompt: str) -> str | None:
@@ -219,9 +219,8 @@ def migrate() -> None:
     settings = _settings()
 
     async def run() -> None:
-        store = Store(create_engine(settings.database_url))
-        await store.create_schema()
-        await store.close()
+        async with open_store(settings.database_url):
+            pass
 
     asyncio.run(run())
     click.echo("database schema is up to date")
@@ -239,14 +238,11 @@ def directory_import(csv_file: Path) -> None:
     settings = _settings()
 
     async def run() -> identity.ImportReport:
-        store = Store(create_engine(settings.database_url))
-        await store.create_schema()
         text = csv_file.read_text(encoding="utf-8-sig", errors="replace")
-        report = await identity.import_directory(
-            store, text, settings.default_region, datetime.now(UTC)
-        )
-        await store.close()
-        return report
+        async with open_store(settings.database_url) as store:
+            return await identity.import_directory(
+                store, text, settings.default_region, datetime.now(UTC)
+            )
 
     report = asyncio.run(run())
     for line, problem in report.errors:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -103,12 +104,13 @@ opt_outs = sa.Table(
 
 def async_url(url: str) -> str:
     """A SQLAlchemy async URL from a PaaS-style one (sqlite:///f.db, postgres://…)."""
-    if url.startswith("sqlite:///") or url.startswith("sqlite://"):
-        return url.replace("sqlite://", "sqlite+aiosqlite://", 1)
-    if url.startswith("postgres://"):
-        return url.replace("postgres://", "postgresql+asyncpg://", 1)
-    if url.startswith("postgresql://"):
-        return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    for plain, driver in (
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
     return url
 
 
@@ -126,6 +128,17 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
     return engine
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[Store]:
+    """A store on `url` with its schema created (idempotent until migrations), closed on exit."""
+    store = Store(create_engine(url))
+    try:
+        await store.create_schema()
+        yield store
+    finally:
+        await store.close()
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from starlette.applications import Starlette
 from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
+from bot.cli import seed_demo_directory
 from bot.service import Service
 from bot.settings import Settings
-from bot.simulator import Simulator, create_simulator_app, demo_directory, load_demo
-from bot.store import Store, create_engine
+from bot.simulator import Simulator, create_simulator_app, load_demo
+from bot.store import Store, open_store
 
 from .conftest import T0, Clock
 
@@ -89,13 +90,8 @@ def reply_text(xml: str) -> str | None:
 
 
 async def seed_directory(db_url: str) -> None:
-    from bot import identity
-
-    store = Store(create_engine(db_url))
-    await store.create_schema()
-    text = "\n".join(f"{p},{i},{n}" for p, i, n in demo_directory())
-    await identity.import_directory(store, text, "AU", T0)
-    await store.close()
+    async with open_store(db_url) as store:
+        await seed_demo_directory(store, T0)
 
 
 @asynccontextmanager

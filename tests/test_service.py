@@ -10,7 +10,7 @@ import pytest
 
 from bot import identity
 from bot.conversation import State
-from bot.store import Store, create_engine
+from bot.store import open_store
 
 from .conftest import T0, Clock
 from .helpers import (
@@ -198,8 +198,6 @@ async def test_booking_number_fallback_end_to_end(db_url: str, clock: Clock) -> 
 
 
 async def test_directory_import_reports_bad_lines_and_updates(db_url: str) -> None:
-    store = Store(create_engine(db_url))
-    await store.create_schema()
     csv = (
         "phone,personal_id,name\n"
         "0491 570 156,S1,Alex\n"
@@ -209,13 +207,13 @@ async def test_directory_import_reports_bad_lines_and_updates(db_url: str) -> No
         "\n"
         "(04) 9157 0110,S4," + "N" * 120 + "\n"
     )
-    report = await identity.import_directory(store, csv, "AU", T0)
-    assert (report.added, report.updated) == (3, 0)
-    assert [line for line, _ in report.errors] == [4, 5]
-    again = await identity.import_directory(store, "0491570156,S1,Alex Smith\n", "AU", T0)
-    assert (again.added, again.updated) == (0, 1)
-    assert [c.name for c in await store.candidates("+61491570156")] == ["Alex Smith"]
-    await store.close()
+    async with open_store(db_url) as store:
+        report = await identity.import_directory(store, csv, "AU", T0)
+        assert (report.added, report.updated) == (3, 0)
+        assert [line for line, _ in report.errors] == [4, 5]
+        again = await identity.import_directory(store, "0491570156,S1,Alex Smith\n", "AU", T0)
+        assert (again.added, again.updated) == (0, 1)
+        assert [c.name for c in await store.candidates("+61491570156")] == ["Alex Smith"]
 
 
 def test_settings_refuse_a_bad_value_naming_it() -> None:
