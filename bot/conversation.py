@@ -245,7 +245,8 @@ def _on_checked_in(conv: Conversation, msg: Parsed, ctx: Context) -> Outcome:
     case_id = int(conv.data["case_id"])
     if Intent.ARRIVE in intents:
         return Outcome(conv.state, conv.data, None, GetCase(case_id, Intent.ARRIVE))
-    if Intent.STATUS in intents or Intent.RUNNING_LATE in intents:
+    # A YES or a choice texted twice (the first one checked them in) gets the status too.
+    if intents & {Intent.STATUS, Intent.RUNNING_LATE, Intent.YES} or msg.number:
         return Outcome(conv.state, conv.data, None, GetCase(case_id, Intent.STATUS))
     if Intent.LEAVE in intents:
         return Outcome(conv.state, conv.data, Reply("leave"))

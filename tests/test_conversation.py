@@ -103,6 +103,11 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
         Turn("no", [], "declined"),
         Turn("here", [CASE], "checked_in", C, minutes=30, actions=[ALEX_NOW]),
     ],
+    "early, yes double-texted: the second gets the status": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("yes", [CASE], "checked_in", C, actions=[ALEX_FORCED]),
+        Turn("yes", [CASE], "status", C, actions=[GetCase(42, Intent.STATUS)]),
+    ],
     "early, garbled answer asked again once then help": [
         Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
         Turn("what?", [], "confirm_again", State.AWAITING_CONFIRM),
