@@ -13,7 +13,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from . import phones
+from . import phones, schema
 from . import prompts as prompts_module
 from .prompts import Prompts
 from .service import Service
@@ -57,7 +57,7 @@ def create_app(
 ) -> Starlette:
     """The bot's web app: POST /sms and GET /healthz, wired to a store and VirtualQ."""
     prompts = prompts or prompts_module.load(settings.prompts_dir, settings.language)
-    store = Store(create_engine(settings.database_url))
+    store = Store(create_engine(settings.database_url, settings.database_pool_size))
     http = make_http_client(settings, virtualq_transport, virtualq_base_url)
     service = Service(settings, store, make_client(settings, http), prompts, clock)
     checker = SignatureChecker(settings)
@@ -69,7 +69,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.create_schema()  # until migrations arrive: idempotent
+        try:
+            await schema.check(store.engine)
+        except schema.SchemaError as exc:
+            log.error("not starting: %s", exc)
+            await store.close()
+            raise
         yield
         await http.aclose()
         await store.close()

@@ -7,27 +7,43 @@ import itertools
 import logging
 import sys
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from . import identity
+from . import identity, schema
 from . import prompts as prompts_module
 from .app import configure_logging, create_app
 from .prompts import PromptError
 from .service import InboundText, Service
-from .settings import Settings, SettingsError, load_settings, settings_table
+from .settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    settings_markdown,
+    settings_table,
+)
 from .simulator import DEMO_PEOPLE, UNKNOWN_DEMO_PHONE, Simulator, create_simulator_app, load_demo
 from .simulator import demo_directory as demo_rows
-from .store import Store, open_store
+from .store import Store, create_engine, open_store
 from .virtualq import make_client, make_http_client
 
 DEMO_DATABASE = "sqlite:///checkin-bot-demo.db"
+T = TypeVar("T")
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command's async work; a database on the wrong schema is a clean error."""
+    try:
+        return asyncio.run(work)
+    except schema.SchemaError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -72,6 +88,7 @@ def serve(host: str, port: int, workers: int) -> None:
         prompts_module.load(settings.prompts_dir, settings.language)
     except PromptError as exc:
         raise click.ClickException(str(exc)) from exc
+    _run(_check_schema(settings.database_url))
     uvicorn.run(
         "bot.cli:app_from_env",
         factory=True,
@@ -81,6 +98,11 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=True,
         log_level="info",
     )
+
+
+async def _check_schema(url: str) -> None:
+    async with open_store(url):
+        pass
 
 
 @main.command()
@@ -121,7 +143,7 @@ def demo(port: int, sim_port: int, call_every: float) -> None:
         virtualq_base_url=f"http://127.0.0.1:{sim_port}",
     )
     configure_logging()
-    asyncio.run(_seed_demo_database(settings.database_url))
+    _run(_seed_demo_database(settings.database_url))
     bot_app = create_app(settings)
     sim_app = create_simulator_app(call_every=call_every or None)
     _print_demo_help(port, sim_port, database)
@@ -163,7 +185,7 @@ async def seed_demo_directory(store: Store, now: datetime) -> None:
 
 
 async def _seed_demo_database(url: str) -> None:
-    async with open_store(url) as store:
+    async with open_store(url, migrate=True) as store:
         await seed_demo_directory(store, datetime.now(UTC))
 
 
@@ -173,7 +195,7 @@ def chat(sender: str) -> None:
     """A terminal conversation through the same service code (simulator unless configured)."""
     settings = _settings()
     logging.getLogger("checkin_bot").setLevel(logging.WARNING)
-    asyncio.run(_chat(settings, sender))
+    _run(_chat(settings, sender))
 
 
 async def _chat(settings: Settings, sender: str) -> None:
@@ -187,7 +209,7 @@ async def _chat(settings: Settings, sender: str) -> None:
         transport = httpx.ASGITransport(app=create_simulator_app(load_demo(Simulator())))
         settings = settings.model_copy(update={"virtualq_base_url": "http://simulator"})
     async with (
-        open_store(settings.database_url) as store,
+        open_store(settings.database_url, migrate=built_in) as store,
         make_http_client(settings, transport) as http,
     ):
         if built_in:
@@ -218,12 +240,18 @@ def migrate() -> None:
     """Create or upgrade the database schema (the Procfile's release phase)."""
     settings = _settings()
 
-    async def run() -> None:
-        async with open_store(settings.database_url):
-            pass
+    async def run() -> tuple[str | None, str]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await schema.migrate(engine)
+        finally:
+            await engine.dispose()
 
-    asyncio.run(run())
-    click.echo("database schema is up to date")
+    before, after = asyncio.run(run())
+    if before == after:
+        click.echo(f"database schema is up to date ({after})")
+    else:
+        click.echo(f"database schema upgraded from {before or 'nothing'} to {after}")
 
 
 @main.group()
@@ -244,7 +272,7 @@ def directory_import(csv_file: Path) -> None:
                 store, text, settings.default_region, datetime.now(UTC)
             )
 
-    report = asyncio.run(run())
+    report = _run(run())
     for line, problem in report.errors:
         click.echo(f"{csv_file}:{line}: skipped: {problem}", err=True)
     click.echo(f"{report.added} added, {report.updated} updated, {len(report.errors)} skipped")
@@ -253,7 +281,11 @@ def directory_import(csv_file: Path) -> None:
 
 
 @main.command("settings")
-def show_settings() -> None:
+@click.option("--markdown", is_flag=True, help="As the Markdown table in the README.")
+def show_settings(markdown: bool) -> None:
     """Print every setting, its default and what it does."""
+    if markdown:
+        click.echo(settings_markdown(), nl=False)
+        return
     for name, default, help_text in settings_table():
         click.echo(f"{name}\n    default: {default or '(none)'}\n    {help_text}")

@@ -6,6 +6,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from . import phones
 from .conversation import Candidate
@@ -15,13 +16,17 @@ from .store import Store
 MAX_PERSONAL_ID = 30
 
 
-async def candidates(store: Store, settings: Settings, phone: str) -> tuple[Candidate, ...]:
+class Directory(Protocol):
+    async def candidates(self, phone: str) -> tuple[Candidate, ...]: ...
+
+
+async def candidates(directory: Directory, settings: Settings, phone: str) -> tuple[Candidate, ...]:
     """The customers a phone (E.164, or a raw sender id) may belong to."""
     if settings.personal_id_source is PersonalIdSource.PHONE:
         if not phone.startswith("+"):
             return ()
         return (Candidate(phones.as_personal_id(phone, settings.personal_id_phone_format)),)
-    return await store.candidates(phone)
+    return await directory.candidates(phone)
 
 
 @dataclass

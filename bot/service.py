@@ -27,13 +27,14 @@ from .conversation import (
 from .errors import UpstreamRefused, UpstreamUnavailable
 from .prompts import Prompts, segments
 from .settings import Settings
-from .store import Store
+from .store import Handled, PhoneBusy, Store, Turn
 from .virtualq import CallRecord, VirtualQClient
 
 log = logging.getLogger("checkin_bot.service")
 
 MAX_UPSTREAM_HOPS = 3  # e.g. a finished case looked up, then a fresh check-in
 DUPLICATE_WAIT_SECONDS = 10.0
+PHONE_TURN_WAIT_SECONDS = 10.0  # a message waits this long for the one before it (any process)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class InboundText:
 
 
 class PhoneLocks:
-    """One message at a time per phone within this process."""
+    """One message at a time per phone within this process, in arrival order (the store's turn
+    does the same across processes; this keeps waiters here from each holding a connection)."""
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -100,7 +102,11 @@ class Service:
         if inbound.duplicate:
             return await self._repeat(inbound.id, phone)
         async with self.locks.hold(phone):
-            return await self._answer(inbound.id, phone, sms.body)
+            try:
+                async with self.store.turn(phone, PHONE_TURN_WAIT_SECONDS) as turn:
+                    return await self._answer(turn, inbound.id, phone, sms.body)
+            except PhoneBusy as exc:
+                return await self._busy(inbound.id, phone, sms.body, exc)
 
     async def _repeat(self, inbound_id: int, phone: str) -> str | None:
         """A redelivered MessageSid: the same reply again, and no second upstream call."""
@@ -110,14 +116,34 @@ class Service:
             return self.prompts.render("upstream_unavailable")
         return reply
 
-    async def _answer(self, inbound_id: int, phone: str, body: str) -> str | None:
-        before = await self.store.conversation(phone)
+    async def _busy(self, inbound_id: int, phone: str, body: str, exc: PhoneBusy) -> str:
+        """Another message from this phone is still being answered (elsewhere, stuck): apologise
+        and log it, leaving the conversation to the message that holds it."""
+        log.warning("%s: %s; sent the fallback reply", phones.mask(phone), exc)
+        text = self.prompts.render("upstream_unavailable")
+        await self.store.finish(
+            Handled(
+                inbound_id=inbound_id,
+                phone=phone,
+                before=await self.store.conversation(phone),
+                after=None,
+                intent="busy",
+                reply=text,
+                segments=segments(text),
+                calls=(),
+                now=self.clock(),
+            )
+        )
+        return text
+
+    async def _answer(self, turn: Turn, inbound_id: int, phone: str, body: str) -> str | None:
+        before = await turn.conversation()
         parsed = intents.parse(body, self.prompts)
         calls: list[tuple[CallRecord, datetime]] = []
         try:
             ctx = Context(
                 self.clock(),
-                await identity.candidates(self.store, self.settings, phone),
+                await identity.candidates(turn, self.settings, phone),
                 self.policy,
             )
             outcome = step(before, parsed, ctx)
@@ -135,17 +161,19 @@ class Service:
             outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
         after = Conversation(outcome.state, outcome.data)
         text = self._render(outcome.reply)
-        await self.store.finish(
-            inbound_id=inbound_id,
-            phone=phone,
-            before=before,
-            after=after,
-            intent=",".join(sorted(parsed.intents)) or ("number" if parsed.number else ""),
-            reply=text,
-            segments=segments(text) if text else None,
-            calls=calls,
-            now=self.clock(),
-            opt_out_keyword=" ".join(parsed.words)[:32] or None,
+        await turn.finish(
+            Handled(
+                inbound_id=inbound_id,
+                phone=phone,
+                before=before,
+                after=after,
+                intent=",".join(sorted(parsed.intents)) or ("number" if parsed.number else ""),
+                reply=text,
+                segments=segments(text) if text else None,
+                calls=tuple(calls),
+                now=self.clock(),
+                opt_out_keyword=" ".join(parsed.words)[:32] or None,
+            )
         )
         log.info(
             "%s: %s -> %s (%s)",

@@ -39,6 +39,11 @@ class PhoneIdFormat(StrEnum):
     NATIONAL_DIGITS = "national_digits"  # 0491570156
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 class Settings(BaseSettings):
     """The bot's configuration, read from the environment (and `.env`)."""
 
@@ -132,7 +137,19 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///checkin-bot.db",
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
-        description="SQLAlchemy URL; default a SQLite file in the working directory.",
+        description="sqlite:///FILE (default, in the working directory), or postgres://… / "
+        "postgresql://… as a PaaS sets it.",
+    )
+    database_pool_size: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="PostgreSQL connections each web worker keeps (it may open as many again "
+        "under load): WEB_CONCURRENCY x 2 x this must stay under the database's limit.",
+    )
+    log_format: LogFormat = Field(
+        LogFormat.TEXT,
+        description="`text` for people, `json` for one JSON object per line (log services).",
     )
     staff_username: str | None = Field(None, description="Staff page login name.")
     staff_password: SecretStr | None = Field(None, description="Staff page password.")
@@ -181,3 +198,12 @@ def settings_table() -> list[tuple[str, str, str]]:
             shown = "(built-in patterns)"
         rows.append((name.upper(), shown, field.description or ""))
     return rows
+
+
+def settings_markdown() -> str:
+    """The README's settings table (`checkin-bot settings --markdown` prints it)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, default, help_text in settings_table():
+        shown = f"`{default}`" if default else ""
+        lines.append(f"| `{name}` | {shown} | {help_text} |")
+    return "\n".join(lines) + "\n"

@@ -94,10 +94,13 @@ class Simulator:
         self.customers: dict[str, Customer] = {}
         self.cases: dict[int, Case] = {}
         self.checkins = 0  # successful check-ins, for tests and the fault table
+        # Check-in requests of any outcome: a real VirtualQ may enqueue a repeated one twice.
+        self.checkin_requests = 0
 
     # --- rules --------------------------------------------------------------------------------
 
     def checkin(self, body: dict[str, Any]) -> Case:
+        self.checkin_requests += 1
         case = self._find_for_checkin(body)
         now = self.clock()
         if not body.get("ForceEarlyLate"):
@@ -392,6 +395,7 @@ def create_simulator_app(
         return JSONResponse(
             {
                 "checkins": sim.checkins,
+                "checkin_requests": sim.checkin_requests,
                 "queues": {
                     s.name: [sim.cases[c].ticket for c in s.queue] for s in sim.services.values()
                 },

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from . import schema
 from .conversation import Candidate, Conversation, State
+from .errors import CheckinBotError
 from .virtualq import CallRecord
 
 
@@ -31,6 +37,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None else None
 
+
+log = logging.getLogger("checkin_bot.store")
 
 metadata = sa.MetaData()
 
@@ -102,6 +110,17 @@ opt_outs = sa.Table(
 )
 
 
+phone_locks = sa.Table(
+    # Per-phone leases on SQLite, where several worker processes share one file; PostgreSQL
+    # uses advisory locks instead (see Store.turn).
+    "phone_locks",
+    metadata,
+    sa.Column("phone", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
 def async_url(url: str) -> str:
     """A SQLAlchemy async URL from a PaaS-style one (sqlite:///f.db, postgres://…)."""
     for plain, driver in (
@@ -114,8 +133,23 @@ def async_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(async_url(url))
+LEASE_SECONDS = 30.0  # longer than any one message's handling; frees a crashed holder's phone
+_LEASE_POLL_SECONDS = 0.025
+
+
+class PhoneBusy(CheckinBotError):
+    """Another message from this phone held its turn for longer than we could wait."""
+
+
+def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
+    options: dict[str, Any] = {}
+    if make_url(async_url(url)).get_backend_name() == "postgresql":
+        # A message's turn holds one connection (see Store.turn); fail fast rather than queue
+        # for long when every connection is busy, and survive the PaaS dropping idle ones.
+        options = dict(
+            pool_size=pool_size, max_overflow=pool_size, pool_timeout=5, pool_pre_ping=True
+        )
+    engine = create_async_engine(async_url(url), **options)
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine.sync_engine, "connect")
@@ -131,11 +165,16 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 @asynccontextmanager
-async def open_store(url: str) -> AsyncIterator[Store]:
-    """A store on `url` with its schema created (idempotent until migrations), closed on exit."""
-    store = Store(create_engine(url))
+async def open_store(
+    url: str, *, migrate: bool = False, pool_size: int = 5
+) -> AsyncIterator[Store]:
+    """A store on `url`, closed on exit. SchemaError unless the schema is this release's;
+    `migrate=True` upgrades it first (the demo and chat do; production runs `migrate`)."""
+    store = Store(create_engine(url, pool_size))
     try:
-        await store.create_schema()
+        if migrate:
+            await schema.migrate(store.engine)
+        await schema.check(store.engine)
         yield store
     finally:
         await store.close()
@@ -149,15 +188,29 @@ class Inbound:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class Handled:
+    """One message's outcome, written in one transaction: its upstream calls, the reply, and
+    the conversation's new state (`after` None: not ours to change, e.g. another message from
+    this phone still holds the turn)."""
+
+    inbound_id: int
+    phone: str
+    before: Conversation
+    after: Conversation | None
+    intent: str
+    reply: str | None
+    segments: int | None
+    calls: tuple[tuple[CallRecord, datetime], ...]
+    now: datetime
+    opt_out_keyword: str | None = None
+
+
 class Store:
     """Reads and writes of the conversation log; one short transaction per call."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-
-    async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -211,102 +264,35 @@ class Store:
                 return False, None
             await asyncio.sleep(poll)
 
-    async def finish(
-        self,
-        *,
-        inbound_id: int,
-        phone: str,
-        before: Conversation,
-        after: Conversation,
-        intent: str,
-        reply: str | None,
-        segments: int | None,
-        calls: Iterable[tuple[CallRecord, datetime]],
-        now: datetime,
-        opt_out_keyword: str | None = None,
-    ) -> None:
-        """Persist one message's outcome in one transaction: calls, reply, state, opt-outs."""
+    @asynccontextmanager
+    async def turn(self, phone: str, wait: float) -> AsyncIterator[Turn]:
+        """This phone's conversation to ourselves, across every process on the database.
+
+        PostgreSQL: a session advisory lock on a hash of the phone, waited for with
+        `lock_timeout`; the server frees it if this process dies. SQLite: a lease row in
+        `phone_locks`, polled for, that expires after LEASE_SECONDS if its holder dies.
+        The turn's one connection does all of the turn's reads and writes, so a busy pool
+        cannot leave lock holders waiting for a second connection. PhoneBusy after `wait`.
+        """
+        async with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                lock: _Lock = _AdvisoryLock(conn, phone)
+            else:
+                lock = _Lease(conn, phone)
+            await lock.acquire(wait)
+            try:
+                yield Turn(conn, phone)
+            finally:
+                await lock.release()
+
+    async def finish(self, handled: Handled) -> None:
+        """Persist a message's outcome outside a turn, in one transaction."""
         async with self.engine.begin() as conn:
-            for record, at in calls:
-                await conn.execute(
-                    upstream_calls.insert().values(
-                        message_id=inbound_id,
-                        operation=record.operation,
-                        request=record.request,
-                        status=record.status,
-                        latency_ms=record.latency_ms,
-                        outcome=record.outcome,
-                        response=record.response,
-                        error=record.error,
-                        created_at=at,
-                    )
-                )
-            if reply is not None:
-                await conn.execute(
-                    messages.insert().values(
-                        phone=phone,
-                        direction="out",
-                        body=reply,
-                        reply_to=inbound_id,
-                        state_before=before.state.value,
-                        state_after=after.state.value,
-                        segments=segments,
-                        status="replied",
-                        created_at=now,
-                    )
-                )
-            await conn.execute(
-                messages.update()
-                .where(messages.c.id == inbound_id)
-                .values(
-                    intent=intent,
-                    state_before=before.state.value,
-                    state_after=after.state.value,
-                    handled_at=now,
-                )
-            )
-            await self._save_conversation(conn, phone, after, now)
-            await self._opt_out(conn, phone, before, after, opt_out_keyword, now)
-
-    async def _save_conversation(
-        self, conn: AsyncConnection, phone: str, conv: Conversation, now: datetime
-    ) -> None:
-        values = dict(state=conv.state.value, data=dict(conv.data), updated_at=now)
-        updated = await conn.execute(
-            conversations.update().where(conversations.c.phone == phone).values(**values)
-        )
-        if updated.rowcount == 0:
-            await conn.execute(conversations.insert().values(phone=phone, created_at=now, **values))
-
-    async def _opt_out(
-        self,
-        conn: AsyncConnection,
-        phone: str,
-        before: Conversation,
-        after: Conversation,
-        keyword: str | None,
-        now: datetime,
-    ) -> None:
-        if after.state is State.OPTED_OUT and before.state is not State.OPTED_OUT:
-            await conn.execute(opt_outs.delete().where(opt_outs.c.phone == phone))
-            await conn.execute(
-                opt_outs.insert().values(phone=phone, keyword=keyword, created_at=now)
-            )
-        elif before.state is State.OPTED_OUT and after.state is not State.OPTED_OUT:
-            await conn.execute(opt_outs.delete().where(opt_outs.c.phone == phone))
+            await _finish(conn, handled)
 
     async def conversation(self, phone: str) -> Conversation:
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(conversations.c.state, conversations.c.data).where(
-                        conversations.c.phone == phone
-                    )
-                )
-            ).first()
-        if row is None:
-            return Conversation()
-        return Conversation(State(row.state), dict(row.data or {}))
+            return await _conversation(conn, phone)
 
     async def transcript(self, phone: str) -> list[dict[str, Any]]:
         """Every message to and from a phone, oldest first, with its upstream calls."""
@@ -347,14 +333,7 @@ class Store:
 
     async def candidates(self, phone: str) -> tuple[Candidate, ...]:
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(directory.c.personal_id, directory.c.name)
-                    .where(directory.c.phone == phone)
-                    .order_by(directory.c.id)
-                )
-            ).all()
-        return tuple(Candidate(r.personal_id, r.name) for r in rows)
+            return await _candidates(conn, phone)
 
     async def upsert_directory(
         self, rows: Iterable[tuple[str, str, str | None]], now: datetime
@@ -378,3 +357,200 @@ class Store:
                     )
                     added += 1
         return added, updated
+
+
+class Turn:
+    """One message's turn on a phone's conversation: reads and the final write, one connection.
+
+    Each call is its own short transaction, so nothing stays open while VirtualQ is asked.
+    """
+
+    def __init__(self, conn: AsyncConnection, phone: str) -> None:
+        self._conn = conn
+        self.phone = phone
+
+    async def conversation(self) -> Conversation:
+        async with self._conn.begin():
+            return await _conversation(self._conn, self.phone)
+
+    async def candidates(self, phone: str) -> tuple[Candidate, ...]:
+        async with self._conn.begin():
+            return await _candidates(self._conn, phone)
+
+    async def finish(self, handled: Handled) -> None:
+        async with self._conn.begin():
+            await _finish(self._conn, handled)
+
+
+class _Lock:
+    async def acquire(self, wait: float) -> None: ...
+
+    async def release(self) -> None: ...
+
+
+class _AdvisoryLock(_Lock):
+    def __init__(self, conn: AsyncConnection, phone: str) -> None:
+        self.conn = conn
+        digest = hashlib.blake2b(phone.encode(), digest_size=8).digest()
+        self.key = int.from_bytes(digest, "big", signed=True)
+
+    async def acquire(self, wait: float) -> None:
+        try:
+            async with self.conn.begin():
+                timeout = max(1, int(wait * 1000))
+                await self.conn.execute(sa.text(f"SET LOCAL lock_timeout = {timeout}"))
+                await self.conn.execute(sa.select(sa.func.pg_advisory_lock(self.key)))
+        except sa.exc.OperationalError as exc:
+            if "lock timeout" in str(exc.orig):
+                raise PhoneBusy(f"waited {wait:g} s for this phone's turn") from exc
+            raise
+
+    async def release(self) -> None:
+        try:
+            async with self.conn.begin():
+                await self.conn.execute(sa.select(sa.func.pg_advisory_unlock(self.key)))
+        except Exception:
+            log.warning("could not release a phone's advisory lock; closing its connection")
+            await self.conn.invalidate()  # the server frees a closed session's locks
+
+
+class _Lease(_Lock):
+    def __init__(self, conn: AsyncConnection, phone: str) -> None:
+        self.conn = conn
+        self.phone = phone
+        self.owner = uuid.uuid4().hex
+
+    async def acquire(self, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not await self._try():
+            if loop.time() >= deadline:
+                raise PhoneBusy(f"waited {wait:g} s for this phone's turn")
+            await asyncio.sleep(_LEASE_POLL_SECONDS)
+
+    async def _try(self) -> bool:
+        now = datetime.now(UTC)  # wall clock: leases are shared between processes
+        insert = sqlite_insert(phone_locks).values(
+            phone=self.phone, owner=self.owner, expires_at=now + timedelta(seconds=LEASE_SECONDS)
+        )
+        async with self.conn.begin():
+            await self.conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[phone_locks.c.phone],
+                    set_=dict(owner=insert.excluded.owner, expires_at=insert.excluded.expires_at),
+                    where=phone_locks.c.expires_at < now,
+                )
+            )
+            holder = await self.conn.scalar(
+                sa.select(phone_locks.c.owner).where(phone_locks.c.phone == self.phone)
+            )
+        return bool(holder == self.owner)
+
+    async def release(self) -> None:
+        try:
+            async with self.conn.begin():
+                await self.conn.execute(
+                    phone_locks.delete().where(
+                        phone_locks.c.phone == self.phone, phone_locks.c.owner == self.owner
+                    )
+                )
+        except Exception:
+            log.warning("could not release a phone's lease; it expires in %g s", LEASE_SECONDS)
+
+
+# --- queries shared by Store and Turn ---------------------------------------------------------
+
+
+async def _conversation(conn: AsyncConnection, phone: str) -> Conversation:
+    row = (
+        await conn.execute(
+            sa.select(conversations.c.state, conversations.c.data).where(
+                conversations.c.phone == phone
+            )
+        )
+    ).first()
+    if row is None:
+        return Conversation()
+    return Conversation(State(row.state), dict(row.data or {}))
+
+
+async def _candidates(conn: AsyncConnection, phone: str) -> tuple[Candidate, ...]:
+    rows = (
+        await conn.execute(
+            sa.select(directory.c.personal_id, directory.c.name)
+            .where(directory.c.phone == phone)
+            .order_by(directory.c.id)
+        )
+    ).all()
+    return tuple(Candidate(r.personal_id, r.name) for r in rows)
+
+
+async def _finish(conn: AsyncConnection, h: Handled) -> None:
+    state_after = (h.after if h.after is not None else h.before).state.value
+    for record, at in h.calls:
+        await conn.execute(
+            upstream_calls.insert().values(
+                message_id=h.inbound_id,
+                operation=record.operation,
+                request=record.request,
+                status=record.status,
+                latency_ms=record.latency_ms,
+                outcome=record.outcome,
+                response=record.response,
+                error=record.error,
+                created_at=at,
+            )
+        )
+    if h.reply is not None:
+        await conn.execute(
+            messages.insert().values(
+                phone=h.phone,
+                direction="out",
+                body=h.reply,
+                reply_to=h.inbound_id,
+                state_before=h.before.state.value,
+                state_after=state_after,
+                segments=h.segments,
+                status="replied",
+                created_at=h.now,
+            )
+        )
+    await conn.execute(
+        messages.update()
+        .where(messages.c.id == h.inbound_id)
+        .values(
+            intent=h.intent,
+            state_before=h.before.state.value,
+            state_after=state_after,
+            handled_at=h.now,
+        )
+    )
+    if h.after is not None:
+        await _save_conversation(conn, h.phone, h.after, h.now)
+        await _opt_out(conn, h.phone, h.before, h.after, h.opt_out_keyword, h.now)
+
+
+async def _save_conversation(
+    conn: AsyncConnection, phone: str, conv: Conversation, now: datetime
+) -> None:
+    values = dict(state=conv.state.value, data=dict(conv.data), updated_at=now)
+    updated = await conn.execute(
+        conversations.update().where(conversations.c.phone == phone).values(**values)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(conversations.insert().values(phone=phone, created_at=now, **values))
+
+
+async def _opt_out(
+    conn: AsyncConnection,
+    phone: str,
+    before: Conversation,
+    after: Conversation,
+    keyword: str | None,
+    now: datetime,
+) -> None:
+    if after.state is State.OPTED_OUT and before.state is not State.OPTED_OUT:
+        await conn.execute(opt_outs.delete().where(opt_outs.c.phone == phone))
+        await conn.execute(opt_outs.insert().values(phone=phone, keyword=keyword, created_at=now))
+    elif before.state is State.OPTED_OUT and after.state is not State.OPTED_OUT:
+        await conn.execute(opt_outs.delete().where(opt_outs.c.phone == phone))

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bot import schema
 from bot.cli import main
-from bot.settings import PROJECT_ROOT, Settings
+from bot.settings import PROJECT_ROOT, Settings, settings_markdown
 
 
 @pytest.fixture
@@ -27,10 +28,13 @@ def test_settings_prints_every_setting_with_its_help(runner: CliRunner) -> None:
         assert (field.description or "")[:40] in result.output
 
 
-def test_the_readme_lists_every_setting() -> None:
+def test_the_readme_settings_table_is_the_generated_one() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    missing = [n.upper() for n in Settings.model_fields if f"`{n.upper()}`" not in readme]
-    assert not missing, f"README settings table lacks {missing}"
+    block = readme.split("<!-- settings:", 1)[1].split("<!-- /settings -->", 1)[0]
+    assert block.split("\n", 1)[1] == settings_markdown(), (
+        "run `checkin-bot settings --markdown` and paste it into the README"
+    )
+    assert all(f"`{name.upper()}`" in block for name in Settings.model_fields)
 
 
 def test_directory_import_reports_bad_lines(runner: CliRunner, tmp_path: Path) -> None:
@@ -48,10 +52,29 @@ def test_directory_import_of_only_bad_rows_fails(runner: CliRunner, tmp_path: Pa
     assert runner.invoke(main, ["directory", "import", str(csv)]).exit_code == 1
 
 
-def test_migrate_creates_the_schema(runner: CliRunner, db_url: str) -> None:
-    result = runner.invoke(main, ["migrate"])
-    assert result.exit_code == 0 and "up to date" in result.output
-    assert Path(db_url.removeprefix("sqlite:///")).exists()
+def test_migrate_creates_then_keeps_the_schema(
+    blank_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", blank_db_url)
+    first = CliRunner().invoke(main, ["migrate"])
+    assert first.exit_code == 0, first.output
+    assert f"upgraded from nothing to {schema.head()}" in first.output
+    again = CliRunner().invoke(main, ["migrate"])
+    assert f"up to date ({schema.head()})" in again.output
+
+
+def test_commands_refuse_an_unmigrated_database(
+    blank_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", blank_db_url)
+    monkeypatch.setenv("TWILIO_VALIDATE_SIGNATURE", "false")
+    monkeypatch.setenv("VIRTUALQ_BASE_URL", "http://127.0.0.1:9")
+    csv = tmp_path / "people.csv"
+    csv.write_text("0491 570 156,S1,Alex\n")
+    for command in (["serve"], ["directory", "import", str(csv)]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert "has no checkin-bot schema: run `checkin-bot migrate`" in result.output
 
 
 def test_chat_talks_to_the_built_in_simulator(runner: CliRunner) -> None:
