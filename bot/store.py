@@ -135,6 +135,7 @@ def async_url(url: str) -> str:
 
 LEASE_SECONDS = 30.0  # longer than any one message's handling; frees a crashed holder's phone
 _LEASE_POLL_SECONDS = 0.025
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
 
 
 class PhoneBusy(CheckinBotError):
@@ -391,8 +392,13 @@ class _Lock:
 class _AdvisoryLock(_Lock):
     def __init__(self, conn: AsyncConnection, phone: str) -> None:
         self.conn = conn
+        self.key = self.key_for(phone)
+
+    @staticmethod
+    def key_for(phone: str) -> int:
+        """A 64-bit lock key; a collision only makes two phones take turns."""
         digest = hashlib.blake2b(phone.encode(), digest_size=8).digest()
-        self.key = int.from_bytes(digest, "big", signed=True)
+        return int.from_bytes(digest, "big", signed=True)
 
     async def acquire(self, wait: float) -> None:
         try:
@@ -400,8 +406,8 @@ class _AdvisoryLock(_Lock):
                 timeout = max(1, int(wait * 1000))
                 await self.conn.execute(sa.text(f"SET LOCAL lock_timeout = {timeout}"))
                 await self.conn.execute(sa.select(sa.func.pg_advisory_lock(self.key)))
-        except sa.exc.OperationalError as exc:
-            if "lock timeout" in str(exc.orig):
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise PhoneBusy(f"waited {wait:g} s for this phone's turn") from exc
             raise
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from bot import identity
+from bot import service as service_module
 from bot.conversation import State
 from bot.store import open_store
 
@@ -222,3 +223,18 @@ def test_settings_refuse_a_bad_value_naming_it() -> None:
 
     with pytest.raises(SettingsError, match="PERSONAL_ID_SOURCE"):
         load_settings(personal_id_source="fax")
+
+
+async def test_a_message_that_cannot_get_its_turn_is_answered_and_logged(
+    bot: Bot, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "PHONE_TURN_WAIT_SECONDS", 0.2)
+    async with open_store(db_url) as elsewhere, elsewhere.turn(ALEX, wait=1):
+        # Another process is stuck on ALEX's previous message.
+        reply = await bot.text(ALEX, "here")
+    assert reply == bot.service.prompts.render("upstream_unavailable")
+    assert bot.sim.checkin_requests == 0
+    log = await bot.store.transcript(ALEX)
+    assert [(m["direction"], m["intent"]) for m in log] == [("in", "busy"), ("out", None)]
+    assert (await bot.store.conversation(ALEX)).state is State.IDLE
+    assert "Ticket A003" in (await bot.text(ALEX, "here") or "")  # and the next HERE works
