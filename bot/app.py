@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
-import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from . import phones, schema
 from . import prompts as prompts_module
+from . import schema
+from .logs import RequestId
 from .prompts import Prompts
 from .service import Service
 from .settings import Settings
@@ -23,28 +23,6 @@ from .virtualq import make_client, make_http_client
 from .webhook import SignatureChecker, healthz, make_sms_endpoint
 
 log = logging.getLogger("checkin_bot.app")
-
-_PHONE = re.compile(r"\+\d{7,15}\b")
-
-
-class MaskPhones(logging.Filter):
-    """Last line of defence: no full E.164 number reaches stdout, whoever logged it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if _PHONE.search(message):
-            record.msg, record.args = _PHONE.sub(lambda m: phones.mask(m.group()), message), ()
-        return True
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(MaskPhones())
-    root = logging.getLogger("checkin_bot")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
 
 
 def create_app(
@@ -84,6 +62,7 @@ def create_app(
             Route("/sms", make_sms_endpoint(service, checker), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
+        middleware=[Middleware(RequestId)],
         lifespan=lifespan,
     )
     app.state.service = service

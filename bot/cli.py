@@ -19,7 +19,8 @@ from starlette.applications import Starlette
 
 from . import identity, schema
 from . import prompts as prompts_module
-from .app import configure_logging, create_app
+from .app import create_app
+from .logs import configure_logging, log_config
 from .prompts import PromptError
 from .service import InboundText, Service
 from .settings import (
@@ -67,7 +68,7 @@ def app_from_env() -> Starlette:
     """The production app, configured from the environment (uvicorn factory)."""
     settings = load_settings()
     _require_serve_settings(settings)
-    configure_logging()
+    configure_logging(settings.log_format)
     return create_app(settings)
 
 
@@ -95,8 +96,8 @@ def serve(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
-        log_level="info",
+        proxy_headers=True,  # trusted from FORWARDED_ALLOW_IPS only (uvicorn's rule)
+        log_config=log_config(settings.log_format),
     )
 
 
@@ -142,7 +143,7 @@ def demo(port: int, sim_port: int, call_every: float) -> None:
         database_url=database,
         virtualq_base_url=f"http://127.0.0.1:{sim_port}",
     )
-    configure_logging()
+    configure_logging(settings.log_format, server_level="WARNING")
     _run(_seed_demo_database(settings.database_url))
     bot_app = create_app(settings)
     sim_app = create_simulator_app(call_every=call_every or None)
@@ -151,11 +152,14 @@ def demo(port: int, sim_port: int, call_every: float) -> None:
     async def both() -> None:
         servers = [
             uvicorn.Server(
-                uvicorn.Config(sim_app, host="127.0.0.1", port=sim_port, log_level="warning")
-            ),
-            uvicorn.Server(
-                uvicorn.Config(bot_app, host="127.0.0.1", port=port, log_level="warning")
-            ),
+                uvicorn.Config(
+                    app,
+                    host="127.0.0.1",
+                    port=app_port,
+                    log_config=log_config(settings.log_format, server_level="WARNING"),
+                )
+            )
+            for app, app_port in ((sim_app, sim_port), (bot_app, port))
         ]
         await asyncio.gather(*(s.serve() for s in servers))
 

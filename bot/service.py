@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from . import identity, intents, phones
+from . import identity, intents, logs, phones
 from .conversation import (
     Action,
     Checkin,
@@ -86,6 +86,8 @@ class Service:
         self.prompts = prompts
         self.clock = clock or (lambda: datetime.now(UTC))
         self.locks = PhoneLocks()
+        secret = settings.secret_key or settings.twilio_auth_token
+        self._log_key = secret.get_secret_value() if secret else "checkin-bot"
         self.policy = Policy(
             confirm_timeout=timedelta(minutes=settings.confirm_timeout_minutes),
             checked_in_memory=timedelta(hours=settings.checked_in_memory_hours),
@@ -96,6 +98,7 @@ class Service:
     async def handle(self, sms: InboundText) -> str | None:
         """The reply to one inbound text (None: stay silent). Stored before anything else."""
         phone = phones.sender_key(sms.sender, self.settings.default_region)
+        logs.conversation.set(logs.conversation_key(phone, self._log_key))
         inbound = await self.store.record_inbound(
             phone, sms.sid, sms.body, sms.num_media, self.clock()
         )

@@ -4,6 +4,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -71,7 +72,9 @@ class Deployment:
         return asyncio.run(read())
 
 
-def _deploy(tmp_path: Path, database_url: str, bots: int) -> Iterator[Deployment]:
+def _deploy(
+    tmp_path: Path, database_url: str, bots: int, **settings: str
+) -> Iterator[Deployment]:
     """What the Procfile does: release (migrate), then web processes; plus the simulator."""
     command = shutil.which("checkin-bot")
     assert command, "checkin-bot is not installed (pip install -e .)"
@@ -83,18 +86,19 @@ def _deploy(tmp_path: Path, database_url: str, bots: int) -> Iterator[Deployment
         "VIRTUALQ_BASE_URL": f"http://127.0.0.1:{sim_port}",
         "DATABASE_URL": database_url,
         "DEFAULT_REGION": "AU",
+        **settings,
     }
     csv = tmp_path / "directory.csv"
     csv.write_text("\n".join(",".join(row) for row in demo_directory()))
     for step in (["migrate"], ["directory", "import", str(csv)]):
         subprocess.run([command, *step], env=env, check=True, capture_output=True)
     logs = tmp_path / "serve.log"
-    with logs.open("wb") as out:
+    with logs.open("wb") as out, (tmp_path / "simulator.log").open("wb") as sim_out:
         started = [
             subprocess.Popen(
                 [command, "simulator", "--port", str(sim_port)],
                 env=env,
-                stdout=out,
+                stdout=sim_out,
                 stderr=subprocess.STDOUT,
             )
         ]
@@ -125,7 +129,7 @@ def _deploy(tmp_path: Path, database_url: str, bots: int) -> Iterator[Deployment
 
 @pytest.fixture
 def deployment(tmp_path: Path, blank_db_url: str) -> Iterator[Deployment]:
-    yield from _deploy(tmp_path, blank_db_url, bots=1)
+    yield from _deploy(tmp_path, blank_db_url, bots=1, LOG_FORMAT="json")
 
 
 @pytest.fixture
@@ -172,6 +176,11 @@ def test_a_signed_here_gets_a_ticket_from_the_real_processes(deployment: Deploym
     assert forged.status_code == 403
     printed = deployment.logs.read_text()
     assert "+61491570156" not in printed and "+61 4** *** 156" in printed
+    events = [json.loads(line) for line in printed.splitlines()]  # every line, uvicorn's too
+    assert {"uvicorn.error", "uvicorn.access", "checkin_bot.service"} <= {
+        e["logger"] for e in events
+    }
+    assert all(e.get("request_id") for e in events if e["logger"] == "checkin_bot.service")
 
 
 def test_two_server_processes_check_each_arrival_in_once(two_bots: Deployment) -> None:

@@ -1,0 +1,162 @@
+"""Logs on stdout: one line per event, text or JSON (LOG_FORMAT), with the request id and the
+conversation key, and never a whole phone number, whoever logged it (uvicorn included)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import logging.config
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import phones
+from .settings import LogFormat
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+conversation: ContextVar[str | None] = ContextVar("conversation", default=None)
+
+_PHONE = re.compile(r"\+\d{7,15}\b")
+_GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+LOGGERS = ("checkin_bot", "uvicorn", "uvicorn.access")
+
+
+def mask_phones(text: str) -> str:
+    return _PHONE.sub(lambda m: phones.mask(m.group()), text)
+
+
+def conversation_key(phone: str, secret: str) -> str:
+    """A short stable key for a phone's conversation, for logs: it names the conversation
+    without giving the number away (keyed, so it cannot be reversed by trying every number)."""
+    return hmac.new(secret.encode(), phone.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+class ContextFilter(logging.Filter):
+    """Stamps each record with the request id and conversation key of the code that logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        record.conversation = conversation.get()
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = [
+            f"{name}={value}"
+            for name, value in (
+                ("req", getattr(record, "request_id", None)),
+                ("conv", getattr(record, "conversation", None)),
+            )
+            if value
+        ]
+        if context:
+            first, newline, rest = line.partition("\n")
+            line = f"{first} [{' '.join(context)}]{newline}{rest}"
+        return mask_phones(line)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, conversation, and
+    the traceback (one string) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": mask_phones(record.getMessage()),
+        }
+        for field in ("request_id", "conversation"):
+            value = getattr(record, field, None)
+            if value:
+                event[field] = value
+        if record.exc_info:
+            event["exception"] = mask_phones(self.formatException(record.exc_info))
+        return json.dumps(event, ensure_ascii=False)
+
+
+class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is when a record arrives, not when logging was set up."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def log_config(
+    log_format: LogFormat, level: str = "INFO", server_level: str | None = None
+) -> dict[str, Any]:
+    """logging.config.dictConfig for our loggers and (at `server_level`) uvicorn's; also what
+    uvicorn.run(log_config=…) applies in each worker process."""
+    levels = {"checkin_bot": level, "uvicorn": server_level or level}
+    formatter = JsonFormatter if log_format is LogFormat.JSON else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": ContextFilter}},
+        "formatters": {"line": {"()": formatter}},
+        "handlers": {
+            "stdout": {
+                "()": StdoutHandler,
+                "formatter": "line",
+                "filters": ["context"],
+            }
+        },
+        "loggers": {
+            name: {
+                "handlers": ["stdout"],
+                "level": levels[name.split(".")[0]],
+                "propagate": False,
+            }
+            for name in LOGGERS
+        },
+    }
+
+
+def configure_logging(log_format: LogFormat = LogFormat.TEXT, server_level: str = "INFO") -> None:
+    logging.config.dictConfig(log_config(log_format, server_level=server_level))
+
+
+class RequestId:
+    """ASGI middleware: each request gets an id (the platform's X-Request-Id when it sent a
+    sane one), put in the logging context and echoed in the response's X-Request-Id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _GOOD_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        token = request_id.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
