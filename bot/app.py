@@ -10,10 +10,12 @@ from datetime import datetime
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import checks, schema
 from . import prompts as prompts_module
-from . import schema
 from .logs import RequestId
 from .prompts import Prompts
 from .service import Service
@@ -45,6 +47,20 @@ def create_app(
             "process sees, which behind a proxy is usually wrong"
         )
 
+    readiness = checks.Readiness(store.engine, service.client)
+
+    async def readyz(request: Request) -> Response:
+        """Database and VirtualQ reachable: 200, else 503; no URLs or secrets in the answer."""
+        found = await readiness.checks()
+        ready = all(c.status is checks.Status.OK for c in found)
+        body = {
+            "status": "ready" if ready else "unavailable",
+            "checks": {
+                c.name: {"ok": c.status is checks.Status.OK, "detail": c.detail} for c in found
+            },
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
@@ -61,6 +77,7 @@ def create_app(
         routes=[
             Route("/sms", make_sms_endpoint(service, checker), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
         ],
         middleware=[Middleware(RequestId)],
         lifespan=lifespan,

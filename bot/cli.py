@@ -17,7 +17,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from . import identity, schema
+from . import checks, identity, schema
 from . import prompts as prompts_module
 from .app import create_app
 from .logs import configure_logging, log_config
@@ -282,6 +282,28 @@ def directory_import(csv_file: Path) -> None:
     click.echo(f"{report.added} added, {report.updated} updated, {len(report.errors)} skipped")
     if report.errors and not (report.added or report.updated):
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--offline", is_flag=True, help="Skip the checks that call the deployed app and Twilio."
+)
+@click.option("--workers", default=1, show_default=True, envvar="WEB_CONCURRENCY", type=int)
+def doctor(offline: bool, workers: int) -> None:
+    """Check the settings, database, VirtualQ, public URL and Twilio; say how to fix each."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        click.echo(checks.Check("settings", checks.Status.FAIL, str(exc)).line())
+        sys.exit(1)
+    found = asyncio.run(checks.doctor(settings, live=not offline, workers=workers))
+    for check in found:
+        click.echo(check.line())
+    failed = [c.name for c in found if not c.ok]
+    if failed:
+        click.echo(f"\n{len(failed)} problem(s): {', '.join(failed)}")
+        sys.exit(1)
+    click.echo("\nall good")
 
 
 @main.command("settings")

@@ -190,6 +190,15 @@ class VirtualQClient:
         """GET Cases/{caseId}: the case now, with its queue position and wait."""
         return await self._case("get_case", "GET", f"Cases/{int(case_id)}", None, observe)
 
+    async def probe(self) -> int:
+        """A harmless read (the first customer of `GET Customers`) that proves VirtualQ is
+        reachable and takes our credentials: its HTTP status, or an error from the tree.
+        Refusals are left to the caller: a 404 here means the base URL is wrong."""
+        response, _ = await self._call(
+            "probe", "GET", "Customers", None, None, params={"offset": 1, "limit": 1}
+        )
+        return response.status_code
+
     async def _case(
         self,
         operation: str,
@@ -198,6 +207,33 @@ class VirtualQClient:
         body: dict[str, Any] | None,
         observe: Observer | None,
     ) -> CaseDetail:
+        response, note = await self._call(operation, method, path, body, observe)
+        status = response.status_code
+        if status >= 400:
+            message = error_message(response.text)
+            reason = self.classifier.classify(status, message)
+            note(f"refused:{reason.value}", message)
+            raise UpstreamRefused(status, message, reason)
+        try:
+            case = CaseDetail.model_validate_json(response.content)
+        except ValidationError as exc:
+            cause = f"2xx without a usable case: {_first_error(exc)}"
+            note("unavailable", cause)
+            raise UpstreamUnavailable(cause, status) from exc
+        note("ok", None)
+        return case
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        observe: Observer | None,
+        params: dict[str, Any] | None = None,
+    ) -> tuple[httpx.Response, Callable[[str, str | None], None]]:
+        """One request inside the total budget; a 2xx or 4xx response (other than 401/403)
+        and the function that reports its outcome, or an error from the tree (reported)."""
         request = {"method": method, "path": path, "body": body}
         started = time.monotonic()
         status: int | None = None
@@ -210,7 +246,7 @@ class VirtualQClient:
 
         try:
             async with asyncio.timeout(self.total_timeout):
-                response = await self.http.request(method, path, json=body)
+                response = await self.http.request(method, path, json=body, params=params)
         except (TimeoutError, httpx.TimeoutException) as exc:
             sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
             cause = f"timeout after {self.total_timeout:g}s ({type(exc).__name__})"
@@ -228,22 +264,10 @@ class VirtualQClient:
         if status in (408, 429) or status >= 500:
             note("unavailable", f"HTTP {status}")
             raise UpstreamUnavailable(f"HTTP {status}: {error_message(text)[:200]}", status)
-        if status >= 400:
-            message = error_message(text)
-            reason = self.classifier.classify(status, message)
-            note(f"refused:{reason.value}", message)
-            raise UpstreamRefused(status, message, reason)
-        if not 200 <= status < 300:
+        if not 200 <= status < 300 and not 400 <= status < 500:
             note("unavailable", f"HTTP {status}")
             raise UpstreamUnavailable(f"unexpected HTTP {status}", status)
-        try:
-            case = CaseDetail.model_validate_json(response.content)
-        except ValidationError as exc:
-            cause = f"2xx without a usable case: {_first_error(exc)}"
-            note("unavailable", cause)
-            raise UpstreamUnavailable(cause, status) from exc
-        note("ok")
-        return case
+        return response, note
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -54,6 +54,7 @@ class Deployment:
     simulator: str
     database_url: str
     logs: Path
+    env: dict[str, str]
 
     def checkin_requests(self) -> int:
         """Check-in calls VirtualQ received, whatever their outcome."""
@@ -72,9 +73,7 @@ class Deployment:
         return asyncio.run(read())
 
 
-def _deploy(
-    tmp_path: Path, database_url: str, bots: int, **settings: str
-) -> Iterator[Deployment]:
+def _deploy(tmp_path: Path, database_url: str, bots: int, **settings: str) -> Iterator[Deployment]:
     """What the Procfile does: release (migrate), then web processes; plus the simulator."""
     command = shutil.which("checkin-bot")
     assert command, "checkin-bot is not installed (pip install -e .)"
@@ -120,6 +119,7 @@ def _deploy(
                 f"http://127.0.0.1:{sim_port}",
                 database_url,
                 logs,
+                env,
             )
         finally:
             for proc in reversed(started):
@@ -181,6 +181,15 @@ def test_a_signed_here_gets_a_ticket_from_the_real_processes(deployment: Deploym
         e["logger"] for e in events
     }
     assert all(e.get("request_id") for e in events if e["logger"] == "checkin_bot.service")
+
+
+def test_doctor_passes_on_the_running_deployment(deployment: Deployment) -> None:
+    doctor = subprocess.run(
+        ["checkin-bot", "doctor", "--offline"], env=deployment.env, capture_output=True, text=True
+    )
+    assert doctor.returncode == 0, doctor.stdout
+    assert "ok    virtualq          reachable, credentials accepted" in doctor.stdout
+    assert "all good" in doctor.stdout
 
 
 def test_two_server_processes_check_each_arrival_in_once(two_bots: Deployment) -> None:
