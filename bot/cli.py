@@ -97,6 +97,7 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         proxy_headers=True,  # trusted from FORWARDED_ALLOW_IPS only (uvicorn's rule)
+        timeout_graceful_shutdown=20,  # finish in-flight webhooks inside a PaaS's 30 s stop
         log_config=log_config(settings.log_format),
     )
 
@@ -120,7 +121,7 @@ def simulator(host: str, port: int, call_every: float) -> None:
     """Run the VirtualQ simulator alone, with the demo data."""
     app = create_simulator_app(call_every=call_every or None)
     click.echo(f"VirtualQ simulator on http://{host}:{port}  (state: /_sim/state)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", workers=1)  # not WEB_CONCURRENCY
 
 
 @main.command()
@@ -156,6 +157,7 @@ def demo(port: int, sim_port: int, call_every: float) -> None:
                     app,
                     host="127.0.0.1",
                     port=app_port,
+                    workers=1,  # one process holds both apps, whatever WEB_CONCURRENCY says
                     log_config=log_config(settings.log_format, server_level="WARNING"),
                 )
             )

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from bot.settings import PROJECT_ROOT
 from bot.simulator import demo_directory
 from bot.store import create_engine, messages
 
@@ -73,8 +74,14 @@ class Deployment:
         return asyncio.run(read())
 
 
+def procfile() -> dict[str, str]:
+    lines = (PROJECT_ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip())
+
+
 def _deploy(tmp_path: Path, database_url: str, bots: int, **settings: str) -> Iterator[Deployment]:
-    """What the Procfile does: release (migrate), then web processes; plus the simulator."""
+    """What a PaaS does with the Procfile: the release command, then `bots` web dynos (each
+    with WEB_CONCURRENCY workers); plus the VirtualQ simulator, and the directory imported."""
     command = shutil.which("checkin-bot")
     assert command, "checkin-bot is not installed (pip install -e .)"
     sim_port, bot_ports = _free_port(), [_free_port() for _ in range(bots)]
@@ -89,8 +96,11 @@ def _deploy(tmp_path: Path, database_url: str, bots: int, **settings: str) -> It
     }
     csv = tmp_path / "directory.csv"
     csv.write_text("\n".join(",".join(row) for row in demo_directory()))
-    for step in (["migrate"], ["directory", "import", str(csv)]):
-        subprocess.run([command, *step], env=env, check=True, capture_output=True)
+    processes = procfile()
+    subprocess.run(["bash", "-c", processes["release"]], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [command, "directory", "import", str(csv)], env=env, check=True, capture_output=True
+    )
     logs = tmp_path / "serve.log"
     with logs.open("wb") as out, (tmp_path / "simulator.log").open("wb") as sim_out:
         started = [
@@ -105,8 +115,8 @@ def _deploy(tmp_path: Path, database_url: str, bots: int, **settings: str) -> It
             for port in bot_ports:
                 started.append(
                     subprocess.Popen(
-                        [command, "serve", "--port", str(port)],
-                        env=env,
+                        ["bash", "-c", f"exec {processes['web']}"],
+                        env={**env, "PORT": str(port)},
                         stdout=out,
                         stderr=subprocess.STDOUT,
                     )
@@ -134,7 +144,7 @@ def deployment(tmp_path: Path, blank_db_url: str) -> Iterator[Deployment]:
 
 @pytest.fixture
 def two_bots(tmp_path: Path, blank_db_url: str) -> Iterator[Deployment]:
-    yield from _deploy(tmp_path, blank_db_url, bots=2)
+    yield from _deploy(tmp_path, blank_db_url, bots=2, WEB_CONCURRENCY="2")
 
 
 def _signed(params: dict[str, str]) -> dict[str, str]:
@@ -192,7 +202,7 @@ def test_doctor_passes_on_the_running_deployment(deployment: Deployment) -> None
     assert "all good" in doctor.stdout
 
 
-def test_two_server_processes_check_each_arrival_in_once(two_bots: Deployment) -> None:
+def test_two_dynos_of_two_workers_check_each_arrival_in_once(two_bots: Deployment) -> None:
     a, b = two_bots.bots
     # Twilio redelivering one HERE to both processes, three times each, all at once.
     here = form(ALEX, "HERE")
