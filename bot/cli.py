@@ -242,18 +242,29 @@ def _read_line(prompt: str) -> str | None:
 
 
 @main.command()
-def migrate() -> None:
+@click.option(
+    "--new-revision",
+    metavar="MESSAGE",
+    help="(Developers) write a migration for the table changes in bot/store.py.",
+)
+def migrate(new_revision: str | None) -> None:
     """Create or upgrade the database schema (the Procfile's release phase)."""
     settings = _settings()
 
     async def run() -> tuple[str | None, str]:
         engine = create_engine(settings.database_url)
         try:
+            if new_revision:
+                path = await schema.new_revision(engine, new_revision)
+                click.echo(f"wrote {path}: review it, then run `checkin-bot migrate`")
+                return schema.head(), schema.head()
             return await schema.migrate(engine)
         finally:
             await engine.dispose()
 
-    before, after = asyncio.run(run())
+    before, after = _run(run())
+    if new_revision:
+        return
     if before == after:
         click.echo(f"database schema is up to date ({after})")
     else:

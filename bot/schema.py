@@ -90,6 +90,22 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
     return before, head()
 
 
+async def new_revision(engine: AsyncEngine, message: str) -> Path:
+    """(Developers) write the next migration for what changed in bot/store.py's tables; the
+    database must be at head. Review the file: autogenerate misses renames and data moves."""
+    await check(engine)
+    config = alembic_config()
+    rev_id = f"{int(head()) + 1:04d}"
+
+    def write(conn: sa.Connection) -> None:
+        config.attributes["connection"] = conn
+        command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
+
+    async with engine.connect() as conn:
+        await conn.run_sync(write)
+    return next((MIGRATIONS / "versions").glob(f"{rev_id}_*.py"))
+
+
 def autogenerate_diff(engine_conn: sa.Connection) -> list[Any]:
     """Differences between the tables in code and the migrated database (for tests)."""
     from alembic.autogenerate import compare_metadata
