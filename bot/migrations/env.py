@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 
 from bot.store import UTCDateTime, metadata
 
@@ -12,7 +15,7 @@ if connection is None or context.is_offline_mode():
     raise RuntimeError("run migrations with `checkin-bot migrate`, not the alembic command")
 
 
-def render_item(kind: str, obj: object, autogen_context: object) -> str | bool:
+def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Write UTCDateTime as the plain DateTime it stores, so migrations import no app code."""
     if kind == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime()"
