@@ -28,7 +28,7 @@ from . import prompts as prompts_module
 from .errors import UpstreamAuthError, UpstreamUnavailable
 from .prompts import PromptError
 from .settings import Settings
-from .store import create_engine
+from .store import engine_at
 from .virtualq import VirtualQClient, make_client, make_http_client
 from .webhook import SignatureChecker
 
@@ -365,15 +365,12 @@ async def doctor(
     Twilio (tests pass one with a fake transport); `live=False` skips both."""
     found = [_ok("settings", "read from the environment"), prompts(settings)]
     found += [webhook_security(settings), public_url(settings), signature_round_trip(settings)]
-    engine = create_engine(settings.database_url, settings.database_pool_size)
-    try:
+    async with engine_at(settings.database_url, settings.database_pool_size) as engine:
         db = await database(engine)
         where = schema.describe(engine)
         found.append(Check(db.name, db.status, f"{where}: {db.detail}", db.fix))
         if db.status is Status.OK:
             found.append(await connection_budget(engine, settings, workers))
-    finally:
-        await engine.dispose()
     if not settings.virtualq_base_url:
         found.append(
             Check("virtualq", Status.FAIL, "VIRTUALQ_BASE_URL is not set", "set it to the API root")

@@ -32,7 +32,7 @@ from .settings import (
 )
 from .simulator import DEMO_PEOPLE, UNKNOWN_DEMO_PHONE, Simulator, create_simulator_app, load_demo
 from .simulator import demo_directory as demo_rows
-from .store import Store, create_engine, open_store
+from .store import Store, engine_at, open_store
 from .virtualq import make_client, make_http_client
 
 DEMO_DATABASE = "sqlite:///checkin-bot-demo.db"
@@ -252,15 +252,12 @@ def migrate(new_revision: str | None) -> None:
     settings = _settings()
 
     async def run() -> tuple[str | None, str]:
-        engine = create_engine(settings.database_url)
-        try:
+        async with engine_at(settings.database_url) as engine:
             if new_revision:
                 path = await schema.new_revision(engine, new_revision)
                 click.echo(f"wrote {path}: review it, then run `checkin-bot migrate`")
                 return schema.head(), schema.head()
             return await schema.migrate(engine)
-        finally:
-            await engine.dispose()
 
     before, after = _run(run())
     if new_revision:

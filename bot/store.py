@@ -166,6 +166,16 @@ def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
 
 
 @asynccontextmanager
+async def engine_at(url: str, pool_size: int = 5) -> AsyncIterator[AsyncEngine]:
+    """An engine on `url`, disposed of on exit (for schema work and checks)."""
+    engine = create_engine(url, pool_size)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
 async def open_store(
     url: str, *, migrate: bool = False, pool_size: int = 5
 ) -> AsyncIterator[Store]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 
 from bot import schema
-from bot.store import create_engine
+from bot.store import engine_at
 
 _names = count(1)
 
@@ -93,11 +93,8 @@ def _with_database(admin_url: str, name: str) -> str:
 
 
 async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
+    async with engine_at(url) as engine:
         await schema.migrate(engine)
-    finally:
-        await engine.dispose()
 
 
 class Postgres:

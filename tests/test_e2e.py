@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from bot.settings import PROJECT_ROOT
 from bot.simulator import demo_directory
-from bot.store import create_engine, messages
+from bot.store import engine_at, messages
 
 from .helpers import ALEX, CASEY, JORDAN, form, reply_text, sign
 
@@ -63,13 +63,9 @@ class Deployment:
 
     def messages(self) -> list[dict[str, object]]:
         async def read() -> list[dict[str, object]]:
-            engine = create_engine(self.database_url)
-            try:
-                async with engine.connect() as conn:
-                    rows = await conn.execute(sa.select(messages).order_by(messages.c.id))
-                    return [dict(r) for r in rows.mappings()]
-            finally:
-                await engine.dispose()
+            async with engine_at(self.database_url) as engine, engine.connect() as conn:
+                rows = await conn.execute(sa.select(messages).order_by(messages.c.id))
+                return [dict(r) for r in rows.mappings()]
 
         return asyncio.run(read())
 

@@ -11,21 +11,17 @@ from alembic import command
 from bot import schema
 from bot.app import create_app
 from bot.settings import Settings
-from bot.store import create_engine
+from bot.store import engine_at
 
 from .conftest import Clock
 from .helpers import mock_upstream_bot
 
 
 async def _run(url: str, work: object) -> object:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            result = await conn.run_sync(work)  # type: ignore[arg-type]
-            await conn.commit()
-        return result
-    finally:
-        await engine.dispose()
+    async with engine_at(url) as engine, engine.connect() as conn:
+        result = await conn.run_sync(work)  # type: ignore[arg-type]
+        await conn.commit()
+    return result
 
 
 def _alembic(conn: sa.Connection, verb: str, revision: str) -> None:
@@ -35,19 +31,13 @@ def _alembic(conn: sa.Connection, verb: str, revision: str) -> None:
 
 
 async def _migrate(url: str) -> tuple[str | None, str]:
-    engine = create_engine(url)
-    try:
+    async with engine_at(url) as engine:
         return await schema.migrate(engine)
-    finally:
-        await engine.dispose()
 
 
 async def _check(url: str) -> str:
-    engine = create_engine(url)
-    try:
+    async with engine_at(url) as engine:
         return await schema.check(engine)
-    finally:
-        await engine.dispose()
 
 
 async def test_the_migrated_schema_is_the_one_in_code(blank_db_url: str) -> None:
