@@ -144,7 +144,7 @@ class Settings(BaseSettings):
         5,
         ge=1,
         le=100,
-        description="PostgreSQL connections each web worker keeps (it may open as many again "
+        description="Database connections each web worker keeps (it may open as many again "
         "under load): WEB_CONCURRENCY x 2 x this must stay under the database's limit.",
     )
     log_format: LogFormat = Field(

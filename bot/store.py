@@ -143,13 +143,13 @@ class PhoneBusy(CheckinBotError):
 
 
 def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
-    options: dict[str, Any] = {}
+    # A message's turn holds one connection (see Store.turn): cap the pool, and when every
+    # connection is busy fail after 5 s rather than queue until Twilio has given up.
+    options: dict[str, Any] = dict(pool_size=pool_size, max_overflow=pool_size, pool_timeout=5)
     if make_url(async_url(url)).get_backend_name() == "postgresql":
-        # A message's turn holds one connection (see Store.turn); fail fast rather than queue
-        # for long when every connection is busy, and survive the PaaS dropping idle ones.
-        options = dict(
-            pool_size=pool_size, max_overflow=pool_size, pool_timeout=5, pool_pre_ping=True
-        )
+        # Survive the PaaS dropping idle connections; give up on an unreachable server in 5 s
+        # (asyncpg would wait a minute).
+        options |= dict(pool_pre_ping=True, connect_args={"timeout": 5})
     engine = create_async_engine(async_url(url), **options)
     if engine.dialect.name == "sqlite":
 
