@@ -22,7 +22,7 @@ from .service import Service
 from .settings import Settings
 from .store import Store, create_engine
 from .virtualq import make_client, make_http_client
-from .webhook import SignatureChecker, healthz, make_sms_endpoint
+from .webhook import SignatureChecker, healthz, make_fallback_endpoint, make_sms_endpoint
 
 log = logging.getLogger("checkin_bot.app")
 
@@ -69,6 +69,10 @@ def create_app(
             log.error("not starting: %s", exc)
             await store.close()
             raise
+        except Exception as exc:
+            # Start anyway: /sms answers with the apology, /sms/fallback works, /readyz says
+            # why, and everything recovers when the database is back.
+            log.error("database unreachable at start-up (%s); starting anyway", exc)
         yield
         await http.aclose()
         await store.close()
@@ -76,6 +80,11 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/sms", make_sms_endpoint(service, checker), methods=["POST"]),
+            Route(
+                "/sms/fallback",
+                make_fallback_endpoint(checker, prompts.render("upstream_unavailable")),
+                methods=["POST"],
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -143,5 +143,31 @@ def make_sms_endpoint(
     return sms
 
 
+def make_fallback_endpoint(
+    checker: SignatureChecker, apology: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """POST /sms/fallback: Twilio's Fallback URL, called when /sms failed or timed out. A fixed
+    apology from memory: no database, no VirtualQ, so it answers when both are down."""
+
+    async def fallback(request: Request) -> Response:
+        try:
+            form = await read_form(request)
+        except BadWebhook as exc:
+            log.warning("rejected fallback webhook (%s): %s", exc.status, exc)
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        if checker.enabled and not checker.valid(request, form):
+            log.warning("rejected fallback webhook (403): missing or invalid Twilio signature")
+            return PlainTextResponse("invalid signature", status_code=403)
+        log.error(
+            "Twilio used the Fallback URL for a text from %s (ErrorCode %s): /sms failed; "
+            "answered the apology, the text is not in the log",
+            phones.mask(form.get("From", "?")),
+            form.get("ErrorCode", "?")[:16],
+        )
+        return twiml(apology)
+
+    return fallback
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})

@@ -6,10 +6,21 @@ import hmac
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from .conftest import Clock
-from .helpers import ALEX, PUBLIC, TOKEN, Bot, form, reply_text, running_bot, sign
+from .helpers import (
+    ALEX,
+    PUBLIC,
+    TOKEN,
+    Bot,
+    form,
+    mock_upstream_bot,
+    reply_text,
+    running_bot,
+    sign,
+)
 
 SHARED_KEY = "shared-key-secret-for-webhook-settings"
 
@@ -177,3 +188,42 @@ async def test_healthz(bot: Bot) -> None:
 async def test_signature_checks_can_be_turned_off_for_local_use(db_url: str, clock: Clock) -> None:
     async with running_bot(db_url, clock, twilio_validate_signature=False) as local:
         assert (await local.post(form(ALEX, "HERE"), signed=False)).status_code == 200
+
+
+async def test_the_fallback_url_answers_the_apology_without_database_or_upstream(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("everything is down")
+
+    monkeypatch.setattr(bot.store, "record_inbound", down)
+    monkeypatch.setattr(bot.store, "turn", down)
+    params = form(ALEX, "HERE", ErrorCode="11200", ErrorUrl=f"{PUBLIC}/sms")
+    signature = sign(f"{PUBLIC}/sms/fallback", params)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    answer = await bot.client.post(
+        "/sms/fallback",
+        content=urlencode(params),
+        headers={**headers, "X-Twilio-Signature": signature},
+    )
+    assert answer.status_code == 200
+    assert reply_text(answer.text) == bot.service.prompts.render("upstream_unavailable")
+    forged = await bot.client.post("/sms/fallback", content=urlencode(params), headers=headers)
+    assert forged.status_code == 403
+    assert bot.sim.checkin_requests == 0
+    assert await bot.store.transcript(ALEX) == []
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:////nonexistent/dir/bot.db", "postgresql://nobody@127.0.0.1:1/none"]
+)
+async def test_the_app_starts_and_answers_while_the_database_is_unreachable(
+    url: str, clock: Clock
+) -> None:
+    async with mock_upstream_bot(url, clock, lambda r: httpx.Response(500)) as (client, app):
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["database"]["ok"] is False
+        sms = await client.post("/sms", data=form(ALEX, "HERE"))
+        assert sms.status_code == 200
+        assert reply_text(sms.text) == app.state.service.prompts.render("upstream_unavailable")
