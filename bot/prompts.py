@@ -48,6 +48,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
         "choose": ("options",),
         "choose_again": ("options",),
         "upstream_unavailable": (),
+        "rate_limited": (),
         "help": (),
         "hint": (),
         "running_late": (),

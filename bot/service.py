@@ -47,6 +47,13 @@ class InboundText:
     num_media: int = 0
 
 
+@dataclass(frozen=True)
+class Limited:
+    """A text past the rate limit, logged; its reply (None: silence)."""
+
+    reply: str | None
+
+
 class PhoneLocks:
     """One message at a time per phone within this process, in arrival order (the store's turn
     does the same across processes; this keeps waiters here from each holding a connection)."""
@@ -104,6 +111,9 @@ class Service:
         )
         if inbound.duplicate:
             return await self._repeat(inbound.id, phone)
+        limited = await self._rate_limit(inbound.id, phone)
+        if limited is not None:
+            return limited.reply
         async with self.locks.hold(phone):
             try:
                 async with self.store.turn(phone, PHONE_TURN_WAIT_SECONDS) as turn:
@@ -118,6 +128,33 @@ class Service:
         if not handled:
             return self.prompts.render("upstream_unavailable")
         return reply
+
+    async def _rate_limit(self, inbound_id: int, phone: str) -> Limited | None:
+        """More texts than RATE_LIMIT_PER_MINUTE in the last minute (this one included): the
+        first text past the limit is told why, the rest get silence; all are logged."""
+        now = self.clock()
+        sent = await self.store.inbound_since(phone, now - timedelta(minutes=1))
+        limit = self.settings.rate_limit_per_minute
+        if sent <= limit:
+            return None
+        text = self.prompts.render("rate_limited") if sent == limit + 1 else None
+        log.warning(
+            "%s: %d texts in a minute, over the limit of %d", phones.mask(phone), sent, limit
+        )
+        await self.store.finish(
+            Handled(
+                inbound_id=inbound_id,
+                phone=phone,
+                before=await self.store.conversation(phone),
+                after=None,
+                intent="rate_limited",
+                reply=text,
+                segments=segments(text) if text else None,
+                calls=(),
+                now=now,
+            )
+        )
+        return Limited(text)
 
     async def _busy(self, inbound_id: int, phone: str, body: str, exc: PhoneBusy) -> str:
         """Another message from this phone is still being answered (elsewhere, stuck): apologise

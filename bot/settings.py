@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     checked_in_memory_hours: int = Field(
         12, gt=0, description="How long HERE/STATUS answer from the remembered check-in."
     )
+    rate_limit_per_minute: int = Field(
+        10,
+        ge=1,
+        description="Texts a phone may send in a minute; past it the bot says why once, then "
+        "stays silent until the minute has passed (every text is still logged).",
+    )
     language: str = Field("en", description="Language of the prompts/ file used for replies.")
     prompts_dir: Path = Field(
         PROJECT_ROOT / "prompts", description="Folder of the per-language prompt files."

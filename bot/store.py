@@ -275,6 +275,20 @@ class Store:
                 return False, None
             await asyncio.sleep(poll)
 
+    async def inbound_since(self, phone: str, since: datetime) -> int:
+        """How many texts a phone sent from `since` on (for the rate limit)."""
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(messages)
+                .where(
+                    messages.c.phone == phone,
+                    messages.c.direction == "in",
+                    messages.c.created_at >= since,
+                )
+            )
+        return int(found or 0)
+
     @asynccontextmanager
     async def turn(self, phone: str, wait: float) -> AsyncIterator[Turn]:
         """This phone's conversation to ourselves, across every process on the database.

@@ -238,3 +238,17 @@ async def test_a_message_that_cannot_get_its_turn_is_answered_and_logged(
     assert [(m["direction"], m["intent"]) for m in log] == [("in", "busy"), ("out", None)]
     assert (await bot.store.conversation(ALEX)).state is State.IDLE
     assert "Ticket A003" in (await bot.text(ALEX, "here") or "")  # and the next HERE works
+
+
+async def test_a_flood_from_one_phone_is_told_once_then_ignored_for_a_minute(bot: Bot) -> None:
+    limited = bot.service.prompts.render("rate_limited")
+    replies = [await bot.text(ALEX, "status") for _ in range(12)]
+    assert all(r and "Text HERE" in r for r in replies[:10])  # "not checked in yet"
+    assert replies[10] == limited and replies[11] is None
+    assert "early" in (await bot.text(JORDAN, "here") or "")  # other phones are unaffected
+    bot.clock.advance(1.1)
+    assert "Ticket A003" in (await bot.text(ALEX, "here") or "")
+    log = await bot.store.transcript(ALEX)
+    inbound = [m for m in log if m["direction"] == "in"]
+    assert len(inbound) == 13 and all(m["handled_at"] for m in inbound)
+    assert [m["intent"] for m in inbound[10:12]] == ["rate_limited", "rate_limited"]
