@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     virtualq_timeout_seconds: float = Field(
         6.0, gt=0, description="Seconds a VirtualQ call may take in all (well inside Twilio's 15)."
     )
+    virtualq_max_concurrency: int = Field(
+        10,
+        ge=1,
+        description="VirtualQ calls one web worker makes at once; more wait for a slot within "
+        "their time budget, so a slow VirtualQ is not flooded.",
+    )
     refusal_patterns: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_REFUSAL_PATTERNS.items()},
         description="JSON {reason: [regex…]} classifying VirtualQ refusals; reasons: "

@@ -159,11 +159,16 @@ class VirtualQClient:
     """Async VirtualQ calls on an injected httpx client (tests pass a MockTransport)."""
 
     def __init__(
-        self, http: httpx.AsyncClient, classifier: RefusalClassifier, total_timeout: float = 6.0
+        self,
+        http: httpx.AsyncClient,
+        classifier: RefusalClassifier,
+        total_timeout: float = 6.0,
+        max_concurrency: int = 10,
     ) -> None:
         self.http = http
         self.classifier = classifier
         self.total_timeout = total_timeout
+        self._slots = asyncio.Semaphore(max_concurrency)
 
     async def checkin(
         self,
@@ -244,12 +249,15 @@ class VirtualQClient:
                 latency = int((time.monotonic() - started) * 1000)
                 observe(CallRecord(operation, request, status, latency, outcome, text, error))
 
+        queued = True
         try:
-            async with asyncio.timeout(self.total_timeout):
+            async with asyncio.timeout(self.total_timeout), self._slots:
+                queued = False
                 response = await self.http.request(method, path, json=body, params=params)
         except (TimeoutError, httpx.TimeoutException) as exc:
-            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            cause = f"timeout after {self.total_timeout:g}s ({type(exc).__name__})"
+            sent = not queued and not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            waited = " waiting for a free slot" if queued else ""
+            cause = f"timeout after {self.total_timeout:g}s{waited} ({type(exc).__name__})"
             note("timeout", cause)
             raise UpstreamTimeout(cause, request_sent=sent) from exc
         except httpx.HTTPError as exc:
@@ -301,5 +309,8 @@ def make_http_client(
 
 def make_client(settings: Settings, http: httpx.AsyncClient) -> VirtualQClient:
     return VirtualQClient(
-        http, RefusalClassifier(settings.refusal_patterns), settings.virtualq_timeout_seconds
+        http,
+        RefusalClassifier(settings.refusal_patterns),
+        settings.virtualq_timeout_seconds,
+        settings.virtualq_max_concurrency,
     )

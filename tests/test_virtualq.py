@@ -302,3 +302,27 @@ async def test_checkin_sends_one_identifier_and_the_configured_auth() -> None:
     assert seen[1].headers["Authorization"] == "Basic dTpw"
     with pytest.raises(ValueError):
         await client.checkin(personal_id="x", case_id=1)
+
+
+async def test_calls_beyond_the_concurrency_cap_wait_for_a_slot_within_their_budget() -> None:
+    in_flight, peak = 0, 0
+
+    async def stuck(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.Event().wait()  # VirtualQ never answers
+        raise AssertionError("unreachable")
+
+    config = Settings(virtualq_max_concurrency=2, virtualq_timeout_seconds=0.3)
+    client = make_client(config, make_http_client(config, httpx.MockTransport(stuck), "http://vq"))
+    results = await asyncio.gather(*(client.get_case(7) for _ in range(5)), return_exceptions=True)
+    assert peak == 2  # never more than the cap at VirtualQ
+    assert all(isinstance(r, UpstreamTimeout) for r in results)
+    sent = [r.request_sent for r in results if isinstance(r, UpstreamTimeout)]
+    assert sorted(sent) == [False, False, False, True, True]
+    assert all(
+        "free slot" in r.cause
+        for r in results
+        if isinstance(r, UpstreamTimeout) and not r.request_sent
+    )
