@@ -45,6 +45,7 @@ class InboundText:
     sender: str
     body: str
     num_media: int = 0
+    idempotency_token: str | None = None  # Twilio's, on the webhook request
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class Service:
         phone = phones.sender_key(sms.sender, self.settings.default_region)
         logs.conversation.set(logs.conversation_key(phone, self._log_key))
         inbound = await self.store.record_inbound(
-            phone, sms.sid, sms.body, sms.num_media, self.clock()
+            phone, sms.sid, sms.body, sms.num_media, self.clock(), sms.idempotency_token
         )
         if inbound.duplicate:
             return await self._repeat(inbound.id, phone)

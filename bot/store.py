@@ -60,6 +60,8 @@ messages = sa.Table(
     sa.Column("direction", sa.String(3), nullable=False),  # in / out
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("message_sid", sa.String(64), unique=True),  # inbound: Twilio's; out: once sent
+    # Twilio's I-Twilio-Idempotency-Token: the same on every retry of one webhook delivery.
+    sa.Column("idempotency_token", sa.String(128)),
     sa.Column("reply_to", sa.Integer, sa.ForeignKey("messages.id")),
     sa.Column("intent", sa.String(64)),
     sa.Column("state_before", sa.String(32)),
@@ -229,7 +231,13 @@ class Store:
     # --- messages -----------------------------------------------------------------------------
 
     async def record_inbound(
-        self, phone: str, sid: str, body: str, num_media: int, now: datetime
+        self,
+        phone: str,
+        sid: str,
+        body: str,
+        num_media: int,
+        now: datetime,
+        idempotency_token: str | None = None,
     ) -> Inbound:
         """Store an inbound message before anything else; a repeated MessageSid is flagged."""
         row = dict(
@@ -237,6 +245,7 @@ class Store:
             direction="in",
             body=body,
             message_sid=sid,
+            idempotency_token=idempotency_token,
             num_media=num_media,
             created_at=now,
         )

@@ -130,8 +130,11 @@ def make_sms_endpoint(
             log.warning("rejected webhook (400): bad or missing field(s) %s", fields)
             return PlainTextResponse(f"bad webhook: {fields}", status_code=400)
         try:
+            token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
             reply = await service.handle(
-                InboundText(inbound.message_sid, inbound.sender, inbound.body, inbound.num_media)
+                InboundText(
+                    inbound.message_sid, inbound.sender, inbound.body, inbound.num_media, token
+                )
             )
         except Exception:
             log.exception(

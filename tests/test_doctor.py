@@ -9,7 +9,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from bot import checks
+from bot import checks, schema
 from bot.cli import main
 from bot.settings import Settings
 from bot.simulator import Simulator, create_simulator_app, load_demo
@@ -245,7 +245,7 @@ async def test_readyz_is_ready_when_database_and_virtualq_answer(db_url: str, cl
     assert first.json() == {
         "status": "ready",
         "checks": {
-            "database": {"ok": True, "detail": "reachable, schema 0002"},
+            "database": {"ok": True, "detail": f"reachable, schema {schema.head()}"},
             "virtualq": {"ok": True, "detail": "reachable, credentials accepted (HTTP 200)"},
         },
     }

@@ -110,12 +110,14 @@ async def test_status_follows_the_moving_queue(bot: Bot) -> None:
 
 async def test_a_repeated_message_sid_gets_the_same_reply_and_no_second_call(bot: Bot) -> None:
     params = form(ALEX, "here")
-    first = await bot.post(params)
-    second = await bot.post(params)
+    token = {"I-Twilio-Idempotency-Token": "b6f1f2c4-retry-token"}
+    first = await bot.post(params, headers=token)
+    second = await bot.post(params, headers=token)
     assert first.text == second.text and "Ticket" in first.text
     assert bot.sim.checkin_requests == 1
     log = await bot.store.transcript(ALEX)
     assert [m["direction"] for m in log] == ["in", "out"]
+    assert log[0]["idempotency_token"] == "b6f1f2c4-retry-token"
 
 
 async def test_concurrent_duplicate_deliveries_check_in_once(bot: Bot) -> None:
