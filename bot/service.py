@@ -142,19 +142,7 @@ class Service:
         log.warning(
             "%s: %d texts in a minute, over the limit of %d", phones.mask(phone), sent, limit
         )
-        await self.store.finish(
-            Handled(
-                inbound_id=inbound_id,
-                phone=phone,
-                before=await self.store.conversation(phone),
-                after=None,
-                intent="rate_limited",
-                reply=text,
-                segments=segments(text) if text else None,
-                calls=(),
-                now=now,
-            )
-        )
+        await self._log_aside(inbound_id, phone, "rate_limited", text)
         return Limited(text)
 
     async def _busy(self, inbound_id: int, phone: str, body: str, exc: PhoneBusy) -> str:
@@ -162,20 +150,24 @@ class Service:
         and log it, leaving the conversation to the message that holds it."""
         log.warning("%s: %s; sent the fallback reply", phones.mask(phone), exc)
         text = self.prompts.render("upstream_unavailable")
+        await self._log_aside(inbound_id, phone, "busy", text)
+        return text
+
+    async def _log_aside(self, inbound_id: int, phone: str, why: str, text: str | None) -> None:
+        """Log a text answered outside the conversation, whose state it leaves alone."""
         await self.store.finish(
             Handled(
                 inbound_id=inbound_id,
                 phone=phone,
                 before=await self.store.conversation(phone),
                 after=None,
-                intent="busy",
+                intent=why,
                 reply=text,
-                segments=segments(text),
+                segments=segments(text) if text else None,
                 calls=(),
                 now=self.clock(),
             )
         )
-        return text
 
     async def _answer(self, turn: Turn, inbound_id: int, phone: str, body: str) -> str | None:
         before = await turn.conversation()

@@ -99,6 +99,25 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
         raise BadWebhook(f"unreadable form: {exc}") from exc
 
 
+async def verified_form(
+    request: Request, checker: SignatureChecker
+) -> ImmutableMultiDict[str, str] | Response:
+    """A webhook's form once readable (else 400/413) and signed by Twilio (else 403)."""
+    try:
+        form = await read_form(request)
+    except BadWebhook as exc:
+        log.warning("rejected %s (%s): %s", request.url.path, exc.status, exc)
+        return PlainTextResponse(str(exc), status_code=exc.status)
+    if checker.enabled and not checker.valid(request, form):
+        log.warning(
+            "rejected %s (403): missing or invalid Twilio signature for %s",
+            request.url.path,
+            checker.url_for(request),
+        )
+        return PlainTextResponse("invalid signature", status_code=403)
+    return form
+
+
 def twiml(text: str | None) -> Response:
     response = MessagingResponse()
     if text:
@@ -112,17 +131,9 @@ def make_sms_endpoint(
     """POST /sms: Twilio's messaging webhook."""
 
     async def sms(request: Request) -> Response:
-        try:
-            form = await read_form(request)
-        except BadWebhook as exc:
-            log.warning("rejected webhook (%s): %s", exc.status, exc)
-            return PlainTextResponse(str(exc), status_code=exc.status)
-        if checker.enabled and not checker.valid(request, form):
-            log.warning(
-                "rejected webhook (403): missing or invalid Twilio signature for %s",
-                checker.url_for(request),
-            )
-            return PlainTextResponse("invalid signature", status_code=403)
+        form = await verified_form(request, checker)
+        if isinstance(form, Response):
+            return form
         try:
             inbound = InboundSms.model_validate(dict(form))
         except ValidationError as exc:
@@ -153,14 +164,9 @@ def make_fallback_endpoint(
     apology from memory: no database, no VirtualQ, so it answers when both are down."""
 
     async def fallback(request: Request) -> Response:
-        try:
-            form = await read_form(request)
-        except BadWebhook as exc:
-            log.warning("rejected fallback webhook (%s): %s", exc.status, exc)
-            return PlainTextResponse(str(exc), status_code=exc.status)
-        if checker.enabled and not checker.valid(request, form):
-            log.warning("rejected fallback webhook (403): missing or invalid Twilio signature")
-            return PlainTextResponse("invalid signature", status_code=403)
+        form = await verified_form(request, checker)
+        if isinstance(form, Response):
+            return form
         log.error(
             "Twilio used the Fallback URL for a text from %s (ErrorCode %s): /sms failed; "
             "answered the apology, the text is not in the log",
