@@ -35,7 +35,7 @@ def create_app(
     virtualq_base_url: str | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
-    """The bot's web app: POST /sms and GET /healthz, wired to a store and VirtualQ."""
+    """The bot's web app (/sms, /sms/fallback, /healthz, /readyz) on a store and VirtualQ."""
     prompts = prompts or prompts_module.load(settings.prompts_dir, settings.language)
     store = Store(create_engine(settings.database_url, settings.database_pool_size))
     http = make_http_client(settings, virtualq_transport, virtualq_base_url)

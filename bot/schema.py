@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,14 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The release's migrations, read once (/readyz checks the schema every few seconds)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head() -> str:
-    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    heads = _scripts().get_heads()
     assert len(heads) == 1, f"migrations have several heads: {heads}"
     return heads[0]
 
@@ -56,7 +63,7 @@ async def check(engine: AsyncEngine) -> str:
     if found is None:
         raise SchemaError(f"{where} has no checkin-bot schema: run `checkin-bot migrate`")
     try:
-        ScriptDirectory.from_config(alembic_config()).get_revision(found)
+        _scripts().get_revision(found)
     except CommandError:
         raise SchemaError(
             f"{where} is at schema {found}, newer than this release knows (it needs {wanted}): "

@@ -120,7 +120,7 @@ class Service:
                 async with self.store.turn(phone, PHONE_TURN_WAIT_SECONDS) as turn:
                     return await self._answer(turn, inbound.id, phone, sms.body)
             except PhoneBusy as exc:
-                return await self._busy(inbound.id, phone, sms.body, exc)
+                return await self._busy(inbound.id, phone, exc)
 
     async def _repeat(self, inbound_id: int, phone: str) -> str | None:
         """A redelivered MessageSid: the same reply again, and no second upstream call."""
@@ -145,7 +145,7 @@ class Service:
         await self._log_aside(inbound_id, phone, "rate_limited", text)
         return Limited(text)
 
-    async def _busy(self, inbound_id: int, phone: str, body: str, exc: PhoneBusy) -> str:
+    async def _busy(self, inbound_id: int, phone: str, exc: PhoneBusy) -> str:
         """Another message from this phone is still being answered (elsewhere, stuck): apologise
         and log it, leaving the conversation to the message that holds it."""
         log.warning("%s: %s; sent the fallback reply", phones.mask(phone), exc)

@@ -183,14 +183,11 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """A store on `url`, closed on exit. SchemaError unless the schema is this release's;
     `migrate=True` upgrades it first (the demo and chat do; production runs `migrate`)."""
-    store = Store(create_engine(url, pool_size))
-    try:
+    async with engine_at(url, pool_size) as engine:
         if migrate:
-            await schema.migrate(store.engine)
-        await schema.check(store.engine)
-        yield store
-    finally:
-        await store.close()
+            await schema.migrate(engine)
+        await schema.check(engine)
+        yield Store(engine)
 
 
 @dataclass(frozen=True)
