@@ -22,7 +22,13 @@ from .service import Service
 from .settings import Settings
 from .store import Store, create_engine
 from .virtualq import make_client, make_http_client
-from .webhook import SignatureChecker, healthz, make_fallback_endpoint, make_sms_endpoint
+from .webhook import (
+    SignatureChecker,
+    healthz,
+    make_fallback_endpoint,
+    make_sms_endpoint,
+    make_status_endpoint,
+)
 
 log = logging.getLogger("checkin_bot.app")
 
@@ -85,6 +91,7 @@ def create_app(
                 make_fallback_endpoint(checker, prompts.render("upstream_unavailable")),
                 methods=["POST"],
             ),
+            Route("/sms/status", make_status_endpoint(store, checker), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -230,7 +230,7 @@ async def _chat(settings: Settings, sender: str) -> None:
             if line is None:
                 break
             sid = f"SMchat{uuid.uuid4().hex[:26]}{number}"
-            reply = await service.handle(InboundText(sid, sender, line))
+            reply = (await service.handle(InboundText(sid, sender, line))).text
             click.echo(f"bot> {reply}" if reply is not None else "bot> (no reply)")
 
 

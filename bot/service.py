@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from . import identity, intents, logs, phones
 from .conversation import (
     Action,
+    Candidate,
     Checkin,
     Context,
     Conversation,
@@ -27,7 +28,7 @@ from .conversation import (
 from .errors import UpstreamRefused, UpstreamUnavailable
 from .prompts import Prompts, segments
 from .settings import Settings
-from .store import Handled, PhoneBusy, Store, Turn
+from .store import Handled, PhoneBusy, Store, Turn, Who
 from .virtualq import CallRecord, VirtualQClient
 
 log = logging.getLogger("checkin_bot.service")
@@ -49,10 +50,11 @@ class InboundText:
 
 
 @dataclass(frozen=True)
-class Limited:
-    """A text past the rate limit, logged; its reply (None: silence)."""
+class Answer:
+    """The reply to a text (None: silence) and its id in the log, for its delivery status."""
 
-    reply: str | None
+    text: str | None
+    message_id: int | None = None
 
 
 class PhoneLocks:
@@ -103,7 +105,7 @@ class Service:
             booking_number_fallback=settings.booking_number_fallback,
         )
 
-    async def handle(self, sms: InboundText) -> str | None:
+    async def handle(self, sms: InboundText) -> Answer:
         """The reply to one inbound text (None: stay silent). Stored before anything else."""
         phone = phones.sender_key(sms.sender, self.settings.default_region)
         logs.conversation.set(logs.conversation_key(phone, self._log_key))
@@ -114,7 +116,7 @@ class Service:
             return await self._repeat(inbound.id, phone)
         limited = await self._rate_limit(inbound.id, phone)
         if limited is not None:
-            return limited.reply
+            return limited
         async with self.locks.hold(phone):
             try:
                 async with self.store.turn(phone, PHONE_TURN_WAIT_SECONDS) as turn:
@@ -122,15 +124,15 @@ class Service:
             except PhoneBusy as exc:
                 return await self._busy(inbound.id, phone, exc)
 
-    async def _repeat(self, inbound_id: int, phone: str) -> str | None:
+    async def _repeat(self, inbound_id: int, phone: str) -> Answer:
         """A redelivered MessageSid: the same reply again, and no second upstream call."""
         handled, reply = await self.store.answer_to(inbound_id, DUPLICATE_WAIT_SECONDS)
         log.info("duplicate delivery for %s answered from the log", phones.mask(phone))
         if not handled:
-            return self.prompts.render("upstream_unavailable")
-        return reply
+            return Answer(self.prompts.render("upstream_unavailable"))
+        return Answer(None) if reply is None else Answer(reply.body, reply.id)
 
-    async def _rate_limit(self, inbound_id: int, phone: str) -> Limited | None:
+    async def _rate_limit(self, inbound_id: int, phone: str) -> Answer | None:
         """More texts than RATE_LIMIT_PER_MINUTE in the last minute (this one included): the
         first text past the limit is told why, the rest get silence; all are logged."""
         now = self.clock()
@@ -138,24 +140,22 @@ class Service:
         limit = self.settings.rate_limit_per_minute
         if sent <= limit:
             return None
-        text = self.prompts.render("rate_limited") if sent == limit + 1 else None
+        key = "rate_limited" if sent == limit + 1 else None
         log.warning(
             "%s: %d texts in a minute, over the limit of %d", phones.mask(phone), sent, limit
         )
-        await self._log_aside(inbound_id, phone, "rate_limited", text)
-        return Limited(text)
+        return await self._log_aside(inbound_id, phone, "rate_limited", key)
 
-    async def _busy(self, inbound_id: int, phone: str, exc: PhoneBusy) -> str:
+    async def _busy(self, inbound_id: int, phone: str, exc: PhoneBusy) -> Answer:
         """Another message from this phone is still being answered (elsewhere, stuck): apologise
         and log it, leaving the conversation to the message that holds it."""
         log.warning("%s: %s; sent the fallback reply", phones.mask(phone), exc)
-        text = self.prompts.render("upstream_unavailable")
-        await self._log_aside(inbound_id, phone, "busy", text)
-        return text
+        return await self._log_aside(inbound_id, phone, "busy", "upstream_unavailable")
 
-    async def _log_aside(self, inbound_id: int, phone: str, why: str, text: str | None) -> None:
+    async def _log_aside(self, inbound_id: int, phone: str, why: str, key: str | None) -> Answer:
         """Log a text answered outside the conversation, whose state it leaves alone."""
-        await self.store.finish(
+        text = self.prompts.render(key) if key else None
+        reply_id = await self.store.finish(
             Handled(
                 inbound_id=inbound_id,
                 phone=phone,
@@ -166,19 +166,19 @@ class Service:
                 segments=segments(text) if text else None,
                 calls=(),
                 now=self.clock(),
+                prompt=key,
             )
         )
+        return Answer(text, reply_id)
 
-    async def _answer(self, turn: Turn, inbound_id: int, phone: str, body: str) -> str | None:
+    async def _answer(self, turn: Turn, inbound_id: int, phone: str, body: str) -> Answer:
         before = await turn.conversation()
         parsed = intents.parse(body, self.prompts)
         calls: list[tuple[CallRecord, datetime]] = []
+        candidates: tuple[Candidate, ...] = ()
         try:
-            ctx = Context(
-                self.clock(),
-                await identity.candidates(turn, self.settings, phone),
-                self.policy,
-            )
+            candidates = await identity.candidates(turn, self.settings, phone)
+            ctx = Context(self.clock(), candidates, self.policy)
             outcome = step(before, parsed, ctx)
             hops = 0
             while (action := outcome.action) is not None:
@@ -194,7 +194,7 @@ class Service:
             outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
         after = Conversation(outcome.state, outcome.data)
         text = self._render(outcome.reply)
-        await turn.finish(
+        reply_id = await turn.finish(
             Handled(
                 inbound_id=inbound_id,
                 phone=phone,
@@ -206,6 +206,8 @@ class Service:
                 calls=tuple(calls),
                 now=self.clock(),
                 opt_out_keyword=" ".join(parsed.words)[:32] or None,
+                prompt=outcome.reply.key if outcome.reply else None,
+                who=_who(candidates, before, after),
             )
         )
         log.info(
@@ -215,7 +217,7 @@ class Service:
             after.state.value,
             outcome.reply.key if outcome.reply else "silent",
         )
-        return text
+        return Answer(text, reply_id)
 
     async def _perform(
         self, action: Action, calls: list[tuple[CallRecord, datetime]], phone: str
@@ -255,3 +257,19 @@ class Service:
         if reply.choices is not None:
             return self.prompts.render_choices(reply.key, list(reply.choices))
         return self.prompts.render(reply.key, **reply.values)
+
+
+def _who(candidates: tuple[Candidate, ...], before: Conversation, after: Conversation) -> Who:
+    """What one message showed of whom the phone belongs to, for the staff pages' search."""
+    checked_in = after.data if after.state is State.CHECKED_IN else {}
+    target = after.data.get("target") or before.data.get("target") or {}
+    personal_id = target.get("personal_id")
+    chosen = [c for c in candidates if c.personal_id == personal_id]
+    if chosen:
+        name = chosen[0].name
+    elif len(candidates) == 1:
+        personal_id, name = candidates[0].personal_id, candidates[0].name
+    else:
+        name = ", ".join(c.name for c in candidates if c.name) or None
+    case_id = checked_in.get("case_id") or target.get("case_id")
+    return Who(personal_id, name, checked_in.get("ticket"), int(case_id) if case_id else None)

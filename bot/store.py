@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from . import schema
 from .conversation import Candidate, Conversation, State
 from .errors import CheckinBotError
+from .outcomes import TICKETED, ThreadOutcome, advance
 from .virtualq import CallRecord
 
 
@@ -52,11 +53,35 @@ conversations = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+threads = sa.Table(
+    # One visit's texts from one phone, for staff: a new thread starts when a phone texts after
+    # THREAD_GAP of silence. Its summary columns are kept up to date as messages are handled.
+    "threads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("phone", sa.String(64), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("last_at", UTCDateTime, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("personal_id", sa.String(30)),
+    sa.Column("name", sa.String(200)),
+    sa.Column("ticket", sa.String(32)),
+    sa.Column("case_id", sa.BigInteger),
+    sa.Column("ticket_at", UTCDateTime),  # when the bot first gave them a ticket
+    sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_threads_started", "started_at", "id"),
+    sa.Index("ix_threads_outcome_started", "outcome", "started_at", "id"),
+    sa.Index("ix_threads_phone_started", "phone", "started_at", "id"),
+    sa.Index("ix_threads_personal_id", "personal_id"),
+    sa.Index("ix_threads_ticket", "ticket"),
+)
+
 messages = sa.Table(
     "messages",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("phone", sa.String(64), nullable=False),
+    sa.Column("thread_id", sa.Integer, sa.ForeignKey("threads.id", name="fk_messages_thread_id")),
     sa.Column("direction", sa.String(3), nullable=False),  # in / out
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("message_sid", sa.String(64), unique=True),  # inbound: Twilio's; out: once sent
@@ -64,6 +89,7 @@ messages = sa.Table(
     sa.Column("idempotency_token", sa.String(128)),
     sa.Column("reply_to", sa.Integer, sa.ForeignKey("messages.id")),
     sa.Column("intent", sa.String(64)),
+    sa.Column("prompt", sa.String(64)),  # outbound: the prompts/ key of the text sent
     sa.Column("state_before", sa.String(32)),
     sa.Column("state_after", sa.String(32)),
     sa.Column("segments", sa.Integer),
@@ -75,6 +101,7 @@ messages = sa.Table(
     sa.Index("ix_messages_phone_id", "phone", "id"),
     sa.Index("ix_messages_reply_to", "reply_to"),
     sa.Index("ix_messages_created_at", "created_at"),
+    sa.Index("ix_messages_thread_id", "thread_id", "id"),
 )
 
 upstream_calls = sa.Table(
@@ -90,6 +117,7 @@ upstream_calls = sa.Table(
     sa.Column("response", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_upstream_calls_created_at", "created_at"),
 )
 
 directory = sa.Table(
@@ -135,6 +163,21 @@ def async_url(url: str) -> str:
     return url
 
 
+# Twilio's message statuses in the order they can happen; a callback never moves one back.
+STATUS_RANK = {
+    "replied": 0,  # ours: answered as TwiML, nothing heard from Twilio yet
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
+THREAD_GAP = timedelta(hours=6)  # silence after which a phone's next text starts a new thread
 LEASE_SECONDS = 30.0  # longer than any one message's handling; frees a crashed holder's phone
 _LEASE_POLL_SECONDS = 0.025
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
@@ -199,6 +242,14 @@ class Inbound:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """A stored outbound text: its id (for delivery status) and body."""
+
+    id: int
+    body: str
+
+
+@dataclass(frozen=True)
 class Handled:
     """One message's outcome, written in one transaction: its upstream calls, the reply, and
     the conversation's new state (`after` None: not ours to change, e.g. another message from
@@ -214,6 +265,18 @@ class Handled:
     calls: tuple[tuple[CallRecord, datetime], ...]
     now: datetime
     opt_out_keyword: str | None = None
+    prompt: str | None = None  # the prompts/ key of `reply`
+    who: Who | None = None  # whom the phone belongs to, as far as this message showed
+
+
+@dataclass(frozen=True)
+class Who:
+    """A thread's customer, for staff search: any field may be unknown (None)."""
+
+    personal_id: str | None = None
+    name: str | None = None
+    ticket: str | None = None
+    case_id: int | None = None
 
 
 class Store:
@@ -248,7 +311,16 @@ class Store:
         )
         try:
             async with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Two first texts at once must not open two threads (SQLite's writes are
+                    # serialised already: the insert below takes the database's write lock).
+                    key = _AdvisoryLock.key_for(f"thread:{phone}")
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
                 new_id = await conn.scalar(messages.insert().values(**row).returning(messages.c.id))
+                thread_id = await _thread_for(conn, phone, now)
+                await conn.execute(
+                    messages.update().where(messages.c.id == new_id).values(thread_id=thread_id)
+                )
                 return Inbound(int(new_id), False)
         except sa.exc.IntegrityError:
             async with self.engine.connect() as conn:
@@ -261,8 +333,8 @@ class Store:
 
     async def answer_to(
         self, inbound_id: int, wait: float, poll: float = 0.05
-    ) -> tuple[bool, str | None]:
-        """(handled, reply body) for an inbound message, waiting up to `wait` seconds."""
+    ) -> tuple[bool, Stored | None]:
+        """(handled, its reply) for an inbound message, waiting up to `wait` seconds."""
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             async with self.engine.connect() as conn:
@@ -270,16 +342,45 @@ class Store:
                     sa.select(messages.c.handled_at).where(messages.c.id == inbound_id)
                 )
                 if handled is not None:
-                    reply = await conn.scalar(
-                        sa.select(messages.c.body)
-                        .where(messages.c.reply_to == inbound_id, messages.c.direction == "out")
-                        .order_by(messages.c.id)
-                        .limit(1)
-                    )
-                    return True, reply
+                    reply = (
+                        await conn.execute(
+                            sa.select(messages.c.id, messages.c.body)
+                            .where(messages.c.reply_to == inbound_id, messages.c.direction == "out")
+                            .order_by(messages.c.id)
+                            .limit(1)
+                        )
+                    ).first()
+                    return True, None if reply is None else Stored(reply.id, reply.body)
             if asyncio.get_running_loop().time() >= deadline:
                 return False, None
             await asyncio.sleep(poll)
+
+    async def record_status(
+        self, reply_id: int | None, sid: str, status: str, error_code: str | None
+    ) -> bool:
+        """Record an outbound text's delivery status from Twilio's callback; False when there
+        is no such text or it already has a later status (callbacks can arrive out of order)."""
+        rank = STATUS_RANK.get(status, 0)
+        current_rank = sa.case(STATUS_RANK, value=messages.c.status, else_=0)
+        if reply_id is not None:
+            # A duplicate webhook delivery sends the reply twice: the first SID reported wins.
+            which = sa.and_(
+                messages.c.id == reply_id,
+                sa.or_(messages.c.message_sid.is_(None), messages.c.message_sid == sid),
+            )
+        else:
+            which = messages.c.message_sid == sid
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                messages.update()
+                .where(which, messages.c.direction == "out", current_rank <= rank)
+                .values(
+                    message_sid=sid,
+                    status=status,
+                    error_code=sa.func.coalesce(error_code, messages.c.error_code),
+                )
+            )
+        return bool(result.rowcount)
 
     async def inbound_since(self, phone: str, since: datetime) -> int:
         """How many texts a phone sent from `since` on (for the rate limit)."""
@@ -316,10 +417,10 @@ class Store:
             finally:
                 await lock.release()
 
-    async def finish(self, handled: Handled) -> None:
-        """Persist a message's outcome outside a turn, in one transaction."""
+    async def finish(self, handled: Handled) -> int | None:
+        """Persist a message's outcome outside a turn, in one transaction; the reply's id."""
         async with self.engine.begin() as conn:
-            await _finish(conn, handled)
+            return await _finish(conn, handled)
 
     async def conversation(self, phone: str) -> Conversation:
         async with self.engine.connect() as conn:
@@ -408,9 +509,9 @@ class Turn:
         async with self._conn.begin():
             return await _candidates(self._conn, phone)
 
-    async def finish(self, handled: Handled) -> None:
+    async def finish(self, handled: Handled) -> int | None:
         async with self._conn.begin():
-            await _finish(self._conn, handled)
+            return await _finish(self._conn, handled)
 
 
 class _Lock:
@@ -521,8 +622,74 @@ async def _candidates(conn: AsyncConnection, phone: str) -> tuple[Candidate, ...
     return tuple(Candidate(r.personal_id, r.name) for r in rows)
 
 
-async def _finish(conn: AsyncConnection, h: Handled) -> None:
+async def _thread_for(conn: AsyncConnection, phone: str, now: datetime) -> int:
+    """The phone's current thread, counting one more message in it; a new one after a gap."""
+    latest = (
+        await conn.execute(
+            sa.select(threads.c.id, threads.c.last_at)
+            .where(threads.c.phone == phone)
+            .order_by(threads.c.started_at.desc(), threads.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if latest is None or now - latest.last_at > THREAD_GAP:
+        new_id = await conn.scalar(
+            threads.insert()
+            .values(
+                phone=phone,
+                started_at=now,
+                last_at=now,
+                outcome=ThreadOutcome.OTHER.value,
+                message_count=1,
+            )
+            .returning(threads.c.id)
+        )
+        return int(new_id)
+    await conn.execute(
+        threads.update()
+        .where(threads.c.id == latest.id)
+        .values(last_at=max(now, latest.last_at), message_count=threads.c.message_count + 1)
+    )
+    return int(latest.id)
+
+
+async def _update_thread(conn: AsyncConnection, thread_id: int, h: Handled) -> None:
+    """Move the thread's outcome on and note what this message told us about the customer."""
+    row = (
+        await conn.execute(
+            sa.select(threads.c.outcome, threads.c.last_at).where(threads.c.id == thread_id)
+        )
+    ).first()
+    if row is None:
+        return
+    opted_out = (
+        h.after is not None
+        and h.after.state is State.OPTED_OUT
+        and h.before.state is not State.OPTED_OUT
+    )
+    before = ThreadOutcome(row.outcome)
+    after = advance(before, h.prompt, opted_out)
+    values: dict[str, Any] = dict(
+        outcome=after.value,
+        last_at=max(h.now, row.last_at),
+        message_count=threads.c.message_count + (1 if h.reply is not None else 0),
+    )
+    if after in TICKETED and before not in TICKETED:
+        values["ticket_at"] = h.now
+    if h.who is not None:
+        known = {k: v for k, v in vars(h.who).items() if v is not None}
+        if "name" in known:
+            known["name"] = str(known["name"])[:200]
+        values |= known
+    await conn.execute(threads.update().where(threads.c.id == thread_id).values(**values))
+
+
+async def _finish(conn: AsyncConnection, h: Handled) -> int | None:
+    """Write a message's outcome; the id of the reply stored (None: it was silent)."""
     state_after = (h.after if h.after is not None else h.before).state.value
+    thread_id = await conn.scalar(
+        sa.select(messages.c.thread_id).where(messages.c.id == h.inbound_id)
+    )
     for record, at in h.calls:
         await conn.execute(
             upstream_calls.insert().values(
@@ -537,12 +704,16 @@ async def _finish(conn: AsyncConnection, h: Handled) -> None:
                 created_at=at,
             )
         )
+    reply_id = None
     if h.reply is not None:
-        await conn.execute(
-            messages.insert().values(
+        reply_id = await conn.scalar(
+            messages.insert()
+            .values(
                 phone=h.phone,
+                thread_id=thread_id,
                 direction="out",
                 body=h.reply,
+                prompt=h.prompt,
                 reply_to=h.inbound_id,
                 state_before=h.before.state.value,
                 state_after=state_after,
@@ -550,6 +721,7 @@ async def _finish(conn: AsyncConnection, h: Handled) -> None:
                 status="replied",
                 created_at=h.now,
             )
+            .returning(messages.c.id)
         )
     await conn.execute(
         messages.update()
@@ -561,9 +733,12 @@ async def _finish(conn: AsyncConnection, h: Handled) -> None:
             handled_at=h.now,
         )
     )
+    if thread_id is not None:
+        await _update_thread(conn, int(thread_id), h)
     if h.after is not None:
         await _save_conversation(conn, h.phone, h.after, h.now)
         await _opt_out(conn, h.phone, h.before, h.after, h.opt_out_keyword, h.now)
+    return None if reply_id is None else int(reply_id)
 
 
 async def _save_conversation(

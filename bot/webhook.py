@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -21,8 +21,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from . import phones
 from .errors import BadWebhook
-from .service import InboundText, Service
+from .service import Answer, InboundText, Service
 from .settings import Settings
+from .store import Store
 
 log = logging.getLogger("checkin_bot.webhook")
 
@@ -48,6 +49,18 @@ class InboundSms(BaseModel):
     num_media: Annotated[int, BeforeValidator(_count)] = Field(0, alias="NumMedia")
     account_sid: str | None = Field(None, alias="AccountSid", max_length=64)
     messaging_service_sid: str | None = Field(None, alias="MessagingServiceSid", max_length=64)
+
+
+class StatusCallback(BaseModel):
+    """Twilio's message status callback, the fields the bot records."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message_sid: str = Field(alias="MessageSid", min_length=1, max_length=64)
+    status: str = Field(
+        validation_alias=AliasChoices("MessageStatus", "SmsStatus"), min_length=1, max_length=16
+    )
+    error_code: str | None = Field(None, alias="ErrorCode", max_length=16)
 
 
 class SignatureChecker:
@@ -118,17 +131,28 @@ async def verified_form(
     return form
 
 
-def twiml(text: str | None) -> Response:
+def twiml(text: str | None, status_url: str | None = None) -> Response:
+    """A TwiML reply; with `status_url`, Twilio reports the reply's delivery status there."""
     response = MessagingResponse()
-    if text:
+    if text and status_url:
+        response.message(text, action=status_url, method="POST")
+    elif text:
         response.message(text)
     return Response(str(response), media_type="text/xml")
+
+
+def _bad_form(exc: ValidationError, what: str) -> Response:
+    fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
+    log.warning("rejected %s (400): bad or missing field(s) %s", what, fields)
+    return PlainTextResponse(f"bad {what}: {fields}", status_code=400)
 
 
 def make_sms_endpoint(
     service: Service, checker: SignatureChecker
 ) -> Callable[[Request], Awaitable[Response]]:
-    """POST /sms: Twilio's messaging webhook."""
+    """POST /sms: Twilio's messaging webhook. Each reply carries /sms/status as its status
+    callback (relative to the webhook's URL when PUBLIC_BASE_URL is unset)."""
+    status_base = f"{checker.public_base_url or ''}/sms/status"
 
     async def sms(request: Request) -> Response:
         form = await verified_form(request, checker)
@@ -137,12 +161,10 @@ def make_sms_endpoint(
         try:
             inbound = InboundSms.model_validate(dict(form))
         except ValidationError as exc:
-            fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
-            log.warning("rejected webhook (400): bad or missing field(s) %s", fields)
-            return PlainTextResponse(f"bad webhook: {fields}", status_code=400)
+            return _bad_form(exc, "webhook")
         try:
             token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
-            reply = await service.handle(
+            answer = await service.handle(
                 InboundText(
                     inbound.message_sid, inbound.sender, inbound.body, inbound.num_media, token
                 )
@@ -151,10 +173,56 @@ def make_sms_endpoint(
             log.exception(
                 "webhook for %s failed; answered the apology", phones.mask(inbound.sender)
             )
-            reply = service.prompts.render("upstream_unavailable")
-        return twiml(reply)
+            answer = Answer(service.prompts.render("upstream_unavailable"))
+        status_url = None
+        if answer.message_id is not None:
+            status_url = f"{status_base}?m={answer.message_id}"
+        return twiml(answer.text, status_url)
 
     return sms
+
+
+def make_status_endpoint(
+    store: Store, checker: SignatureChecker
+) -> Callable[[Request], Awaitable[Response]]:
+    """POST /sms/status: Twilio's delivery status callback for a reply (`?m=` names the stored
+    reply, as /sms set it) or for a text sent through the REST API (found by MessageSid)."""
+
+    async def status(request: Request) -> Response:
+        form = await verified_form(request, checker)
+        if isinstance(form, Response):
+            return form
+        try:
+            callback = StatusCallback.model_validate(dict(form))
+        except ValidationError as exc:
+            return _bad_form(exc, "status callback")
+        reply_id = request.query_params.get("m", "")
+        if reply_id and not (reply_id.isdigit() and len(reply_id) < 19):
+            log.warning("rejected status callback (400): bad reply id")
+            return PlainTextResponse("bad status callback: m", status_code=400)
+        try:
+            updated = await store.record_status(
+                int(reply_id) if reply_id else None,
+                callback.message_sid,
+                callback.status.lower(),
+                callback.error_code or None,
+            )
+        except Exception:
+            # Twilio does not retry status callbacks; the 503 shows in its debugger too.
+            log.exception("could not record delivery status %s", callback.status)
+            return PlainTextResponse("not recorded", status_code=503)
+        failed = callback.status.lower() in ("failed", "undelivered")
+        log.log(
+            logging.WARNING if failed and updated else logging.INFO,
+            "delivery status %s%s for %s%s",
+            callback.status,
+            f" (error {callback.error_code})" if callback.error_code else "",
+            phones.mask(form.get("To", "?")),
+            "" if updated else ": no such reply, or an older status than recorded",
+        )
+        return Response(status_code=204)
+
+    return status
 
 
 def make_fallback_endpoint(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
@@ -35,8 +36,14 @@ async def test_a_signed_here_gets_the_ticket_as_twiml(bot: Bot) -> None:
     response = await bot.post(form(ALEX, "HERE"))
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/xml; charset=utf-8"
-    assert response.text.startswith('<?xml version="1.0" encoding="UTF-8"?><Response><Message>')
+    assert response.text.startswith('<?xml version="1.0" encoding="UTF-8"?><Response><Message ')
     assert "Ticket A003" in (reply_text(response.text) or "")
+    # The reply names its stored id so its delivery status can be recorded against it.
+    message = ET.fromstring(response.text).find("Message")
+    assert message is not None
+    reply = [m for m in await bot.store.transcript(ALEX) if m["direction"] == "out"][0]
+    assert message.get("action") == f"{PUBLIC}/sms/status?m={reply['id']}"
+    assert message.get("method") == "POST"
 
 
 async def test_a_forged_signature_is_refused_and_nothing_is_checked_in(bot: Bot) -> None:
