@@ -12,7 +12,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from . import checks, schema
 from . import prompts as prompts_module
@@ -20,6 +21,7 @@ from .logs import RequestId
 from .prompts import Prompts
 from .service import Service
 from .settings import Settings
+from .staff import create_staff_app
 from .store import Store, create_engine
 from .virtualq import make_client, make_http_client
 from .webhook import (
@@ -41,7 +43,8 @@ def create_app(
     virtualq_base_url: str | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
-    """The bot's web app (/sms, /sms/fallback, /healthz, /readyz) on a store and VirtualQ."""
+    """The bot's web app on a store and VirtualQ: Twilio's webhooks (/sms, /sms/fallback,
+    /sms/status), health (/healthz, /readyz) and the staff pages (/staff/…, /static/…)."""
     prompts = prompts or prompts_module.load(settings.prompts_dir, settings.language)
     store = Store(create_engine(settings.database_url, settings.database_pool_size))
     http = make_http_client(settings, virtualq_transport, virtualq_base_url)
@@ -94,6 +97,8 @@ def create_app(
             Route("/sms/status", make_status_endpoint(store, checker), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Mount("/staff", app=create_staff_app(settings, store, clock)),
+            Mount("/static", app=StaticFiles(packages=[("bot", "static")]), name="static"),
         ],
         middleware=[Middleware(RequestId)],
         lifespan=lifespan,

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import sys
 import uuid
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from . import checks, identity, schema
@@ -32,7 +34,7 @@ from .settings import (
 )
 from .simulator import DEMO_PEOPLE, UNKNOWN_DEMO_PHONE, Simulator, create_simulator_app, load_demo
 from .simulator import demo_directory as demo_rows
-from .store import Store, engine_at, open_store
+from .store import Purged, Store, engine_at, open_store
 from .virtualq import make_client, make_http_client
 
 DEMO_DATABASE = "sqlite:///checkin-bot-demo.db"
@@ -144,11 +146,24 @@ def demo(port: int, sim_port: int, call_every: float) -> None:
         database_url=database,
         virtualq_base_url=f"http://127.0.0.1:{sim_port}",
     )
+    if not settings.staff_enabled():  # a login for this run only, printed below
+        settings = settings.model_copy(
+            update=dict(
+                staff_username=settings.staff_username or "staff",
+                staff_password=settings.staff_password or SecretStr(secrets.token_urlsafe(9)),
+                secret_key=settings.secret_key or SecretStr(secrets.token_urlsafe(32)),
+            )
+        )
     configure_logging(settings.log_format, server_level="WARNING")
     _run(_seed_demo_database(settings.database_url))
     bot_app = create_app(settings)
     sim_app = create_simulator_app(call_every=call_every or None)
     _print_demo_help(port, sim_port, database)
+    assert settings.staff_password is not None
+    click.echo(
+        f"Staff pages: http://127.0.0.1:{port}/staff/  user {settings.staff_username}, "
+        f"password {settings.staff_password.get_secret_value()}\n"
+    )
 
     async def both() -> None:
         servers = [
@@ -292,6 +307,35 @@ def directory_import(csv_file: Path) -> None:
     click.echo(f"{report.added} added, {report.updated} updated, {len(report.errors)} skipped")
     if report.errors and not (report.added or report.updated):
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=1),
+    help="Delete conversations whose last text is older than DAYS days [default: RETENTION_DAYS].",
+    metavar="DAYS",
+)
+def purge(days: int | None) -> None:
+    """Delete old conversations (messages, upstream calls, state); opt-outs and the directory
+    stay. Run it daily from the platform's scheduler."""
+    settings = _settings()
+    days = days or settings.retention_days
+    if days is None:
+        raise click.UsageError("say how old: --older-than DAYS, or set RETENTION_DAYS")
+    before = datetime.now(UTC) - timedelta(days=days)
+
+    async def run() -> Purged:
+        async with open_store(settings.database_url) as store:
+            return await store.purge(before)
+
+    done = _run(run())
+    click.echo(
+        f"deleted {done.conversations} conversations ({done.messages} messages, "
+        f"{done.upstream_calls} VirtualQ calls) and {done.memories} phones' conversation state "
+        f"last active before {before:%Y-%m-%d %H:%M} UTC ({days} days)"
+    )
 
 
 @main.command()

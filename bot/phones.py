@@ -31,6 +31,10 @@ def sender_key(raw: str, region: str) -> str:
     return normalise(raw, region) or re.sub(r"\s+", "", raw.strip())[:64]
 
 
+def is_e164(text: str) -> bool:
+    return re.fullmatch(r"\+[1-9]\d{5,14}", text) is not None
+
+
 def as_personal_id(e164: str, fmt: PhoneIdFormat) -> str:
     """The PersonalId for a phone when the organisation uses the number itself as the id."""
     if fmt is PhoneIdFormat.E164:

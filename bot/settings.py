@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -163,9 +164,45 @@ class Settings(BaseSettings):
         LogFormat.TEXT,
         description="`text` for people, `json` for one JSON object per line (log services).",
     )
-    staff_username: str | None = Field(None, description="Staff page login name.")
-    staff_password: SecretStr | None = Field(None, description="Staff page password.")
-    secret_key: SecretStr | None = Field(None, description="Signs staff session cookies.")
+    staff_username: str | None = Field(
+        None,
+        description="Staff page login name. The staff pages are off until it, "
+        "STAFF_PASSWORD and SECRET_KEY are set.",
+    )
+    staff_password: SecretStr | None = Field(
+        None, description="Staff page password (12 characters or more)."
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs staff session cookies: a long random string, e.g. from "
+        "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+    )
+    timezone: str = Field(
+        "UTC",
+        description="The site's IANA time zone, e.g. Australia/Sydney: the staff pages' days and "
+        "hours, and the CSV export's times.",
+    )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="`checkin-bot purge` deletes conversations older than this many days "
+        "(unset: it needs --older-than).",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use a name like Europe/London") from exc
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def staff_enabled(self) -> bool:
+        return bool(self.staff_username and self.staff_password and self.secret_key)
 
     @field_validator("default_region")
     @classmethod

@@ -241,6 +241,21 @@ class Inbound:
     duplicate: bool
 
 
+@dataclass
+class Purged:
+    """What a purge deleted."""
+
+    conversations: int = 0
+    messages: int = 0
+    upstream_calls: int = 0
+    memories: int = 0  # phones' conversation state rows
+
+    def add(self, conversations: int, messages: int, upstream_calls: int) -> None:
+        self.conversations += conversations
+        self.messages += messages
+        self.upstream_calls += upstream_calls
+
+
 @dataclass(frozen=True)
 class Stored:
     """A stored outbound text: its id (for delivery status) and body."""
@@ -455,6 +470,55 @@ class Store:
         for call in calls:
             by_id[call["message_id"]]["calls"].append(dict(call))
         return out
+
+    async def purge(self, before: datetime, batch: int = 500) -> Purged:
+        """Delete threads whose last text is older than `before`, with their messages and
+        upstream calls, and phones' conversation memory last touched before it. Opt-outs and
+        the directory stay: an opt-out must outlive any retention period. Short transactions
+        of `batch` threads, so the bot keeps answering while a purge runs."""
+        purged = Purged()
+        while True:
+            async with self.engine.begin() as conn:
+                ids = (
+                    (
+                        await conn.execute(
+                            sa.select(threads.c.id).where(threads.c.last_at < before).limit(batch)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                if not ids:
+                    break
+                in_threads = sa.select(messages.c.id).where(messages.c.thread_id.in_(ids))
+                calls = await conn.execute(
+                    upstream_calls.delete().where(upstream_calls.c.message_id.in_(in_threads))
+                )
+                texts = await conn.execute(messages.delete().where(messages.c.thread_id.in_(ids)))
+                await conn.execute(threads.delete().where(threads.c.id.in_(ids)))
+                purged.add(len(ids), texts.rowcount, calls.rowcount)
+        async with self.engine.begin() as conn:
+            orphans = sa.select(messages.c.id).where(
+                messages.c.thread_id.is_(None), messages.c.created_at < before
+            )
+            calls = await conn.execute(
+                upstream_calls.delete().where(upstream_calls.c.message_id.in_(orphans))
+            )
+            texts = await conn.execute(
+                messages.delete().where(
+                    messages.c.thread_id.is_(None), messages.c.created_at < before
+                )
+            )
+            purged.add(0, texts.rowcount, calls.rowcount)
+            memory = await conn.execute(
+                conversations.delete().where(
+                    conversations.c.updated_at < before,
+                    # The opted-out state is what keeps the bot silent: it stays.
+                    conversations.c.state != State.OPTED_OUT.value,
+                )
+            )
+            purged.memories = memory.rowcount
+        return purged
 
     async def is_opted_out(self, phone: str) -> bool:
         async with self.engine.connect() as conn:

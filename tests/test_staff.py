@@ -1,0 +1,564 @@
+"""The staff pages: what they show (asserted through the .json twins), who may see them (every
+route, table-driven), and that what customers text is shown as text."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from starlette.routing import Mount, Route
+
+from bot import review, staff
+
+from .conftest import T0, Clock
+from .helpers import (
+    ALEX,
+    CASEY,
+    JORDAN,
+    PUBLIC,
+    RILEY,
+    STRANGER,
+    TAYLOR,
+    Bot,
+    form,
+    running_bot,
+    sign,
+)
+
+USER, PASSWORD = "frontdesk", "correct horse battery staple"
+SECRET = "test-secret-key-" + "x" * 32
+LEAVER = "+61491570198"  # not in the directory; texts STOP
+
+
+@pytest.fixture(autouse=True)
+def quick_failed_logins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(staff, "FAILED_LOGIN_DELAY", 0.05)
+
+
+@pytest.fixture
+async def bot(db_url: str, clock: Clock) -> AsyncIterator[Bot]:
+    async with running_bot(
+        db_url,
+        clock,
+        staff_username=USER,
+        staff_password=PASSWORD,
+        secret_key=SECRET,
+        timezone="Australia/Sydney",  # T0, 09:00 UTC, is 20:00 there
+    ) as b:
+        yield b
+
+
+def browser(bot: Bot) -> httpx.AsyncClient:
+    """A client on the public https URL, keeping cookies as a browser would."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=bot.app), base_url=PUBLIC)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field in the form"
+    return found.group(1)
+
+
+async def log_in(client: httpx.AsyncClient, password: str = PASSWORD) -> httpx.Response:
+    page = await client.get("/staff/login")
+    return await client.post(
+        "/staff/login",
+        data={"csrf": csrf_of(page.text), "username": USER, "password": password},
+    )
+
+
+@pytest.fixture
+async def desk(bot: Bot) -> AsyncIterator[httpx.AsyncClient]:
+    """A signed-in staff browser."""
+    async with browser(bot) as client:
+        response = await log_in(client)
+        assert response.status_code == 303
+        yield client
+
+
+async def get_json(client: httpx.AsyncClient, path: str, **params: str) -> Any:
+    response = await client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --- what the pages show ------------------------------------------------------------------------
+
+
+async def test_the_dashboard_counts_each_outcome(
+    bot: Bot, desk: httpx.AsyncClient, clock: Clock
+) -> None:
+    await bot.text(ALEX, "hi")
+    clock.advance(2)
+    await bot.text(ALEX, "HERE")  # a ticket 2 minutes after the first text
+    await bot.text(JORDAN, "HERE")
+    clock.advance(1)
+    await bot.text(JORDAN, "YES")  # asked (early) and confirmed: 1 minute
+    await bot.text(CASEY, "HERE")  # asked (late) and never answered
+    await bot.text(RILEY, "HERE")
+    await bot.text(STRANGER, "HERE")
+    await bot.text(TAYLOR, "HERE")
+    await bot.text(LEAVER, "STOP")
+    clock.advance(11)  # Casey's question has run out
+
+    data = await get_json(desk, "/staff/dashboard.json")
+    assert data["period"] == {"from": "2026-11-24", "to": "2026-11-24"}
+    counts = {o["outcome"]: o["count"] for o in data["outcomes"]}
+    assert {k: v for k, v in counts.items() if v} == {
+        "checked_in": 1,
+        "confirmed": 1,
+        "expired": 1,
+        "prevent_auto_queue": 1,
+        "unknown_number": 1,
+        "no_appointment": 1,
+        "opted_out": 1,
+    }
+    assert data["conversations"] == 7
+    assert data["seconds_to_ticket"] == {"count": 2, "median": 90.0, "p95": 120.0}
+    assert data["upstream"]["calls"] >= 6
+    assert data["upstream"]["errors"] == 0
+    assert data["upstream"]["latency_ms_median"] is not None
+    assert data["texts"]["in"] == 9 and data["texts"]["unanswered"] == 0
+    hours = data["arrivals_by_hour"]
+    assert hours[20] == 7 and sum(hours) == 7  # local hours, Sydney
+
+    # Another day has nothing; a bad date is a clear 400.
+    other = await get_json(desk, "/staff/dashboard.json", **{"from": "2026-11-23"})
+    assert other["period"] == {"from": "2026-11-23", "to": "2026-11-23"}
+    assert other["conversations"] == 0
+    bad = await desk.get("/staff/dashboard.json", params={"from": "yesterday"})
+    assert bad.status_code == 400 and "from" in bad.json()["error"]
+    page = await desk.get("/staff/dashboard", params={"from": "2026-13-01"})
+    assert page.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["0491 570 156", "+61 491 570 156", "(04) 9157 0156", "S1001", "alex", "TAYLOR", "a003"],
+)
+async def test_one_search_box_finds_a_customer_by_anything_staff_know(
+    bot: Bot, desk: httpx.AsyncClient, typed: str
+) -> None:
+    await bot.text(ALEX, "HERE")
+    await bot.text(JORDAN, "HERE")
+    await bot.text(TAYLOR, "HERE")  # Taylor Brown: a first name like Alex's surname
+    found = await get_json(desk, "/staff/conversations.json", q=typed)
+    phones = {c["phone"] for c in found["conversations"]}
+    if typed == "TAYLOR":
+        assert phones == {ALEX, TAYLOR}
+    else:
+        assert phones == {ALEX}
+    assert found["filters"] == {"q": typed}
+
+
+async def test_the_list_pages_newest_first_without_offsets(
+    bot: Bot, desk: httpx.AsyncClient, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(review, "PAGE_SIZE", 3)
+    for _ in range(8):  # eight visits, each a new thread
+        await bot.text(STRANGER, "HERE")
+        clock.advance(7 * 60)
+    seen: list[int] = []
+    cursor: dict[str, str] = {}
+    pages = 0
+    while True:
+        page = await get_json(desk, "/staff/conversations.json", **cursor)
+        seen += [c["id"] for c in page["conversations"]]
+        pages += 1
+        if page["next"] is None:
+            break
+        cursor = {"before": str(page["next"])}
+    assert pages == 3
+    assert len(seen) == 8 and seen == sorted(seen, reverse=True)
+    html = await desk.get("/staff/conversations")
+    assert 'rel="next"' in html.text
+
+
+async def test_filters_by_outcome_and_days(bot: Bot, desk: httpx.AsyncClient, clock: Clock) -> None:
+    await bot.text(ALEX, "HERE")
+    await bot.text(STRANGER, "HERE")
+    clock.advance(24 * 60)
+    await bot.text(STRANGER, "HERE")
+
+    async def ids(**params: str) -> list[str]:
+        found = await get_json(desk, "/staff/conversations.json", **params)
+        return [c["phone"] + "@" + c["started_at"][:10] for c in found["conversations"]]
+
+    assert await ids(outcome="unknown_number") == [
+        f"{STRANGER}@2026-11-25",
+        f"{STRANGER}@2026-11-24",
+    ]
+    assert await ids(outcome="checked_in") == [f"{ALEX}@2026-11-24"]
+    assert await ids(**{"from": "2026-11-25"}) == [f"{STRANGER}@2026-11-25"]
+    assert await ids(**{"from": "2026-11-24", "to": "2026-11-24"}) == [
+        f"{STRANGER}@2026-11-24",
+        f"{ALEX}@2026-11-24",
+    ]
+    bad = await desk.get("/staff/conversations.json", params={"outcome": "nonsense"})
+    assert bad.status_code == 400
+
+
+async def test_a_transcript_has_states_upstream_calls_and_delivery(
+    bot: Bot, desk: httpx.AsyncClient
+) -> None:
+    response = await bot.post(form(JORDAN, "HERE"))
+    action = ET.fromstring(response.text).find("Message")
+    assert action is not None
+    await _status(bot, action.get("action") or "", "undelivered", ErrorCode="30006")
+    await bot.text(JORDAN, "yes please")
+    [thread] = (await get_json(desk, "/staff/conversations.json", q=JORDAN))["conversations"]
+    data = await get_json(desk, f"/staff/conversations/{thread['id']}.json")
+
+    assert data["conversation"]["name"] == "Jordan Lee"
+    assert data["conversation"]["outcome"] == "confirmed"
+    assert data["conversation"]["seconds_to_ticket"] == 0
+    assert data["state_now"]["state"] == "checked_in"
+    texts = data["messages"]
+    assert [(m["direction"], m["state_before"], m["state_after"]) for m in texts] == [
+        ("in", "idle", "awaiting_confirm"),
+        ("out", "idle", "awaiting_confirm"),
+        ("in", "awaiting_confirm", "checked_in"),
+        ("out", "awaiting_confirm", "checked_in"),
+    ]
+    assert texts[1]["prompt"] == "confirm_early"
+    assert (texts[1]["status"], texts[1]["error_code"]) == ("undelivered", "30006")
+    assert "landline" in texts[1]["error_meaning"]
+    [refused] = texts[0]["upstream_calls"]
+    assert refused["operation"] == "checkin"
+    assert refused["outcome"] == "refused:early"
+    assert refused["request"] and refused["status"] and refused["response"]
+    assert refused["latency_ms"] >= 0
+    [forced] = texts[2]["upstream_calls"]
+    assert forced["outcome"] == "ok"
+
+    page = await desk.get(f"/staff/conversations/{thread['id']}")
+    assert page.status_code == 200
+    assert "<details><summary>Raw response</summary>" in page.text
+    assert "30006" in page.text and "Jordan Lee" in page.text
+    missing = await desk.get("/staff/conversations/999999.json")
+    assert missing.status_code == 404
+
+
+async def test_customer_text_and_names_are_shown_as_text(bot: Bot, desk: httpx.AsyncClient) -> None:
+    payload = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    await bot.store.upsert_directory([(STRANGER, "X1", f"Eve {payload}")], T0)
+    await bot.text(STRANGER, payload)
+    [thread] = (await get_json(desk, "/staff/conversations.json", q=STRANGER))["conversations"]
+    for path in (
+        f"/staff/conversations/{thread['id']}",
+        "/staff/conversations",
+        f"/staff/conversations?{urlencode({'q': payload})}",
+    ):
+        html = (await desk.get(path)).text
+        assert "<script>alert" not in html and "<img src=x" not in html, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
+    assert (await desk.get(f"/staff/conversations/{thread['id']}.json")).json()["messages"][0][
+        "body"
+    ] == payload
+
+
+async def test_the_csv_export_parses_back_to_the_log(
+    bot: Bot, desk: httpx.AsyncClient, clock: Clock
+) -> None:
+    tricky = ['HERE, "now"', "line one\nline two", '=HYPERLINK("http://x")', "Here 👍 مرحبا"]
+    for body in tricky:
+        await bot.text(STRANGER, body)
+    clock.advance(24 * 60)
+    await bot.text(ALEX, "HERE")  # the next day: not in the export below
+    response = await desk.get("/staff/messages.csv", params={"from": "2026-11-24"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == 2 * len(tricky)
+    inbound = [r["body"] for r in rows if r["direction"] == "in"]
+    assert inbound == [tricky[0], tricky[1], "'" + tricky[2], tricky[3]]
+    assert {r["phone"] for r in rows} == {STRANGER}  # a phone's + is not "escaped"
+    assert rows[0]["time"].startswith("2026-11-24T20:00:00+11:00")
+    assert all(r["conversation"] for r in rows)
+    assert [r["reply_key"] for r in rows if r["direction"] == "out"][:2] == [
+        "unknown_number",
+        "hint",
+    ]
+
+
+async def test_the_export_reads_in_batches(
+    bot: Bot, desk: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(review, "CSV_BATCH", 3)
+    for i in range(5):
+        await bot.text(STRANGER, f"text {i}")
+    rows = list(csv.DictReader(io.StringIO((await desk.get("/staff/messages.csv")).text)))
+    assert [r["body"] for r in rows if r["direction"] == "in"] == [f"text {i}" for i in range(5)]
+    assert len(rows) == 10
+
+
+# --- who may see them ---------------------------------------------------------------------------
+
+# Every route of the app, and what an anonymous request to it must get. A route missing here
+# fails test_every_route_is_classified: decide its access before shipping it.
+STAFF_PAGES = {
+    "/staff/",
+    "/staff/dashboard",
+    "/staff/conversations",
+    "/staff/conversations/{thread_id:int}",
+}
+STAFF_DATA = {
+    "/staff/dashboard.json",
+    "/staff/conversations.json",
+    "/staff/conversations/{thread_id:int}.json",
+    "/staff/messages.csv",
+}
+STAFF_FORMS = {"/staff/logout"}  # POST, signed-in only
+LOGIN = {"/staff/login"}  # the one staff route open to all
+TWILIO = {"/sms", "/sms/fallback", "/sms/status"}  # Twilio's signature instead of a login
+PUBLIC_ROUTES = {"/healthz", "/readyz", "/static"}  # no personal data
+
+
+def all_routes(bot: Bot) -> list[tuple[str, set[str]]]:
+    found: list[tuple[str, set[str]]] = []
+    for route in bot.app.routes:
+        if isinstance(route, Mount) and route.path == "/staff":
+            for inner in route.routes:
+                assert isinstance(inner, Route)
+                found.append(("/staff" + inner.path, set(inner.methods or ())))
+        elif isinstance(route, Mount):
+            found.append((route.path, {"GET"}))
+        else:
+            assert isinstance(route, Route)
+            found.append((route.path, set(route.methods or ())))
+    return found
+
+
+def concrete(path: str) -> str:
+    return path.replace("{thread_id:int}", "1")
+
+
+async def test_every_route_is_classified(bot: Bot) -> None:
+    known = STAFF_PAGES | STAFF_DATA | STAFF_FORMS | LOGIN | TWILIO | PUBLIC_ROUTES
+    paths = {path for path, _ in all_routes(bot)}
+    assert paths - known == set(), "classify these routes' access in test_staff.py"
+    assert known - paths == set()
+
+
+async def test_no_staff_route_answers_without_a_login(bot: Bot) -> None:
+    await bot.text(ALEX, "HERE")  # conversation 1 exists
+    async with browser(bot) as anonymous:
+        for path, methods in all_routes(bot):
+            if not path.startswith("/staff") or path in LOGIN:
+                continue
+            for method in methods - {"HEAD"}:
+                response = await anonymous.request(method, concrete(path))
+                if path in STAFF_DATA:
+                    assert response.status_code == 401, path
+                    assert response.headers["www-authenticate"].startswith("Basic")
+                else:
+                    assert response.status_code == 303, (method, path)
+                    assert response.headers["location"].startswith("/staff/login?next=")
+                assert "Alex" not in response.text and "0491" not in response.text
+
+
+async def test_twilio_routes_need_a_signature_and_health_is_public(bot: Bot) -> None:
+    async with browser(bot) as anonymous:
+        for path in TWILIO:
+            response = await anonymous.post(path, data={"MessageSid": "SM1", "From": ALEX})
+            assert response.status_code == 403, path
+        assert (await anonymous.get("/healthz")).status_code == 200
+        css = await anonymous.get("/static/staff.css")
+        assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+
+
+async def test_every_staff_route_answers_when_signed_in(bot: Bot, desk: httpx.AsyncClient) -> None:
+    await bot.text(ALEX, "HERE")
+    for path, _ in all_routes(bot):
+        if path in STAFF_PAGES | STAFF_DATA:
+            response = await desk.get(concrete(path), follow_redirects=True)
+            assert response.status_code == 200, path
+
+
+async def test_json_and_csv_accept_http_basic_but_pages_do_not(bot: Bot) -> None:
+    await bot.text(ALEX, "HERE")
+    async with browser(bot) as script:
+        for path in STAFF_DATA:
+            good = await script.get(concrete(path), auth=(USER, PASSWORD))
+            assert good.status_code == 200, path
+            bad = await script.get(concrete(path), auth=(USER, "guess"))
+            assert bad.status_code == 401, path
+        page = await script.get("/staff/dashboard", auth=(USER, PASSWORD))
+        assert page.status_code == 303
+
+
+async def test_staff_pages_carry_security_headers(bot: Bot, desk: httpx.AsyncClient) -> None:
+    async with browser(bot) as anonymous:
+        responses = [
+            await anonymous.get("/staff/login"),
+            await anonymous.get("/staff/dashboard.json"),
+            await desk.get("/staff/dashboard"),
+            await desk.get("/staff/messages.csv"),
+        ]
+    for response in responses:
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "script-src" not in csp  # no script is allowed at all
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_the_session_cookie_is_signed_scoped_and_https_only(bot: Bot) -> None:
+    async with browser(bot) as client:
+        response = await log_in(client)
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{staff.COOKIE}=")
+    assert "path=/staff" in cookie and "secure" in cookie.lower() and "httponly" in cookie.lower()
+    assert "samesite=lax" in cookie.lower()
+    async with browser(bot) as forger:
+        forger.cookies.set(staff.COOKIE, "eyJ1c2VyIjogImZyb250ZGVzayJ9.forged.sig", path="/staff")
+        assert (await forger.get("/staff/dashboard")).status_code == 303
+
+
+# --- login, logout, CSRF ------------------------------------------------------------------------
+
+
+async def test_log_in_goes_back_where_you_were_and_log_out_ends_it(bot: Bot) -> None:
+    async with browser(bot) as client:
+        first = await client.get("/staff/conversations?q=alex")
+        assert first.status_code == 303
+        form_page = await client.get(first.headers["location"])
+        assert 'value="/staff/conversations?q=alex"' in form_page.text
+        signed_in = await client.post(
+            "/staff/login",
+            data={
+                "csrf": csrf_of(form_page.text),
+                "username": USER,
+                "password": PASSWORD,
+                "next": "/staff/conversations?q=alex",
+            },
+        )
+        assert signed_in.headers["location"] == "/staff/conversations?q=alex"
+        page = await client.get("/staff/dashboard")
+        assert page.status_code == 200 and USER in page.text
+        out = await client.post("/staff/logout", data={"csrf": csrf_of(page.text)})
+        assert out.status_code == 303
+        assert (await client.get("/staff/dashboard")).status_code == 303
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/sms", "/\\evil"])
+async def test_login_never_sends_you_off_site(bot: Bot, target: str) -> None:
+    async with browser(bot) as client:
+        page = await client.get("/staff/login")
+        response = await client.post(
+            "/staff/login",
+            data={
+                "csrf": csrf_of(page.text),
+                "username": USER,
+                "password": PASSWORD,
+                "next": target,
+            },
+        )
+        assert response.headers["location"] == "/staff/dashboard"
+
+
+async def test_forms_without_the_sessions_csrf_token_are_refused(
+    bot: Bot, desk: httpx.AsyncClient
+) -> None:
+    async with browser(bot) as attacker:
+        other_token = csrf_of((await attacker.get("/staff/login")).text)
+        # Logging someone in (login CSRF) needs their session's token, not the attacker's.
+        async with browser(bot) as victim:
+            await victim.get("/staff/login")
+            response = await victim.post(
+                "/staff/login",
+                data={"csrf": other_token, "username": USER, "password": PASSWORD},
+            )
+            assert response.status_code == 403
+            assert (await victim.get("/staff/dashboard")).status_code == 303
+    for data in ({}, {"csrf": "wrong"}, {"csrf": other_token}):
+        assert (await desk.post("/staff/logout", data=data)).status_code == 403
+    assert (await desk.get("/staff/dashboard")).status_code == 200  # still signed in
+
+
+async def test_failed_logins_are_slowed_logged_and_then_refused(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    async with browser(bot) as client:
+        started = time.monotonic()
+        response = await log_in(client, password="guess")
+        assert time.monotonic() - started >= staff.FAILED_LOGIN_DELAY
+        assert response.status_code == 401 and "Wrong username or password" in response.text
+        for _ in range(staff.FAILED_LOGIN_LIMIT - 1):
+            await log_in(client, password="guess")
+        blocked = await log_in(client)  # even the right password, for a while
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+        assert (await client.get("/staff/dashboard.json", auth=(USER, PASSWORD))).status_code == 429
+    failures = [r for r in caplog.records if "failed staff login" in r.getMessage()]
+    assert len(failures) == staff.FAILED_LOGIN_LIMIT
+    assert PASSWORD not in caplog.text and "guess" not in caplog.text
+
+
+async def test_a_new_password_signs_everyone_out(
+    bot: Bot, desk: httpx.AsyncClient, db_url: str, clock: Clock
+) -> None:
+    cookie = desk.cookies.get(staff.COOKIE)
+    assert cookie
+    async with running_bot(
+        db_url, clock, staff_username=USER, staff_password="a brand new password", secret_key=SECRET
+    ) as changed:
+        async with browser(changed) as client:
+            client.cookies.set(staff.COOKIE, cookie, path="/staff")
+            assert (await client.get("/staff/dashboard")).status_code == 303
+
+
+async def test_without_a_staff_login_configured_the_pages_are_off(
+    db_url: str, clock: Clock
+) -> None:
+    async with running_bot(db_url, clock) as plain, browser(plain) as client:
+        for path in ("/staff/", "/staff/login", "/staff/dashboard.json"):
+            response = await client.get(path)
+            assert response.status_code == 503 and "STAFF_PASSWORD" in response.text
+
+
+# --- purge --------------------------------------------------------------------------------------
+
+
+async def test_purge_deletes_old_conversations_and_keeps_opt_outs(
+    bot: Bot, desk: httpx.AsyncClient, clock: Clock
+) -> None:
+    await bot.text(ALEX, "HERE")
+    await bot.text(LEAVER, "STOP")
+    clock.advance(100 * 24 * 60)
+    await bot.text(JORDAN, "HERE")
+    done = await bot.store.purge(clock.now - timedelta(days=90))
+    assert (done.conversations, done.messages, done.memories) == (2, 3, 1)
+    assert done.upstream_calls >= 1
+    left = await get_json(desk, "/staff/conversations.json")
+    assert [c["phone"] for c in left["conversations"]] == [JORDAN]
+    assert await bot.store.is_opted_out(LEAVER)
+    assert await bot.text(LEAVER, "HERE") is None  # still opted out: silence
+    assert await bot.store.purge(clock.now - timedelta(days=90)) == type(done)()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+async def _status(bot: Bot, url: str, status: str, **extra: str) -> None:
+    params = {"MessageSid": "SM" + "f" * 32, "MessageStatus": status, **extra}
+    response = await bot.client.post(
+        url.removeprefix(PUBLIC),
+        content=urlencode(params),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": sign(url, params),
+        },
+    )
+    assert response.status_code == 204
