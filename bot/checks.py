@@ -143,6 +143,53 @@ def webhook_security(settings: Settings) -> Check:
     return _ok("signatures", "checked on every webhook")
 
 
+def staff_login(settings: Settings) -> Check:
+    """The staff pages guard personal data: all three settings, and not guessable."""
+    names = ("STAFF_USERNAME", "STAFF_PASSWORD", "SECRET_KEY")
+    values = (settings.staff_username, settings.staff_password, settings.secret_key)
+    missing = [n for n, v in zip(names, values, strict=True) if not v]
+    if len(missing) == 3:
+        return Check(
+            "staff login",
+            Status.WARN,
+            "the staff pages are off",
+            "set STAFF_USERNAME, STAFF_PASSWORD and SECRET_KEY to turn them on",
+        )
+    if missing:
+        return Check(
+            "staff login", Status.FAIL, f"{', '.join(missing)} not set", "set all three, or none"
+        )
+    assert settings.staff_password and settings.secret_key and settings.staff_username
+    password = settings.staff_password.get_secret_value()
+    secret = settings.secret_key.get_secret_value()
+    if len(password) < 12 or password.lower() == settings.staff_username.lower():
+        return Check(
+            "staff login",
+            Status.FAIL,
+            "STAFF_PASSWORD is too easy to guess (under 12 characters, or the username)",
+            "choose a passphrase of 12 characters or more",
+        )
+    if len(secret) < 32 or secret == password:
+        return Check(
+            "staff login",
+            Status.FAIL,
+            "SECRET_KEY is too short to sign sessions safely (or equals the password)",
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+    return _ok("staff login", f"/staff/ for {settings.staff_username}")
+
+
+def retention(settings: Settings) -> Check:
+    if settings.retention_days is None:
+        return Check(
+            "retention",
+            Status.WARN,
+            "RETENTION_DAYS is not set: conversations are kept until you purge them",
+            "set RETENTION_DAYS and schedule `checkin-bot purge` daily",
+        )
+    return _ok("retention", f"`checkin-bot purge` keeps {settings.retention_days} days")
+
+
 def public_url(settings: Settings) -> Check:
     url = settings.public_base_url
     fix = "set PUBLIC_BASE_URL to the https URL Twilio calls, e.g. https://myapp.example.com"
@@ -363,6 +410,7 @@ async def doctor(
     Twilio (tests pass one with a fake transport); `live=False` skips both."""
     found = [_ok("settings", "read from the environment"), prompts(settings)]
     found += [webhook_security(settings), public_url(settings), signature_round_trip(settings)]
+    found += [staff_login(settings), retention(settings)]
     async with engine_at(settings.database_url, settings.database_pool_size) as engine:
         db = await database(engine)
         where = schema.describe(engine)

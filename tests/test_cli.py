@@ -96,3 +96,37 @@ def test_python_dash_m_bot_is_the_same_command() -> None:
     ).stdout
     for command in ("demo", "chat", "serve", "simulator", "migrate", "directory", "settings"):
         assert command in out
+
+
+def test_purge_needs_an_age_and_says_what_it_deleted(
+    runner: CliRunner, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store import open_store
+
+    async def seed() -> int:
+        async with open_store(db_url) as store:
+            old = datetime.now(UTC) - timedelta(days=40)
+            inbound = await store.record_inbound("+61491570156", "SM1", "HERE", 0, old)
+            await store.record_inbound("+61491570157", "SM2", "HERE", 0, datetime.now(UTC))
+            return inbound.id
+
+    async def left() -> tuple[int, int]:
+        async with open_store(db_url) as store:
+            return (
+                len(await store.transcript("+61491570156")),
+                len(await store.transcript("+61491570157")),
+            )
+
+    asyncio.run(seed())
+    monkeypatch.delenv("RETENTION_DAYS", raising=False)
+    refused = runner.invoke(main, ["purge"])
+    assert refused.exit_code == 2 and "RETENTION_DAYS" in refused.output
+    kept = runner.invoke(main, ["purge"], env={"RETENTION_DAYS": "60"})
+    assert kept.exit_code == 0 and "deleted 0 conversations" in kept.output
+    done = runner.invoke(main, ["purge", "--older-than", "30"])
+    assert done.exit_code == 0, done.output
+    assert "deleted 1 conversations (1 messages, 0 VirtualQ calls)" in done.output
+    assert asyncio.run(left()) == (0, 1)

@@ -61,6 +61,10 @@ def good(db_url: str, **changes: Any) -> Settings:
         virtualq_base_url="http://virtualq.example.net",
         twilio_account_sid=SID,
         twilio_from_number=NUMBER,
+        staff_username="frontdesk",
+        staff_password="correct horse battery staple",
+        secret_key="s" * 40,
+        retention_days=365,
     )
     return Settings(**(values | changes))
 
@@ -91,6 +95,8 @@ async def test_a_good_configuration_passes_every_check(
         "signatures",
         "public url",
         "signature trip",
+        "staff login",
+        "retention",
         "database",
         "connections",
         "virtualq",
@@ -133,6 +139,14 @@ BROKEN: dict[str, tuple[dict[str, Any], str, str]] = {
         "unreachable",
     ),
     "no virtualq url": ({"virtualq_base_url": None}, "virtualq", "not set"),
+    "staff password without a key": ({"secret_key": None}, "staff login", "SECRET_KEY not set"),
+    "short staff password": ({"staff_password": "letmein"}, "staff login", "12 characters"),
+    "password is the username": (
+        {"staff_username": "frontdesk-staff", "staff_password": "FRONTDESK-STAFF"},
+        "staff login",
+        "username",
+    ),
+    "short secret key": ({"secret_key": "abc"}, "staff login", "too short"),
     "sid without number": ({"twilio_from_number": None}, "outbound sms", "TWILIO_FROM_NUMBER"),
     "malformed sid": ({"twilio_account_sid": "AC123"}, "outbound sms", "Account SID"),
     "number not e164": ({"twilio_from_number": "0491 570 000"}, "outbound sms", "E.164"),
@@ -259,3 +273,14 @@ async def test_readyz_is_unavailable_when_virtualq_fails(db_url: str, clock: Clo
     assert response.status_code == 503 and response.json()["status"] == "unavailable"
     assert response.json()["checks"]["virtualq"]["ok"] is False
     assert alive.status_code == 200  # the process itself is fine: don't restart it
+
+
+async def test_no_staff_login_or_retention_are_warnings_not_failures(db_url: str) -> None:
+    plain = good(
+        db_url, staff_username=None, staff_password=None, secret_key=None, retention_days=None
+    )
+    found = await run(plain, None)
+    assert found["staff login"].status is checks.Status.WARN
+    assert "off" in found["staff login"].detail
+    assert found["retention"].status is checks.Status.WARN
+    assert "checkin-bot purge" in found["retention"].fix
