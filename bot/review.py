@@ -142,7 +142,7 @@ def _search(q: str, region: str) -> sa.ColumnElement[bool]:
     found: list[sa.ColumnElement[bool]] = [
         threads.c.phone == phones.sender_key(q, region),
         threads.c.personal_id == q,
-        threads.c.ticket.in_({q, q.upper()}),
+        threads.c.ticket.in_(sorted({q, q.upper()})),
     ]
     if sum(c.isalpha() for c in q) >= 2:
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -458,6 +458,23 @@ CSV_COLUMNS = (
 )
 
 
+_CSV_SOURCE = (
+    "id",
+    "created_at",
+    "thread_id",
+    "phone",
+    "direction",
+    "body",
+    "intent",
+    "prompt",
+    "state_before",
+    "state_after",
+    "status",
+    "error_code",
+    "message_sid",
+)
+
+
 def _cell(value: object) -> str:
     """A CSV cell that a spreadsheet shows as text: a customer can text '=HYPERLINK(…)'."""
     text = "" if value is None else str(value)
@@ -480,7 +497,7 @@ async def messages_csv(engine: AsyncEngine, chosen: Period) -> AsyncIterator[str
         async with engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(messages)
+                    sa.select(*(messages.c[name] for name in _CSV_SOURCE))
                     .where(*where)
                     .order_by(messages.c.created_at, messages.c.id)
                     .limit(CSV_BATCH)

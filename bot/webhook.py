@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -141,10 +141,22 @@ def twiml(text: str | None, status_url: str | None = None) -> Response:
     return Response(str(response), media_type="text/xml")
 
 
-def _bad_form(exc: ValidationError, what: str) -> Response:
-    fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
-    log.warning("rejected %s (400): bad or missing field(s) %s", what, fields)
-    return PlainTextResponse(f"bad {what}: {fields}", status_code=400)
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def verified_model(
+    request: Request, checker: SignatureChecker, model: type[Model], what: str
+) -> tuple[Model, ImmutableMultiDict[str, str]] | Response:
+    """A webhook's form, signed (else 403) and valid as `model` (else 400), and the raw form."""
+    form = await verified_form(request, checker)
+    if isinstance(form, Response):
+        return form
+    try:
+        return model.model_validate(dict(form)), form
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
+        log.warning("rejected %s (400): bad or missing field(s) %s", what, fields)
+        return PlainTextResponse(f"bad {what}: {fields}", status_code=400)
 
 
 def make_sms_endpoint(
@@ -155,13 +167,10 @@ def make_sms_endpoint(
     status_base = f"{checker.public_base_url or ''}/sms/status"
 
     async def sms(request: Request) -> Response:
-        form = await verified_form(request, checker)
-        if isinstance(form, Response):
-            return form
-        try:
-            inbound = InboundSms.model_validate(dict(form))
-        except ValidationError as exc:
-            return _bad_form(exc, "webhook")
+        verified = await verified_model(request, checker, InboundSms, "webhook")
+        if isinstance(verified, Response):
+            return verified
+        inbound, _ = verified
         try:
             token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
             answer = await service.handle(
@@ -189,13 +198,10 @@ def make_status_endpoint(
     reply, as /sms set it) or for a text sent through the REST API (found by MessageSid)."""
 
     async def status(request: Request) -> Response:
-        form = await verified_form(request, checker)
-        if isinstance(form, Response):
-            return form
-        try:
-            callback = StatusCallback.model_validate(dict(form))
-        except ValidationError as exc:
-            return _bad_form(exc, "status callback")
+        verified = await verified_model(request, checker, StatusCallback, "status callback")
+        if isinstance(verified, Response):
+            return verified
+        callback, form = verified
         reply_id = request.query_params.get("m", "")
         if reply_id and not (reply_id.isdigit() and len(reply_id) < 19):
             log.warning("rejected status callback (400): bad reply id")

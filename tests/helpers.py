@@ -74,6 +74,19 @@ class Bot:
             all_headers["X-Twilio-Signature"] = sign(f"{PUBLIC}/sms", params)
         return await self.client.post("/sms", content=urlencode(params), headers=all_headers)
 
+    async def post_signed(
+        self, url: str, params: dict[str, str], signed_for: str | None = None
+    ) -> httpx.Response:
+        """POST a form to a public URL of the bot, signed (for `signed_for`, if given)."""
+        return await self.client.post(
+            url.removeprefix(PUBLIC),
+            content=urlencode(params),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": sign(signed_for or url, params),
+            },
+        )
+
     async def text(self, sender: str, body: str, **kw: Any) -> str | None:
         """Send a text as Twilio would; the bot's reply text (None when silent)."""
         response = await self.post(form(sender, body, **kw))

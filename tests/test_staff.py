@@ -30,7 +30,6 @@ from .helpers import (
     Bot,
     form,
     running_bot,
-    sign,
 )
 
 USER, PASSWORD = "frontdesk", "correct horse battery staple"
@@ -553,12 +552,4 @@ async def test_purge_deletes_old_conversations_and_keeps_opt_outs(
 
 async def _status(bot: Bot, url: str, status: str, **extra: str) -> None:
     params = {"MessageSid": "SM" + "f" * 32, "MessageStatus": status, **extra}
-    response = await bot.client.post(
-        url.removeprefix(PUBLIC),
-        content=urlencode(params),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": sign(url, params),
-        },
-    )
-    assert response.status_code == 204
+    assert (await bot.post_signed(url, params)).status_code == 204

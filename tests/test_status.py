@@ -89,15 +89,7 @@ async def test_unsigned_or_forged_callbacks_are_refused(bot: Bot) -> None:
     assert (await _callback(bot, url, "failed", signed=False)).status_code == 403
     other = url.replace("m=", "m=9")  # signed for another reply id than the one asked
     params = {"MessageSid": "SM" + "a" * 32, "MessageStatus": "failed"}
-    response = await bot.client.post(
-        other.removeprefix(PUBLIC),
-        content=urlencode(params),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": sign(url, params),
-        },
-    )
-    assert response.status_code == 403
+    assert (await bot.post_signed(other, params, signed_for=url)).status_code == 403
     assert (await _reply(bot))["status"] == "replied"
 
 
@@ -114,15 +106,7 @@ async def test_unsigned_or_forged_callbacks_are_refused(bot: Bot) -> None:
 async def test_odd_callbacks_get_a_clear_answer(
     bot: Bot, query: str, params: dict[str, str], status: int
 ) -> None:
-    url = f"{PUBLIC}/sms/status{query}"
-    response = await bot.client.post(
-        f"/sms/status{query}",
-        content=urlencode(params),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": sign(url, params),
-        },
-    )
+    response = await bot.post_signed(f"{PUBLIC}/sms/status{query}", params)
     assert response.status_code == status
 
 
