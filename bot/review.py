@@ -408,7 +408,7 @@ async def dashboard(
             )
         )
     waits = sorted((t.ticket_at - t.started_at).total_seconds() for t in ticketed)
-    latencies = sorted(float(c.latency_ms) for c in calls)
+    latencies = sorted(float(c.latency_ms) for c in calls if c.outcome != "circuit_open")
     errors = sum(_is_upstream_error(c.outcome) for c in calls)
     return {
         "period": {"from": chosen.first.isoformat(), "to": chosen.last.isoformat()},

@@ -100,6 +100,17 @@ class Settings(BaseSettings):
         description="VirtualQ calls one web worker makes at once; more wait for a slot within "
         "their time budget, so a slow VirtualQ is not flooded.",
     )
+    virtualq_breaker_failures: int = Field(
+        5,
+        ge=0,
+        description="VirtualQ failures in a row (down, slow, nonsense) after which a web worker "
+        "stops calling it for VIRTUALQ_BREAKER_SECONDS and apologises at once; 0 turns this off.",
+    )
+    virtualq_breaker_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long VirtualQ is left alone after those failures; then one trial call.",
+    )
     refusal_patterns: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_REFUSAL_PATTERNS.items()},
         description="JSON {reason: [regex…]} classifying VirtualQ refusals; reasons: "

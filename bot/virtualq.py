@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,8 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .settings import Settings
+
+log = logging.getLogger("checkin_bot.virtualq")
 
 # --- models: validate what the bot uses, tolerate the rest ------------------------------------
 
@@ -155,6 +158,55 @@ class CallRecord:
 Observer = Callable[[CallRecord], None]
 
 
+class CircuitBreaker:
+    """After `threshold` calls in a row that found VirtualQ unavailable, stop calling it for
+    `seconds`: each call fails at once, so an outage does not make every customer wait for a
+    timeout. Then one trial call goes through: an answer (a ticket or a refusal) closes the
+    circuit, another failure opens it again. One per process; `threshold` 0 turns it off."""
+
+    def __init__(
+        self, threshold: int, seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.threshold = threshold
+        self.seconds = seconds
+        self.clock = clock
+        self.failures = 0
+        self.open_until = 0.0
+        self.trial = False
+
+    def blocked(self) -> str | None:
+        """Why this call must not be made now (None: make it)."""
+        if not self.threshold or self.failures < self.threshold:
+            return None
+        wait = self.open_until - self.clock()
+        if wait > 0:
+            return (
+                f"circuit open: {self.failures} failures in a row; "
+                f"VirtualQ is tried again in {wait:.0f}s"
+            )
+        if self.trial:
+            return "circuit half-open: a trial call to VirtualQ is under way"
+        self.trial = True
+        return None
+
+    def answered(self) -> None:
+        if self.threshold and self.failures >= self.threshold:
+            log.warning("VirtualQ answers again: circuit closed")
+        self.failures = 0
+        self.trial = False
+
+    def failed(self) -> None:
+        self.failures += 1
+        self.trial = False
+        if self.threshold and self.failures >= self.threshold:
+            self.open_until = self.clock() + self.seconds
+            log.error(
+                "VirtualQ failed %d times in a row: answering at once for %gs (circuit open)",
+                self.failures,
+                self.seconds,
+            )
+
+
 class VirtualQClient:
     """Async VirtualQ calls on an injected httpx client (tests pass a MockTransport)."""
 
@@ -164,11 +216,13 @@ class VirtualQClient:
         classifier: RefusalClassifier,
         total_timeout: float = 6.0,
         max_concurrency: int = 10,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.http = http
         self.classifier = classifier
         self.total_timeout = total_timeout
         self._slots = asyncio.Semaphore(max_concurrency)
+        self.breaker = breaker or CircuitBreaker(0, 0)
 
     async def checkin(
         self,
@@ -205,6 +259,33 @@ class VirtualQClient:
         return response.status_code
 
     async def _case(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        observe: Observer | None,
+    ) -> CaseDetail:
+        """A call that answers with a case, through the circuit breaker (the readiness probe
+        goes around it: it reports VirtualQ's health, it does not decide it)."""
+        why = self.breaker.blocked()
+        if why is not None:
+            if observe:
+                request = {"method": method, "path": path, "body": body}
+                observe(CallRecord(operation, request, None, 0, "circuit_open", None, why))
+            raise UpstreamUnavailable(why)
+        try:
+            case = await self._case_call(operation, method, path, body, observe)
+        except UpstreamRefused:
+            self.breaker.answered()
+            raise
+        except UpstreamUnavailable:
+            self.breaker.failed()
+            raise
+        self.breaker.answered()
+        return case
+
+    async def _case_call(
         self,
         operation: str,
         method: str,
@@ -313,4 +394,5 @@ def make_client(settings: Settings, http: httpx.AsyncClient) -> VirtualQClient:
         RefusalClassifier(settings.refusal_patterns),
         settings.virtualq_timeout_seconds,
         settings.virtualq_max_concurrency,
+        CircuitBreaker(settings.virtualq_breaker_failures, settings.virtualq_breaker_seconds),
     )

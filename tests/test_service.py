@@ -254,3 +254,26 @@ async def test_a_flood_from_one_phone_is_told_once_then_ignored_for_a_minute(bot
     inbound = [m for m in log if m["direction"] == "in"]
     assert len(inbound) == 13 and all(m["handled_at"] for m in inbound)
     assert [m["intent"] for m in inbound[10:12]] == ["rate_limited", "rate_limited"]
+
+
+async def test_during_an_outage_customers_get_the_apology_without_waiting(
+    db_url: str, clock: Clock
+) -> None:
+    calls = 0
+
+    def down(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(502, text="<html>Bad Gateway</html>")
+
+    phones_ = [f"+6149157{n:04d}" for n in range(7)]
+    async with mock_upstream_bot(
+        db_url, clock, down, personal_id_source="phone", virtualq_breaker_failures=5
+    ) as (client, app):
+        for phone in phones_:
+            reply = reply_text((await client.post("/sms", data=form(phone, "here"))).text)
+            assert "reception" in (reply or "")
+        assert calls == 5  # the last two never reached VirtualQ
+        last = await app.state.store.transcript(phones_[-1])
+        assert [c["outcome"] for c in last[0]["calls"]] == ["circuit_open"]
+        assert "circuit open" in last[0]["calls"][0]["error"]

@@ -8,10 +8,23 @@ import httpx
 import pytest
 
 from bot.conversation import Refusal
-from bot.errors import UpstreamAuthError, UpstreamRefused, UpstreamTimeout, UpstreamUnavailable
+from bot.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from bot.settings import Settings
 from bot.simulator import Simulator, create_simulator_app, load_demo
-from bot.virtualq import CallRecord, CaseDetail, VirtualQClient, make_client, make_http_client
+from bot.virtualq import (
+    CallRecord,
+    CaseDetail,
+    CircuitBreaker,
+    VirtualQClient,
+    make_client,
+    make_http_client,
+)
 
 from .conftest import T0
 
@@ -326,3 +339,99 @@ async def test_calls_beyond_the_concurrency_cap_wait_for_a_slot_within_their_bud
         for r in results
         if isinstance(r, UpstreamTimeout) and not r.request_sent
     )
+
+
+# --- circuit breaker ----------------------------------------------------------------------------
+
+
+class Ticker:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _breaker_client(
+    answers: list[int], threshold: int = 3, seconds: float = 30
+) -> tuple[VirtualQClient, Ticker, list[str]]:
+    """A client whose VirtualQ answers each request with the next status in `answers`."""
+    sent: list[str] = []
+    case = SEED_SAMPLE.encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        status = answers.pop(0)
+        if status == 200:
+            return httpx.Response(200, content=case, headers={"Content-Type": "application/json"})
+        return httpx.Response(status, json={"Message": "TooEarly: come back later"})
+
+    client, _ = _mock(handler)
+    ticker = Ticker()
+    client.breaker = CircuitBreaker(threshold, seconds, clock=ticker)
+    return client, ticker, sent
+
+
+async def test_the_breaker_opens_after_failures_in_a_row_and_answers_at_once() -> None:
+    client, ticker, sent = _breaker_client([503, 503, 503])
+    for _ in range(3):
+        with pytest.raises(UpstreamUnavailable, match="HTTP 503"):
+            await client.get_case(7)
+    records: list[CallRecord] = []
+    with pytest.raises(UpstreamUnavailable, match="circuit open") as caught:
+        await client.checkin(personal_id="S1", observe=records.append)
+    assert len(sent) == 3  # the fourth call never reached VirtualQ
+    assert not isinstance(caught.value, UpstreamTimeout)  # so nothing can have been enqueued
+    assert [r.outcome for r in records] == ["circuit_open"]
+    ticker.now += 29
+    with pytest.raises(UpstreamUnavailable, match="circuit open"):
+        await client.get_case(7)
+    assert len(sent) == 3
+
+
+async def test_after_the_pause_one_trial_call_closes_or_reopens_it() -> None:
+    client, ticker, sent = _breaker_client([503, 503, 503, 503, 200, 200])
+    for _ in range(3):
+        with pytest.raises(UpstreamUnavailable):
+            await client.get_case(7)
+    ticker.now += 31
+    with pytest.raises(UpstreamUnavailable, match="HTTP 503"):  # the trial fails: open again
+        await client.get_case(7)
+    with pytest.raises(UpstreamUnavailable, match="circuit open"):
+        await client.get_case(7)
+    assert len(sent) == 4
+    ticker.now += 31
+    assert (await client.get_case(7)).case_id  # the trial answers: closed
+    assert (await client.get_case(7)).case_id
+    assert len(sent) == 6
+
+
+async def test_only_one_trial_call_goes_through_while_half_open() -> None:
+    client, ticker, _ = _breaker_client([503, 503, 503, 200])
+    for _ in range(3):
+        with pytest.raises(UpstreamUnavailable):
+            await client.get_case(7)
+    ticker.now += 31
+    assert client.breaker.blocked() is None  # this caller takes the trial …
+    assert "half-open" in (client.breaker.blocked() or "")  # … and the next one waits
+    client.breaker.answered()
+    assert client.breaker.blocked() is None
+
+
+async def test_refusals_are_answers_and_never_open_the_breaker() -> None:
+    client, _, sent = _breaker_client([400] * 6 + [503, 503, 400, 503])
+    for _ in range(6):
+        with pytest.raises(UpstreamRefused):
+            await client.checkin(personal_id="S1")
+    for _ in range(4):  # two failures, an answer, one failure: never three in a row
+        with pytest.raises(UpstreamError):
+            await client.checkin(personal_id="S1")
+    assert len(sent) == 10
+
+
+async def test_a_zero_threshold_turns_the_breaker_off() -> None:
+    client, _, sent = _breaker_client([503] * 8, threshold=0)
+    for _ in range(8):
+        with pytest.raises(UpstreamUnavailable, match="HTTP 503"):
+            await client.get_case(7)
+    assert len(sent) == 8
