@@ -37,15 +37,24 @@ def _count(value: Any) -> int:
         return 0
 
 
+def _storable(value: Any) -> Any:
+    """Text as PostgreSQL can store it: NUL (which its text type refuses) becomes U+FFFD, so
+    the message is logged, visibly, instead of failing to be stored at all."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+Storable = Annotated[str, BeforeValidator(_storable)]
+
+
 class InboundSms(BaseModel):
     """Twilio's messaging webhook form, the fields the bot uses; the rest ignored."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
-    message_sid: str = Field(alias="MessageSid", min_length=1, max_length=64)
-    sender: str = Field(alias="From", min_length=1, max_length=64)
+    message_sid: Storable = Field(alias="MessageSid", min_length=1, max_length=64)
+    sender: Storable = Field(alias="From", min_length=1, max_length=64)
     to: str = Field("", alias="To", max_length=64)
-    body: str = Field("", alias="Body", max_length=10_000)
+    body: Storable = Field("", alias="Body", max_length=10_000)
     num_media: Annotated[int, BeforeValidator(_count)] = Field(0, alias="NumMedia")
     account_sid: str | None = Field(None, alias="AccountSid", max_length=64)
     messaging_service_sid: str | None = Field(None, alias="MessagingServiceSid", max_length=64)
