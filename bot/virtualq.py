@@ -6,12 +6,13 @@ Errors are those of `bot.errors`; httpx's own exceptions never leave this module
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -189,6 +190,19 @@ class CircuitBreaker:
         self.trial = True
         return None
 
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Count the call inside: a refusal or a case is an answer, unavailability a failure."""
+        try:
+            yield
+        except UpstreamRefused:
+            self.answered()
+            raise
+        except UpstreamUnavailable:
+            self.failed()
+            raise
+        self.answered()
+
     def answered(self) -> None:
         if self.threshold and self.failures >= self.threshold:
             log.warning("VirtualQ answers again: circuit closed")
@@ -274,40 +288,22 @@ class VirtualQClient:
                 request = {"method": method, "path": path, "body": body}
                 observe(CallRecord(operation, request, None, 0, "circuit_open", None, why))
             raise UpstreamUnavailable(why)
-        try:
-            case = await self._case_call(operation, method, path, body, observe)
-        except UpstreamRefused:
-            self.breaker.answered()
-            raise
-        except UpstreamUnavailable:
-            self.breaker.failed()
-            raise
-        self.breaker.answered()
-        return case
-
-    async def _case_call(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        observe: Observer | None,
-    ) -> CaseDetail:
-        response, note = await self._call(operation, method, path, body, observe)
-        status = response.status_code
-        if status >= 400:
-            message = error_message(response.text)
-            reason = self.classifier.classify(status, message)
-            note(f"refused:{reason.value}", message)
-            raise UpstreamRefused(status, message, reason)
-        try:
-            case = CaseDetail.model_validate_json(response.content)
-        except ValidationError as exc:
-            cause = f"2xx without a usable case: {_first_error(exc)}"
-            note("unavailable", cause)
-            raise UpstreamUnavailable(cause, status) from exc
-        note("ok", None)
-        return case
+        with self.breaker.watching():
+            response, note = await self._call(operation, method, path, body, observe)
+            status = response.status_code
+            if status >= 400:
+                message = error_message(response.text)
+                reason = self.classifier.classify(status, message)
+                note(f"refused:{reason.value}", message)
+                raise UpstreamRefused(status, message, reason)
+            try:
+                case = CaseDetail.model_validate_json(response.content)
+            except ValidationError as exc:
+                cause = f"2xx without a usable case: {_first_error(exc)}"
+                note("unavailable", cause)
+                raise UpstreamUnavailable(cause, status) from exc
+            note("ok", None)
+            return case
 
     async def _call(
         self,
