@@ -379,34 +379,25 @@ async def dashboard(
                 )
             )
         ).all()
-        texts: dict[str, int] = dict(
-            (
-                await conn.execute(
-                    sa.select(messages.c.direction, sa.func.count())
-                    .where(texts_in_period)
-                    .group_by(messages.c.direction)
-                )
-            ).all()
-        )
-        unanswered = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(messages)
-            .where(
-                texts_in_period,
-                messages.c.direction == "in",
-                messages.c.handled_at.is_(None),
-                messages.c.created_at < now - UNANSWERED_AFTER,
+
+        def counted(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+            return sa.func.coalesce(sa.func.sum(sa.case((sa.and_(*conditions), 1), else_=0)), 0)
+
+        inbound, outbound = messages.c.direction == "in", messages.c.direction == "out"
+        texts = (
+            await conn.execute(  # one pass over the period's messages for all four counts
+                sa.select(
+                    counted(inbound),
+                    counted(outbound),
+                    counted(
+                        inbound,
+                        messages.c.handled_at.is_(None),
+                        messages.c.created_at < now - UNANSWERED_AFTER,
+                    ),
+                    counted(outbound, messages.c.status.in_(("failed", "undelivered"))),
+                ).where(texts_in_period)
             )
-        )
-        undelivered = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(messages)
-            .where(
-                texts_in_period,
-                messages.c.direction == "out",
-                messages.c.status.in_(("failed", "undelivered")),
-            )
-        )
+        ).one()
     waits = sorted((t.ticket_at - t.started_at).total_seconds() for t in ticketed)
     latencies = sorted(float(c.latency_ms) for c in calls if c.outcome != "circuit_open")
     errors = sum(_is_upstream_error(c.outcome) for c in calls)
@@ -431,10 +422,10 @@ async def dashboard(
             "latency_ms_p95": _percentile(latencies, 0.95),
         },
         "texts": {
-            "in": int(texts.get("in", 0)),
-            "out": int(texts.get("out", 0)),
-            "unanswered": int(unanswered or 0),
-            "undelivered": int(undelivered or 0),
+            "in": int(texts[0]),
+            "out": int(texts[1]),
+            "unanswered": int(texts[2]),
+            "undelivered": int(texts[3]),
         },
         "arrivals_by_hour": hours,
     }

@@ -66,12 +66,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-async def log_in(client: httpx.AsyncClient, password: str = PASSWORD) -> httpx.Response:
+async def log_in(
+    client: httpx.AsyncClient, password: str = PASSWORD, next: str | None = None
+) -> httpx.Response:
     page = await client.get("/staff/login")
-    return await client.post(
-        "/staff/login",
-        data={"csrf": csrf_of(page.text), "username": USER, "password": password},
-    )
+    data = {"csrf": csrf_of(page.text), "username": USER, "password": password}
+    return await client.post("/staff/login", data=data | ({"next": next} if next else {}))
 
 
 @pytest.fixture
@@ -244,6 +244,11 @@ async def test_a_transcript_has_states_upstream_calls_and_delivery(
     assert "30006" in page.text and "Jordan Lee" in page.text
     missing = await desk.get("/staff/conversations/999999.json")
     assert missing.status_code == 404
+
+    # A text whose process died before answering, and the undelivered reply, are counted.
+    await bot.store.record_inbound(STRANGER, "SMdied", "HERE", 0, T0 - timedelta(minutes=2))
+    texts = (await get_json(desk, "/staff/dashboard.json"))["texts"]
+    assert texts == {"in": 3, "out": 2, "unanswered": 1, "undelivered": 1}
 
 
 async def test_customer_text_and_names_are_shown_as_text(bot: Bot, desk: httpx.AsyncClient) -> None:
@@ -433,15 +438,7 @@ async def test_log_in_goes_back_where_you_were_and_log_out_ends_it(bot: Bot) -> 
         assert first.status_code == 303
         form_page = await client.get(first.headers["location"])
         assert 'value="/staff/conversations?q=alex"' in form_page.text
-        signed_in = await client.post(
-            "/staff/login",
-            data={
-                "csrf": csrf_of(form_page.text),
-                "username": USER,
-                "password": PASSWORD,
-                "next": "/staff/conversations?q=alex",
-            },
-        )
+        signed_in = await log_in(client, next="/staff/conversations?q=alex")
         assert signed_in.headers["location"] == "/staff/conversations?q=alex"
         page = await client.get("/staff/dashboard")
         assert page.status_code == 200 and USER in page.text
@@ -453,16 +450,7 @@ async def test_log_in_goes_back_where_you_were_and_log_out_ends_it(bot: Bot) -> 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/sms", "/\\evil"])
 async def test_login_never_sends_you_off_site(bot: Bot, target: str) -> None:
     async with browser(bot) as client:
-        page = await client.get("/staff/login")
-        response = await client.post(
-            "/staff/login",
-            data={
-                "csrf": csrf_of(page.text),
-                "username": USER,
-                "password": PASSWORD,
-                "next": target,
-            },
-        )
+        response = await log_in(client, next=target)
         assert response.headers["location"] == "/staff/dashboard"
 
 
