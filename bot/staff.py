@@ -20,7 +20,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -372,7 +372,7 @@ class Staff:
 
     # --- pages and their twins ----------------------------------------------------------------
 
-    def _today(self) -> Any:
+    def _today(self) -> date:
         return review.local_today(self.zone, self.clock())
 
     async def _dashboard(self, request: Request) -> dict[str, Any]:
