@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +43,7 @@ def create_app(
     virtualq_transport: httpx.AsyncBaseTransport | None = None,
     virtualq_base_url: str | None = None,
     clock: Callable[[], datetime] | None = None,
+    reclaim: bool = True,
 ) -> Starlette:
     """The bot's web app on a store and VirtualQ: Twilio's webhooks (/sms, /sms/fallback,
     /sms/status), health (/healthz, /readyz) and the staff pages (/staff/…, /static/…)."""
@@ -82,7 +84,11 @@ def create_app(
             # Start anyway: /sms answers with the apology, /sms/fallback works, /readyz says
             # why, and everything recovers when the database is back.
             log.error("database unreachable at start-up (%s); starting anyway", exc)
+        reclaimer = asyncio.create_task(service.keep_reclaiming()) if reclaim else None
         yield
+        if reclaimer:
+            reclaimer.cancel()
+        await service.drain()
         await http.aclose()
         await store.close()
 

@@ -90,7 +90,17 @@ class GetCase:
     purpose: Intent  # ARRIVE or STATUS: what to do if the case has finished
 
 
-Action = Checkin | GetCase
+@dataclass(frozen=True)
+class Reconcile:
+    """Find out whether a check-in whose answer never came enqueued the customer, before
+    anything else is sent: `POST Appointments/Checkin` is not idempotent."""
+
+    target: Target
+    since: str  # when the unconfirmed check-in was sent (ISO)
+    purpose: Intent | None = None  # ARRIVE: check in now if nothing was enqueued
+
+
+Action = Checkin | GetCase | Reconcile
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,21 @@ class Unavailable:
     cause: str
 
 
-Result = CaseView | Refusal | Unavailable
+@dataclass(frozen=True)
+class Unconfirmed:
+    """The check-in reached VirtualQ but its answer did not reach us: it may have enqueued."""
+
+    cause: str
+
+
+@dataclass(frozen=True)
+class NotEnqueued:
+    """A look-up shows the unconfirmed check-in enqueued nothing."""
+
+
+Result = CaseView | Refusal | Unavailable | Unconfirmed | NotEnqueued
+
+UNCONFIRMED = "unconfirmed"  # conversation data: a check-in whose outcome is not known yet
 
 
 @dataclass(frozen=True)
@@ -150,7 +174,28 @@ def step(conv: Conversation, msg: Parsed, ctx: Context) -> Outcome:
         return Outcome(conv.state, conv.data, Reply("opted_in"))
     if intents == {Intent.HELP}:
         return Outcome(conv.state, conv.data, Reply("help"))
+    pending = unconfirmed(conv, ctx)
+    if pending is not None:
+        # Whatever they say, first find out what that check-in did.
+        purpose = Intent.ARRIVE if Intent.ARRIVE in intents else None
+        return Outcome(conv.state, conv.data, None, Reconcile(*pending, purpose))
     return _HANDLERS[conv.state](conv, msg, ctx)
+
+
+def unconfirmed(conv: Conversation, ctx: Context) -> tuple[Target, str] | None:
+    """The check-in of this visit whose outcome is still unknown, if any (forgotten after
+    CHECKED_IN_MEMORY_HOURS, like a check-in)."""
+    pending = conv.data.get(UNCONFIRMED)
+    if not isinstance(pending, Mapping) or not isinstance(pending.get("at"), str):
+        return None
+    if ctx.now - datetime.fromisoformat(pending["at"]) > ctx.policy.checked_in_memory:
+        return None
+    return Target.from_data(pending.get("target") or {}), pending["at"]
+
+
+def unconfirmed_data(target: Target, since: str) -> dict[str, Any]:
+    """Conversation data recording a check-in whose outcome is unknown (see `unconfirmed`)."""
+    return {UNCONFIRMED: {"target": target.to_data(), "at": since}}
 
 
 def _effective(conv: Conversation, ctx: Context) -> Conversation:
@@ -282,12 +327,16 @@ def resume(action: Action, result: Result, ctx: Context, before: Conversation) -
     """The outcome once the queue system has answered `action` with `result`."""
     if isinstance(action, Checkin):
         return _after_checkin(action, result, ctx)
+    if isinstance(action, Reconcile):
+        return _after_reconcile(action, result, ctx)
     return _after_get_case(action, result, ctx, before)
 
 
 def _after_checkin(action: Checkin, result: Result, ctx: Context) -> Outcome:
     if isinstance(result, CaseView):
         return _checked_in(result, action.target, ctx, "checked_in")
+    if isinstance(result, Unconfirmed):
+        return Outcome(State.IDLE, {}, None, Reconcile(action.target, ctx.now.isoformat()))
     if isinstance(result, Unavailable):
         return _say(State.IDLE, "upstream_unavailable")
     if result in (Refusal.EARLY, Refusal.LATE) and not action.force:
@@ -305,6 +354,18 @@ def _after_checkin(action: Checkin, result: Result, ctx: Context) -> Outcome:
     if result is Refusal.ALREADY_CHECKED_IN:
         return _say(State.IDLE, "already_checked_in")
     return _say(State.IDLE, "upstream_unavailable")
+
+
+def _after_reconcile(action: Reconcile, result: Result, ctx: Context) -> Outcome:
+    if isinstance(result, CaseView) and result.active:
+        return _checked_in(result, action.target, ctx, "checked_in", since=action.since)
+    if isinstance(result, NotEnqueued | CaseView):
+        if action.purpose is Intent.ARRIVE:
+            return _checkin(action.target)  # nothing was enqueued: this HERE may check in
+        return _say(State.IDLE, "checkin_not_done")
+    # VirtualQ cannot tell us yet: keep asking it on their next text, never re-send blindly.
+    data = unconfirmed_data(action.target, action.since)
+    return Outcome(State.IDLE, data, Reply("checkin_unconfirmed"))
 
 
 def _after_get_case(action: GetCase, result: Result, ctx: Context, before: Conversation) -> Outcome:

@@ -3,9 +3,10 @@
     CheckinBotError
     ├── UpstreamError                 the VirtualQ API did not check someone in
     │   ├── UpstreamUnavailable       down, slow or nonsense: connection refused, timeout, 5xx,
-    │   │   │                         non-JSON 2xx, 2xx without a Ticket, 408/429
-    │   │   ├── UpstreamTimeout       no answer in time; `request_sent` says whether it may
-    │   │   │                         have been acted on (reconcile before retrying)
+    │   │   │                         non-JSON 2xx, 2xx without a Ticket, 408/429;
+    │   │   │                         `request_sent` says whether VirtualQ may have acted on
+    │   │   │                         it (a check-in is then reconciled, never re-sent)
+    │   │   ├── UpstreamTimeout       no answer in time
     │   │   └── UpstreamAuthError     401/403: a configuration error for the deployer
     │   └── UpstreamRefused           a 4xx answer, classified: early, late,
     │                                 prevent_auto_queue, not_found, already_checked_in, other
@@ -34,15 +35,21 @@ class UpstreamError(CheckinBotError):
 
 
 class UpstreamUnavailable(UpstreamError):
-    """VirtualQ could not be used: the customer is sent to reception, the cause logged."""
+    """VirtualQ could not be used: the customer is sent to reception, the cause logged.
+
+    `request_sent`: the request reached VirtualQ and may have been acted on (a timeout while
+    waiting for the answer, a dropped connection, a 500/502/504, a 2xx we cannot read)."""
+
+    def __init__(self, cause: str, status: int | None = None, request_sent: bool = False) -> None:
+        super().__init__(cause, status)
+        self.request_sent = request_sent
 
 
 class UpstreamTimeout(UpstreamUnavailable):
     """VirtualQ did not answer in time."""
 
     def __init__(self, cause: str, request_sent: bool) -> None:
-        super().__init__(cause)
-        self.request_sent = request_sent
+        super().__init__(cause, request_sent=request_sent)
 
 
 class UpstreamAuthError(UpstreamUnavailable):

@@ -55,6 +55,9 @@ _BY_PROMPT: dict[str, ThreadOutcome] = {
     "no_appointment": ThreadOutcome.NO_APPOINTMENT,
     "booking_number_not_found": ThreadOutcome.NO_APPOINTMENT,
     "upstream_unavailable": ThreadOutcome.UPSTREAM_FAILURE,
+    "checkin_not_done": ThreadOutcome.UPSTREAM_FAILURE,
+    "checkin_unconfirmed": ThreadOutcome.UPSTREAM_FAILURE,
+    "holding_see_reception": ThreadOutcome.UPSTREAM_FAILURE,
 }
 
 

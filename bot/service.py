@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import random
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from . import identity, intents, logs, phones
 from .conversation import (
@@ -16,19 +18,24 @@ from .conversation import (
     Checkin,
     Context,
     Conversation,
+    NotEnqueued,
     Outcome,
     Policy,
+    Reconcile,
     Reply,
     Result,
     State,
     Unavailable,
+    Unconfirmed,
     resume,
     step,
+    unconfirmed_data,
 )
 from .errors import UpstreamRefused, UpstreamUnavailable
+from .outbound import Texter
 from .prompts import Prompts, segments
 from .settings import Settings
-from .store import Handled, PhoneBusy, Store, Turn, Who
+from .store import Handled, PhoneBusy, Store, Turn, Unanswered, Who
 from .virtualq import CallRecord, VirtualQClient
 
 log = logging.getLogger("checkin_bot.service")
@@ -36,6 +43,14 @@ log = logging.getLogger("checkin_bot.service")
 MAX_UPSTREAM_HOPS = 3  # e.g. a finished case looked up, then a fresh check-in
 DUPLICATE_WAIT_SECONDS = 10.0
 PHONE_TURN_WAIT_SECONDS = 10.0  # a message waits this long for the one before it (any process)
+# A message's VirtualQ calls stop after this long (inside the SQLite lease of store.LEASE_SECONDS).
+HANDLING_LIMIT_SECONDS = 25.0
+# A text unanswered this long was dropped by a process that died; after RECLAIM_WITHIN it is
+# too late to act on it (the customer was sent to reception by the Fallback URL, or left).
+RECLAIM_AFTER = timedelta(seconds=60)
+RECLAIM_WITHIN = timedelta(minutes=10)
+RECLAIM_EVERY_SECONDS = 30.0
+DRAIN_SECONDS = 20.0  # at shutdown, how long late answers may take to finish and be sent
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,15 @@ class Answer:
 
     text: str | None
     message_id: int | None = None
+
+
+@dataclass
+class Progress:
+    """How far `handle` got, for an answer that misses the webhook's budget."""
+
+    inbound_id: int | None = None
+    phone: str | None = None
+    repeat: bool = False  # a redelivery: the original's handler owns the answer
 
 
 class PhoneLocks:
@@ -89,13 +113,18 @@ class Service:
         client: VirtualQClient,
         prompts: Prompts,
         clock: Callable[[], datetime] | None = None,
+        texter: Texter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.client = client
         self.prompts = prompts
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.texter = texter or Texter(settings)
         self.locks = PhoneLocks()
+        self._late: set[asyncio.Task[None]] = set()  # answers being finished after the webhook
+        base = settings.public_base_url
+        self._status_url = f"{base}/sms/status" if base else None
         secret = settings.secret_key or settings.twilio_auth_token
         self._log_key = secret.get_secret_value() if secret else "checkin-bot"
         self.policy = Policy(
@@ -105,13 +134,130 @@ class Service:
             booking_number_fallback=settings.booking_number_fallback,
         )
 
-    async def handle(self, sms: InboundText) -> Answer:
+    async def respond(self, sms: InboundText) -> Answer:
+        """`handle` within WEBHOOK_BUDGET_SECONDS. Past it: a holding reply now, and the
+        answer, when it comes, as a text of our own (or, unable to text, "see reception")."""
+        progress = Progress()
+        work = asyncio.create_task(self.handle(sms, progress))
+        done, _ = await asyncio.wait({work}, timeout=self.settings.webhook_budget_seconds)
+        if work in done:
+            return work.result()
+        key = "holding" if self.texter.enabled else "holding_see_reception"
+        text = self.prompts.render(key)
+        log.warning(
+            "no answer for %s within %gs; sent the %s reply",
+            phones.mask(progress.phone or sms.sender),
+            self.settings.webhook_budget_seconds,
+            key,
+        )
+        holding_id = None
+        if progress.inbound_id is not None and progress.phone and not progress.repeat:
+            record = self.store.record_reply(
+                progress.inbound_id, progress.phone, text, key, segments(text), self.clock()
+            )
+            try:
+                holding_id = await asyncio.wait_for(asyncio.shield(record), 1.0)
+            except Exception as exc:
+                log.warning("could not log the holding reply: %s", type(exc).__name__)
+        self._later(self._follow_up(work, sms.sender, progress))
+        return Answer(text, holding_id)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def _follow_up(self, work: asyncio.Task[Answer], to: str, progress: Progress) -> None:
+        """Text the answer the webhook could not wait for (a redelivery's handler does not:
+        the original's does)."""
+        try:
+            answer = await work
+        except Exception:
+            log.exception("a late answer failed; the customer has the holding reply")
+            return
+        if not progress.repeat:
+            await self.deliver(to, answer)
+
+    async def deliver(self, to: str, answer: Answer) -> None:
+        """Send an answer as a text of our own, logging what Twilio said on its row."""
+        if answer.text is None or answer.message_id is None:
+            return
+        callback = f"{self._status_url}?m={answer.message_id}" if self._status_url else None
+        sent = await self.texter.send(to, answer.text, callback)
+        if sent.sid is None:
+            log.warning("late answer to %s not sent: %s", phones.mask(to), sent.reason)
+        else:
+            log.info("late answer sent to %s (%s)", phones.mask(to), sent.status)
+        try:
+            await self.store.record_sent(answer.message_id, sent.sid, sent.status, sent.error_code)
+        except Exception:
+            log.exception("could not log a late answer's status")
+
+    async def drain(self, wait: float = DRAIN_SECONDS) -> None:
+        """At shutdown: let late answers finish and be sent, for up to `wait` seconds."""
+        if self._late:
+            log.info("waiting up to %gs for %d late answer(s)", wait, len(self._late))
+            await asyncio.wait(set(self._late), timeout=wait)
+
+    async def reclaim(self) -> int:
+        """Answer texts a stopped process left unanswered (any process may run this: a text is
+        answered once, under its phone's turn), texting the answers; how many were answered.
+        Texts older than RECLAIM_WITHIN are only marked as abandoned."""
+        now = self.clock()
+        answered = 0
+        for text in await self.store.unanswered(now - RECLAIM_AFTER):
+            answer = await self._reclaim(text, now)
+            if answer is not None:
+                answered += 1
+                await self.deliver(text.phone, answer)
+        return answered
+
+    async def _reclaim(self, text: Unanswered, now: datetime) -> Answer | None:
+        logs.conversation.set(logs.conversation_key(text.phone, self._log_key))
+        async with self.locks.hold(text.phone):
+            try:
+                async with self.store.turn(text.phone, 0.5) as turn:
+                    if await turn.handled(text.id):
+                        return None
+                    if now - text.created_at > RECLAIM_WITHIN:
+                        log.warning(
+                            "a text from %s was never answered; too old to act on now",
+                            phones.mask(text.phone),
+                        )
+                        before = await turn.conversation()
+                        await turn.finish(
+                            Handled(
+                                text.id, text.phone, before, None, "abandoned", None, None, (), now
+                            )
+                        )
+                        return None
+                    log.warning(
+                        "answering a text from %s that a stopped process left unanswered",
+                        phones.mask(text.phone),
+                    )
+                    return await self._answer(turn, text.id, text.phone, text.body)
+            except PhoneBusy:
+                return None  # someone is answering this phone: they will see it next time
+
+    async def keep_reclaiming(self, every: float = RECLAIM_EVERY_SECONDS) -> None:
+        """Run `reclaim` now and then, for as long as the process lives."""
+        while True:
+            try:
+                await self.reclaim()
+            except Exception as exc:
+                log.warning("could not look for unanswered texts: %s", exc)
+            await asyncio.sleep(every * random.uniform(0.5, 1.5))
+
+    async def handle(self, sms: InboundText, progress: Progress | None = None) -> Answer:
         """The reply to one inbound text (None: stay silent). Stored before anything else."""
+        progress = progress or Progress()
         phone = phones.sender_key(sms.sender, self.settings.default_region)
+        progress.phone = phone
         logs.conversation.set(logs.conversation_key(phone, self._log_key))
         inbound = await self.store.record_inbound(
             phone, sms.sid, sms.body, sms.num_media, self.clock(), sms.idempotency_token
         )
+        progress.inbound_id, progress.repeat = inbound.id, inbound.duplicate
         if inbound.duplicate:
             return await self._repeat(inbound.id, phone)
         limited = await self._rate_limit(inbound.id, phone)
@@ -176,22 +322,42 @@ class Service:
         parsed = intents.parse(body, self.prompts)
         calls: list[tuple[CallRecord, datetime]] = []
         candidates: tuple[Candidate, ...] = ()
+        sent: dict[str, Any] = {}  # a check-in sent whose outcome we do not know yet
         try:
             candidates = await identity.candidates(turn, self.settings, phone)
             ctx = Context(self.clock(), candidates, self.policy)
             outcome = step(before, parsed, ctx)
-            hops = 0
-            while (action := outcome.action) is not None:
-                if hops == MAX_UPSTREAM_HOPS:
-                    outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
-                    break
-                result = await self._perform(action, calls, phone)
-                outcome = resume(action, result, ctx, before)
-                hops += 1
-        except Exception:
-            # The one error sink: log with the conversation key, answer with the apology.
-            log.exception("message for %s failed; sent the fallback reply", phones.mask(phone))
-            outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
+            async with asyncio.timeout(HANDLING_LIMIT_SECONDS):
+                hops = 0
+                while (action := outcome.action) is not None:
+                    if hops == MAX_UPSTREAM_HOPS:
+                        outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
+                        break
+                    if isinstance(action, Checkin):
+                        # Write ahead: should this process die mid-call, the phone's next
+                        # message (or the reclaimer) looks the check-in up before anything.
+                        sent = unconfirmed_data(action.target, self.clock().isoformat())
+                        await turn.remember(
+                            Conversation(before.state, {**before.data, **sent}), self.clock()
+                        )
+                    result = await self._perform(action, calls, phone)
+                    if isinstance(action, Checkin) and not isinstance(result, Unconfirmed):
+                        sent = {}
+                    outcome = resume(action, result, ctx, before)
+                    hops += 1
+        except Exception as exc:
+            # The one error sink: log with the conversation key, answer with the apology, and
+            # remember a check-in that may have happened, to reconcile on the next message.
+            if isinstance(exc, TimeoutError):
+                log.error(
+                    "message for %s: VirtualQ calls took over %gs",
+                    phones.mask(phone),
+                    HANDLING_LIMIT_SECONDS,
+                )
+            else:
+                log.exception("message for %s failed; sent the fallback reply", phones.mask(phone))
+            key = "checkin_unconfirmed" if sent else "upstream_unavailable"
+            outcome = Outcome(State.IDLE, sent, Reply(key))
         after = Conversation(outcome.state, outcome.data)
         text = self._render(outcome.reply)
         reply_id = await turn.finish(
@@ -236,6 +402,21 @@ class Service:
                     force=action.force,
                     observe=observe,
                 )
+            elif isinstance(action, Reconcile):
+                found = await self.client.find_checkin(
+                    personal_id=action.target.personal_id,
+                    case_id=action.target.case_id,
+                    units=self.settings.unit_ids(),
+                    observe=observe,
+                )
+                log.warning(
+                    "reconciled an unconfirmed check-in for %s: %s",
+                    phones.mask(phone),
+                    "enqueued" if found else "nothing enqueued",
+                )
+                if found is None:
+                    return NotEnqueued()
+                case = found
             else:
                 case = await self.client.get_case(action.case_id, observe=observe)
         except UpstreamRefused as exc:
@@ -247,6 +428,13 @@ class Service:
             )
             return exc.reason
         except UpstreamUnavailable as exc:
+            if isinstance(action, Checkin) and exc.request_sent:
+                log.warning(
+                    "check-in for %s may have happened (%s); looking it up before anything else",
+                    phones.mask(phone),
+                    exc.cause,
+                )
+                return Unconfirmed(exc.cause)
             log.warning("VirtualQ unavailable for %s: %s", phones.mask(phone), exc.cause)
             return Unavailable(exc.cause)
         return case.view()

@@ -70,10 +70,28 @@ class Settings(BaseSettings):
         "checked against it, not against what a proxy forwarded.",
     )
     twilio_account_sid: str | None = Field(
-        None, description="Account SID, for texts the bot sends on its own (later replies)."
+        None,
+        description="Account SID: with TWILIO_AUTH_TOKEN, lets the bot text an answer that took "
+        "longer than WEBHOOK_BUDGET_SECONDS (Twilio's REST API).",
     )
     twilio_from_number: str | None = Field(
-        None, description="The bot's Twilio number, for texts it sends on its own."
+        None, description="The bot's Twilio number, the sender of those texts."
+    )
+    twilio_messaging_service_sid: str | None = Field(
+        None,
+        description="A Messaging Service (MG…) to send those texts through, instead of "
+        "TWILIO_FROM_NUMBER.",
+    )
+    twilio_api_base_url: str = Field(
+        "https://api.twilio.com",
+        description="Twilio's REST API; change only to test against a stand-in.",
+    )
+    webhook_budget_seconds: float = Field(
+        8.0,
+        gt=0,
+        lt=14,
+        description="Longest /sms takes to answer (Twilio gives up at 15 s). A check-in still "
+        "running then gets a short holding reply; its result follows as a text.",
     )
 
     # --- VirtualQ -----------------------------------------------------------------------------
@@ -110,6 +128,11 @@ class Settings(BaseSettings):
         30.0,
         gt=0,
         description="How long VirtualQ is left alone after those failures; then one trial call.",
+    )
+    virtualq_unit_ids: str = Field(
+        "",
+        description="Comma-separated UnitIds whose waiting tickets show whether a check-in by "
+        "PersonalId that timed out was enqueued; unset, such a customer is sent to reception.",
     )
     refusal_patterns: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_REFUSAL_PATTERNS.items()},
@@ -209,6 +232,25 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}; use a name like Europe/London") from exc
         return value
 
+    @field_validator("virtualq_unit_ids")
+    @classmethod
+    def _unit_ids(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise ValueError("use whole numbers separated by commas, e.g. 10,12")
+        return ",".join(parts)
+
+    def unit_ids(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.virtualq_unit_ids.split(",") if p)
+
+    def can_text(self) -> bool:
+        """Credentials to send texts of our own through Twilio's REST API."""
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from_number or self.twilio_messaging_service_sid)
+        )
+
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
@@ -220,7 +262,7 @@ class Settings(BaseSettings):
     def _region_upper(cls, value: str) -> str:
         return value.upper()
 
-    @field_validator("public_base_url", "virtualq_base_url")
+    @field_validator("public_base_url", "virtualq_base_url", "twilio_api_base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value

@@ -176,6 +176,7 @@ STATUS_RANK = {
     "failed": 4,
     "canceled": 4,
     "read": 5,
+    "unsent": 6,  # ours: an answer we could not send (no REST credentials, or Twilio refused)
 }
 THREAD_GAP = timedelta(hours=6)  # silence after which a phone's next text starts a new thread
 LEASE_SECONDS = 30.0  # longer than any one message's handling; frees a crashed holder's phone
@@ -262,6 +263,16 @@ class Stored:
 
     id: int
     body: str
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """An inbound text nobody answered."""
+
+    id: int
+    phone: str
+    body: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -396,6 +407,58 @@ class Store:
                 )
             )
         return bool(result.rowcount)
+
+    async def record_sent(
+        self, reply_id: int, sid: str | None, status: str, error_code: str | None = None
+    ) -> None:
+        """What Twilio's REST API said to a text we sent on our own (status "unsent" and an
+        error code when it was not sent). Its status callbacks move it on from there."""
+        values: dict[str, Any] = dict(status=status, error_code=error_code)
+        if sid:
+            values["message_sid"] = sid
+        async with self.engine.begin() as conn:
+            await conn.execute(messages.update().where(messages.c.id == reply_id).values(**values))
+
+    async def record_reply(
+        self, inbound_id: int, phone: str, text: str, prompt: str, segments: int, now: datetime
+    ) -> int:
+        """An extra reply to a message that is still being handled (the holding reply)."""
+        async with self.engine.begin() as conn:
+            state = (await _conversation(conn, phone)).state.value
+            reply_id = await _insert_reply(
+                conn, phone, inbound_id, text, prompt, (state, state), segments, now
+            )
+            await conn.execute(
+                threads.update()
+                .where(
+                    threads.c.id
+                    == sa.select(messages.c.thread_id)
+                    .where(messages.c.id == reply_id)
+                    .scalar_subquery()
+                )
+                .values(message_count=threads.c.message_count + 1)
+            )
+            return reply_id
+
+    async def unanswered(self, before: datetime, limit: int = 20) -> list[Unanswered]:
+        """Inbound texts stored before `before` whose answer was never decided: the process
+        handling them died (or the database failed it), oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        messages.c.id, messages.c.phone, messages.c.body, messages.c.created_at
+                    )
+                    .where(
+                        messages.c.direction == "in",
+                        messages.c.handled_at.is_(None),
+                        messages.c.created_at < before,
+                    )
+                    .order_by(messages.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [Unanswered(r.id, r.phone, r.body, r.created_at) for r in rows]
 
     async def inbound_since(self, phone: str, since: datetime) -> int:
         """How many texts a phone sent from `since` on (for the rate limit)."""
@@ -576,6 +639,19 @@ class Turn:
     async def finish(self, handled: Handled) -> int | None:
         async with self._conn.begin():
             return await _finish(self._conn, handled)
+
+    async def remember(self, conversation: Conversation, now: datetime) -> None:
+        """Save the conversation now, before the turn ends: what a check-in is about to do,
+        so that if this process dies mid-call the next message reconciles it."""
+        async with self._conn.begin():
+            await _save_conversation(self._conn, self.phone, conversation, now)
+
+    async def handled(self, inbound_id: int) -> bool:
+        async with self._conn.begin():
+            at = await self._conn.scalar(
+                sa.select(messages.c.handled_at).where(messages.c.id == inbound_id)
+            )
+        return at is not None
 
 
 class _Lock:
@@ -770,22 +846,9 @@ async def _finish(conn: AsyncConnection, h: Handled) -> int | None:
         )
     reply_id = None
     if h.reply is not None:
-        reply_id = await conn.scalar(
-            messages.insert()
-            .values(
-                phone=h.phone,
-                thread_id=thread_id,
-                direction="out",
-                body=h.reply,
-                prompt=h.prompt,
-                reply_to=h.inbound_id,
-                state_before=h.before.state.value,
-                state_after=state_after,
-                segments=h.segments,
-                status="replied",
-                created_at=h.now,
-            )
-            .returning(messages.c.id)
+        states = (h.before.state.value, state_after)
+        reply_id = await _insert_reply(
+            conn, h.phone, h.inbound_id, h.reply, h.prompt, states, h.segments, h.now
         )
     await conn.execute(
         messages.update()
@@ -803,6 +866,39 @@ async def _finish(conn: AsyncConnection, h: Handled) -> int | None:
         await _save_conversation(conn, h.phone, h.after, h.now)
         await _opt_out(conn, h.phone, h.before, h.after, h.opt_out_keyword, h.now)
     return None if reply_id is None else int(reply_id)
+
+
+async def _insert_reply(
+    conn: AsyncConnection,
+    phone: str,
+    inbound_id: int,
+    text: str,
+    prompt: str | None,
+    states: tuple[str, str],
+    segments: int | None,
+    now: datetime,
+) -> int:
+    thread_id = await conn.scalar(
+        sa.select(messages.c.thread_id).where(messages.c.id == inbound_id)
+    )
+    reply_id = await conn.scalar(
+        messages.insert()
+        .values(
+            phone=phone,
+            thread_id=thread_id,
+            direction="out",
+            body=text,
+            prompt=prompt,
+            reply_to=inbound_id,
+            state_before=states[0],
+            state_after=states[1],
+            segments=segments,
+            status="replied",
+            created_at=now,
+        )
+        .returning(messages.c.id)
+    )
+    return int(reply_id)
 
 
 async def _save_conversation(

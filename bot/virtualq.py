@@ -12,13 +12,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_pascal
 
 from .conversation import CaseView, Refusal
@@ -88,6 +88,24 @@ class CaseDetail(_Model):
         position = self.queue_position if (self.queue_position or 0) >= 0 else None
         wait = max(self.wait_time_est, 0) if self.wait_time_est is not None else None
         return CaseView(self.case_id, self.ticket.strip(), position, wait, self.active)
+
+
+class WaitingTicket(_Model):
+    """One row of `GET Tickets/Waiting/{unitId}`."""
+
+    case_id: int
+    process_id: int | None = None
+    personal_id: str | None = None
+    q_code: str | None = Field(None, validation_alias=AliasChoices("QCode", "qCode", "q_code"))
+    q_number: int | None = Field(
+        None, validation_alias=AliasChoices("QNumber", "qNumber", "q_number")
+    )
+
+
+T = TypeVar("T")
+_CASE = TypeAdapter(CaseDetail)
+_WAITING = TypeAdapter(list[WaitingTicket])
+_EXPECTED = 0  # EntityStatus of a booking nobody has checked in yet
 
 
 # --- refusals ---------------------------------------------------------------------------------
@@ -257,11 +275,51 @@ class VirtualQClient:
             body["ProcessId"] = process_id
         if len(body) != 2:
             raise ValueError("checkin takes exactly one of personal_id, case_id, process_id")
-        return await self._case("checkin", "POST", "Appointments/Checkin", body, observe)
+        return await self._read("checkin", "POST", "Appointments/Checkin", body, observe, _CASE)
 
     async def get_case(self, case_id: int, observe: Observer | None = None) -> CaseDetail:
         """GET Cases/{caseId}: the case now, with its queue position and wait."""
-        return await self._case("get_case", "GET", f"Cases/{int(case_id)}", None, observe)
+        path = f"Cases/{int(case_id)}"
+        return await self._read("get_case", "GET", path, None, observe, _CASE)
+
+    async def waiting(self, unit_id: int, observe: Observer | None = None) -> list[WaitingTicket]:
+        """GET Tickets/Waiting/{unitId}: the unit's waiting tickets, oldest first."""
+        path = f"Tickets/Waiting/{int(unit_id)}"
+        return await self._read("waiting", "GET", path, None, observe, _WAITING)
+
+    async def find_checkin(
+        self,
+        *,
+        personal_id: str | None = None,
+        case_id: int | None = None,
+        units: Sequence[int] = (),
+        observe: Observer | None = None,
+    ) -> CaseDetail | None:
+        """After a check-in whose answer was lost: the case it enqueued, or None when a look-up
+        shows nothing was enqueued. UpstreamUnavailable when VirtualQ cannot tell us: down, or
+        (by PersonalId) no units configured to look in, as no endpoint finds a person's cases."""
+        try:
+            if case_id is not None:
+                case = await self.get_case(case_id, observe)
+                if case.entity_status is None:
+                    raise UpstreamUnavailable("the case has no EntityStatus: enqueued or not?")
+                return case if case.active and case.entity_status != _EXPECTED else None
+            if personal_id is None:
+                raise ValueError("find_checkin takes personal_id or case_id")
+            if not units:
+                raise UpstreamUnavailable(
+                    "cannot look a check-in up by PersonalId: VIRTUALQ_UNIT_IDS is not set"
+                )
+            wanted = personal_id.strip().casefold()
+            for unit in units:
+                for ticket in await self.waiting(unit, observe):
+                    if (ticket.personal_id or "").strip().casefold() == wanted:
+                        return await self.get_case(ticket.case_id, observe)
+            return None
+        except UpstreamRefused as exc:
+            if case_id is not None and exc.status == 404:
+                return None  # no such booking: nothing was enqueued for it
+            raise UpstreamUnavailable(f"look-up refused: {exc.cause}", exc.status) from exc
 
     async def probe(self) -> int:
         """A harmless read (the first customer of `GET Customers`) that proves VirtualQ is
@@ -272,16 +330,17 @@ class VirtualQClient:
         )
         return response.status_code
 
-    async def _case(
+    async def _read(
         self,
         operation: str,
         method: str,
         path: str,
         body: dict[str, Any] | None,
         observe: Observer | None,
-    ) -> CaseDetail:
-        """A call that answers with a case, through the circuit breaker (the readiness probe
-        goes around it: it reports VirtualQ's health, it does not decide it)."""
+        shape: TypeAdapter[T],
+    ) -> T:
+        """A call whose 2xx answer has `shape`, through the circuit breaker (the readiness
+        probe goes around it: it reports VirtualQ's health, it does not decide it)."""
         why = self.breaker.blocked()
         if why is not None:
             if observe:
@@ -297,13 +356,14 @@ class VirtualQClient:
                 note(f"refused:{reason.value}", message)
                 raise UpstreamRefused(status, message, reason)
             try:
-                case = CaseDetail.model_validate_json(response.content)
+                answer = shape.validate_json(response.content)
             except ValidationError as exc:
-                cause = f"2xx without a usable case: {_first_error(exc)}"
+                cause = f"2xx without a usable answer: {_first_error(exc)}"
                 note("unavailable", cause)
-                raise UpstreamUnavailable(cause, status) from exc
+                # A 2xx is a success: a check-in happened, but we cannot read its ticket.
+                raise UpstreamUnavailable(cause, status, request_sent=True) from exc
             note("ok", None)
-            return case
+            return answer
 
     async def _call(
         self,
@@ -332,7 +392,7 @@ class VirtualQClient:
                 queued = False
                 response = await self.http.request(method, path, json=body, params=params)
         except (TimeoutError, httpx.TimeoutException) as exc:
-            sent = not queued and not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            sent = not queued and not isinstance(exc, _NOT_SENT)
             waited = " waiting for a free slot" if queued else ""
             cause = f"timeout after {self.total_timeout:g}s{waited} ({type(exc).__name__})"
             note("timeout", cause)
@@ -340,7 +400,8 @@ class VirtualQClient:
         except httpx.HTTPError as exc:
             cause = f"{type(exc).__name__}: {exc}"
             note("unavailable", cause)
-            raise UpstreamUnavailable(cause) from exc
+            sent = not isinstance(exc, _NOT_SENT)
+            raise UpstreamUnavailable(cause, request_sent=sent) from exc
         status, text = response.status_code, response.text[:4000]
         if status in (401, 403):
             cause = f"VirtualQ rejected our credentials ({status}); check VIRTUALQ_AUTH_* settings"
@@ -348,11 +409,28 @@ class VirtualQClient:
             raise UpstreamAuthError(cause, status)
         if status in (408, 429) or status >= 500:
             note("unavailable", f"HTTP {status}")
-            raise UpstreamUnavailable(f"HTTP {status}: {error_message(text)[:200]}", status)
+            raise UpstreamUnavailable(
+                f"HTTP {status}: {error_message(text)[:200]}",
+                status,
+                # 503/408/429 say the request was not taken on; any other 5xx (a crash, or a
+                # proxy that lost the answer) may have come after the check-in was done.
+                request_sent=status not in (408, 429, 503),
+            )
         if not 200 <= status < 300 and not 400 <= status < 500:
             note("unavailable", f"HTTP {status}")
             raise UpstreamUnavailable(f"unexpected HTTP {status}", status)
         return response, note
+
+
+# Transport errors raised before any of the request left this process.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+    httpx.ProxyError,
+)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -182,7 +182,7 @@ def make_sms_endpoint(
         inbound, _ = verified
         try:
             token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
-            answer = await service.handle(
+            answer = await service.respond(
                 InboundText(
                     inbound.message_sid, inbound.sender, inbound.body, inbound.num_media, token
                 )

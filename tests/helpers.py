@@ -120,6 +120,7 @@ async def running_bot(db_url: str, clock: Clock, **settings: Any) -> AsyncIterat
         virtualq_transport=httpx.ASGITransport(app=create_simulator_app(sim)),
         virtualq_base_url="http://sim",
         clock=clock,
+        reclaim=False,  # tests run the reclaimer themselves, on their clock
     )
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -140,6 +141,7 @@ async def mock_upstream_bot(
         virtualq_transport=httpx.MockTransport(handler),
         virtualq_base_url="http://vq",
         clock=clock,
+        reclaim=False,
     )
     async with (
         app.router.lifespan_context(app),
