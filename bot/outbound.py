@@ -3,12 +3,13 @@ webhook's budget, and answers to texts whose process died before answering them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
-import aiohttp  # twilio's async HTTP client
+import requests  # twilio's HTTP client
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from . import phones
@@ -48,7 +49,9 @@ class Texter:
     async def send(self, to: str, body: str, status_callback: str | None = None) -> Sent:
         if not self.enabled:
             return Sent(None, "unsent", reason="no Twilio REST credentials")
-        http = AsyncTwilioHttpClient(pool_connections=False, timeout=SEND_TIMEOUT_SECONDS)
+        # The library's blocking client, in a thread: its asyncio one (aiohttp) warns of
+        # deprecated calls on every send.
+        http = TwilioHttpClient(pool_connections=False, timeout=SEND_TIMEOUT_SECONDS)
         client = Client(self.account_sid, self.auth_token, http_client=http)
         client.api.base_url = self.api_base_url
         options: dict[str, str] = (
@@ -59,7 +62,7 @@ class Texter:
         if status_callback:
             options["status_callback"] = status_callback
         try:
-            message = await client.messages.create_async(to=to, body=body, **options)
+            message = await asyncio.to_thread(client.messages.create, to=to, body=body, **options)
         except TwilioRestException as exc:
             log.error(
                 "Twilio refused a text to %s: HTTP %s, error %s",
@@ -70,7 +73,7 @@ class Texter:
             return Sent(
                 None, "unsent", str(exc.code or exc.status)[:16], f"Twilio error {exc.code}"
             )
-        except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (TwilioException, requests.RequestException) as exc:
             log.error("could not reach Twilio to text %s: %s", phones.mask(to), type(exc).__name__)
             return Sent(None, "unsent", reason=type(exc).__name__)
         return Sent(message.sid, (message.status or "queued").lower())

@@ -148,3 +148,70 @@ async def mock_upstream_bot(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
     ):
         yield client, app
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """`app` served over loopback HTTP by uvicorn in this event loop; its base URL."""
+    import asyncio
+
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class FaultyBot(Bot):
+    upstream: Any  # tests.faulty.FaultyUpstream
+
+
+@asynccontextmanager
+async def faulty_bot(db_url: str, clock: Clock, **settings: Any) -> AsyncIterator[FaultyBot]:
+    """The bot app against the simulator behind a fault switch, both over loopback HTTP, with
+    Twilio's Messages API played by the same stand-in (see tests/faulty.py)."""
+    from .faulty import FaultyUpstream
+
+    upstream = FaultyUpstream(load_demo(Simulator(clock=clock)))
+    await seed_directory(db_url)
+    async with serving(upstream) as url:
+        options: dict[str, Any] = dict(
+            database_url=db_url,
+            twilio_auth_token=TOKEN,
+            public_base_url=PUBLIC,
+            virtualq_base_url=url,
+            twilio_api_base_url=url,
+            twilio_account_sid="AC" + "1" * 32,
+            twilio_from_number="+61400000000",
+            virtualq_unit_ids="10",
+            virtualq_timeout_seconds=0.8,
+        )
+        config = Settings(**(options | settings))
+        app = create_app(config, clock=clock, reclaim=False)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://internal:8000") as client,
+        ):
+            yield FaultyBot(client, app, upstream.sim, config, clock, upstream)

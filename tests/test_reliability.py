@@ -1,0 +1,233 @@
+"""Exactly-once check-ins and an answer in time, with VirtualQ misbehaving: lost answers are
+reconciled, never re-sent; slow answers get a holding reply and follow as a text; texts a
+dead process left are answered by whoever is alive."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from bot.conversation import UNCONFIRMED, Conversation, State, Target, unconfirmed_data
+
+from .conftest import Clock
+from .faulty import Fault
+from .helpers import ALEX, CASEY, PUBLIC, FaultyBot, faulty_bot, form
+
+
+@pytest.fixture
+async def bot(db_url: str, clock: Clock) -> AsyncIterator[FaultyBot]:
+    async with faulty_bot(db_url, clock) as b:
+        yield b
+
+
+def _calls(log: list[dict[str, object]]) -> list[tuple[object, object]]:
+    return [(c["operation"], c["outcome"]) for m in log for c in m["calls"]]  # type: ignore[attr-defined]
+
+
+async def test_a_check_in_whose_answer_timed_out_is_looked_up_not_resent(bot: FaultyBot) -> None:
+    bot.upstream.fault = Fault("delay", 1.5)  # enqueues, then answers after our 0.8 s timeout
+    reply = await bot.text(ALEX, "here")
+    assert reply is not None and "checked in" in reply and "A003" in reply
+    assert (bot.upstream.requests, bot.sim.checkins) == (1, 1)
+    calls = _calls(await bot.store.transcript(ALEX))
+    assert calls == [("checkin", "timeout"), ("waiting", "ok"), ("get_case", "ok")]
+    assert (await bot.store.conversation(ALEX)).state is State.CHECKED_IN
+
+
+async def test_a_lost_check_in_that_enqueued_nothing_asks_for_here_again(bot: FaultyBot) -> None:
+    bot.upstream.fault = Fault("hang", 1.5)
+    assert await bot.text(ALEX, "here") == bot.service.prompts.render("checkin_not_done")
+    assert bot.sim.checkins == 0
+    bot.upstream.fault = Fault()
+    assert "A003" in (await bot.text(ALEX, "here") or "")
+    assert (bot.upstream.requests, bot.sim.checkins) == (2, 1)
+
+
+@pytest.mark.parametrize("kind", ["500_after_enqueue", "no_ticket", "malformed_json"])
+async def test_an_answer_that_may_hide_a_check_in_is_reconciled(bot: FaultyBot, kind: str) -> None:
+    bot.upstream.fault = Fault(kind)
+    reply = await bot.text(ALEX, "here")
+    assert reply is not None and "A003" in reply, reply
+    assert (bot.upstream.requests, bot.sim.checkins) == (1, 1)
+
+
+async def test_a_refused_connection_or_503_is_not_reconciled(bot: FaultyBot) -> None:
+    """Nothing reached VirtualQ (or it said so): the apology, and no look-up."""
+    bot.upstream.fault = Fault("503_retry_after")
+    assert "see reception" in (await bot.text(ALEX, "here") or "")
+    assert _calls(await bot.store.transcript(ALEX)) == [("checkin", "unavailable")]
+    assert UNCONFIRMED not in (await bot.store.conversation(ALEX)).data
+
+
+async def test_without_a_way_to_look_up_the_customer_is_sent_to_reception_and_nothing_is_resent(
+    db_url: str, clock: Clock
+) -> None:
+    async with faulty_bot(db_url, clock, virtualq_unit_ids="") as bot:
+        bot.upstream.fault = Fault("hang", 1.5)
+        unconfirmed = bot.service.prompts.render("checkin_unconfirmed")
+        assert await bot.text(ALEX, "here") == unconfirmed
+        bot.upstream.fault = Fault()
+        # Every text of this visit asks VirtualQ about that check-in first; none re-sends it.
+        assert await bot.text(ALEX, "here") == unconfirmed
+        assert await bot.text(ALEX, "status") == unconfirmed
+        assert bot.upstream.requests == 1
+        assert UNCONFIRMED in (await bot.store.conversation(ALEX)).data
+        # The next day it is forgotten, like a check-in.
+        clock.advance(13 * 60)
+        assert await bot.text(ALEX, "here") != unconfirmed
+        assert bot.upstream.requests == 2
+
+
+async def test_a_process_that_died_mid_check_in_is_reconciled_by_the_next_text(
+    bot: FaultyBot,
+) -> None:
+    """The write-ahead record (saved before the POST) is all that survives the process."""
+    bot.sim.checkin({"PersonalId": "S1001"})  # what the dead process's request did
+    async with bot.store.turn(ALEX, 1) as turn:
+        pending = unconfirmed_data(Target(personal_id="S1001"), bot.clock().isoformat())
+        await turn.remember(Conversation(State.IDLE, pending), bot.clock())
+    reply = await bot.text(ALEX, "status")
+    assert reply is not None and "A003" in reply
+    assert (bot.upstream.requests, bot.sim.checkins) == (0, 1)
+
+
+async def test_the_check_in_is_written_ahead_before_it_is_sent(bot: FaultyBot) -> None:
+    seen: list[object] = []
+    original = bot.service.client.checkin
+
+    async def spy(**kw: object) -> object:
+        seen.append((await bot.store.conversation(ALEX)).data.get(UNCONFIRMED))
+        return await original(**kw)  # type: ignore[arg-type]
+
+    bot.service.client.checkin = spy  # type: ignore[method-assign]
+    assert "A003" in (await bot.text(ALEX, "here") or "")
+    assert seen and isinstance(seen[0], dict) and seen[0]["target"]["personal_id"] == "S1001"
+    assert UNCONFIRMED not in (await bot.store.conversation(ALEX)).data  # and cleared after
+
+
+async def test_a_booking_number_check_in_is_looked_up_by_case(db_url: str, clock: Clock) -> None:
+    async with faulty_bot(db_url, clock, booking_number_fallback=True, virtualq_unit_ids="") as bot:
+        case = next(c for c in bot.sim.cases.values() if c.personal_id == "S1001")
+        await bot.text("+61491570199", "here")
+        bot.upstream.fault = Fault("delay", 1.5)
+        reply = await bot.text("+61491570199", str(case.case_id))
+        assert reply is not None and "A003" in reply
+        assert _calls(await bot.store.transcript("+61491570199"))[-2:] == [
+            ("checkin", "timeout"),
+            ("get_case", "ok"),
+        ]
+
+
+# --- the webhook's budget ---------------------------------------------------------------------
+
+
+async def test_a_slow_check_in_gets_a_holding_reply_then_the_ticket_by_text(
+    db_url: str, clock: Clock
+) -> None:
+    async with faulty_bot(
+        db_url, clock, webhook_budget_seconds=0.5, virtualq_timeout_seconds=5
+    ) as bot:
+        bot.upstream.fault = Fault("delay", 1.5)
+        response = await bot.post(form(ALEX, "here"))
+        assert response.status_code == 200
+        holding = bot.service.prompts.render("holding")
+        assert holding in response.text
+        [held] = [m for m in await bot.store.transcript(ALEX) if m["prompt"] == "holding"]
+        assert f"/sms/status?m={held['id']}" in response.text
+        await bot.service.drain()
+        [text] = bot.upstream.texts.sent
+        assert text["To"] == ALEX and text["From"] == "+61400000000" and "A003" in text["Body"]
+        assert (
+            text["_auth"]
+            == "Basic "
+            + base64.b64encode(
+                f"{'AC' + '1' * 32}:{bot.settings.twilio_auth_token.get_secret_value()}".encode()  # type: ignore[union-attr]
+            ).decode()
+        )
+        log = await bot.store.transcript(ALEX)
+        final = log[-1]
+        assert final["body"] == text["Body"] and final["status"] == "queued"
+        assert final["message_sid"].startswith("SM")
+        assert text["StatusCallback"] == f"{PUBLIC}/sms/status?m={final['id']}"
+        assert bot.sim.checkins == 1
+        # Its delivery report lands on it, like a webhook reply's.
+        status = {"MessageSid": final["message_sid"], "MessageStatus": "delivered", "To": ALEX}
+        url = text["StatusCallback"]
+        assert (await bot.post_signed(url, status)).status_code == 204
+        assert (await bot.store.transcript(ALEX))[-1]["status"] == "delivered"
+
+
+async def test_without_rest_credentials_the_holding_reply_says_see_reception(
+    db_url: str, clock: Clock
+) -> None:
+    async with faulty_bot(
+        db_url,
+        clock,
+        webhook_budget_seconds=0.5,
+        virtualq_timeout_seconds=5,
+        twilio_account_sid=None,
+    ) as bot:
+        bot.upstream.fault = Fault("delay", 1.5)
+        reply = await bot.text(ALEX, "here")
+        assert reply == bot.service.prompts.render("holding_see_reception")
+        await bot.service.drain()
+        assert bot.upstream.texts.sent == []
+        final = (await bot.store.transcript(ALEX))[-1]
+        assert "A003" in final["body"] and final["status"] == "unsent"
+
+
+async def test_a_text_twilio_refuses_is_logged_with_its_error(db_url: str, clock: Clock) -> None:
+    async with faulty_bot(
+        db_url, clock, webhook_budget_seconds=0.5, virtualq_timeout_seconds=5
+    ) as bot:
+        bot.upstream.fault = Fault("delay", 1.5)
+        bot.upstream.texts.refuse_with = 21610  # the customer opted out at Twilio
+        await bot.text(ALEX, "here")
+        await bot.service.drain()
+        final = (await bot.store.transcript(ALEX))[-1]
+        assert (final["status"], final["error_code"]) == ("unsent", "21610")
+
+
+async def test_a_duplicate_delivery_past_the_budget_is_texted_once(
+    db_url: str, clock: Clock
+) -> None:
+    async with faulty_bot(
+        db_url, clock, webhook_budget_seconds=0.5, virtualq_timeout_seconds=5
+    ) as bot:
+        bot.upstream.fault = Fault("delay", 1.5)
+        params = form(ALEX, "here")
+        first, second = await asyncio.gather(bot.post(params), bot.post(params))
+        holding = bot.service.prompts.render("holding")
+        assert holding in first.text and holding in second.text
+        await bot.service.drain()
+        assert len(bot.upstream.texts.sent) == 1
+        assert (bot.upstream.requests, bot.sim.checkins) == (1, 1)
+
+
+# --- texts a dead process left ----------------------------------------------------------------
+
+
+async def test_a_text_left_unanswered_is_answered_by_the_reclaimer(bot: FaultyBot) -> None:
+    inbound = await bot.store.record_inbound(ALEX, "SMdead", "here", 0, bot.clock())
+    assert await bot.service.reclaim() == 0  # too recent: its process may still be at work
+    bot.clock.advance(2)
+    assert await bot.service.reclaim() == 1
+    [text] = bot.upstream.texts.sent
+    assert text["To"] == ALEX and "A003" in text["Body"]
+    log = await bot.store.transcript(ALEX)
+    assert log[0]["id"] == inbound.id and log[0]["handled_at"] is not None
+    assert await bot.service.reclaim() == 0  # answered once
+    assert bot.sim.checkins == 1
+
+
+async def test_a_text_left_unanswered_too_long_is_only_marked(bot: FaultyBot) -> None:
+    await bot.store.record_inbound(CASEY, "SMold", "here", 0, bot.clock())
+    bot.clock.now += timedelta(minutes=30)
+    assert await bot.service.reclaim() == 0
+    [inbound] = await bot.store.transcript(CASEY)
+    assert inbound["intent"] == "abandoned" and inbound["handled_at"] is not None
+    assert bot.upstream.texts.sent == [] and bot.upstream.requests == 0
