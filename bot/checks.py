@@ -298,11 +298,18 @@ async def live_webhook(settings: Settings, http: httpx.AsyncClient) -> Check:
 
 async def outbound_sms(settings: Settings, http: httpx.AsyncClient, live: bool) -> Check:
     """Credentials for texts the bot sends on its own: well formed and, live, accepted."""
-    sid, sender = settings.twilio_account_sid, settings.twilio_from_number
+    sid = settings.twilio_account_sid
+    sender = settings.twilio_from_number or settings.twilio_messaging_service_sid
     if not sid and not sender:
-        return _ok("outbound sms", "not configured; every answer is a reply to a text")
+        return _ok(
+            "outbound sms",
+            "not configured: an answer slower than WEBHOOK_BUDGET_SECONDS cannot follow by "
+            "text, so that customer is sent to reception",
+        )
     if not (sid and sender):
-        missing = "TWILIO_FROM_NUMBER" if sid else "TWILIO_ACCOUNT_SID"
+        missing = (
+            "TWILIO_FROM_NUMBER (or TWILIO_MESSAGING_SERVICE_SID)" if sid else "TWILIO_ACCOUNT_SID"
+        )
         return Check("outbound sms", Status.FAIL, f"{missing} is not set", f"set {missing} too")
     if not _ACCOUNT_SID.fullmatch(sid):
         return Check(

@@ -44,6 +44,8 @@ class Texter:
         self.auth_token = token.get_secret_value() if token else ""
         self.from_number = settings.twilio_from_number
         self.messaging_service_sid = settings.twilio_messaging_service_sid
+        if self.from_number and self.from_number.startswith("MG"):
+            self.messaging_service_sid = self.messaging_service_sid or self.from_number
         self.api_base_url = settings.twilio_api_base_url
 
     async def send(self, to: str, body: str, status_callback: str | None = None) -> Sent:

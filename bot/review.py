@@ -394,7 +394,7 @@ async def dashboard(
                         messages.c.handled_at.is_(None),
                         messages.c.created_at < now - UNANSWERED_AFTER,
                     ),
-                    counted(outbound, messages.c.status.in_(("failed", "undelivered"))),
+                    counted(outbound, messages.c.status.in_(("failed", "undelivered", "unsent"))),
                 ).where(texts_in_period)
             )
         ).one()

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,7 +24,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bot.simulator import Simulator, create_simulator_app, load_demo
+from bot.simulator import Case, Customer, Simulator, create_simulator_app, load_demo
+
+ARRIVALS = 40  # extra customers due in five minutes: one fresh customer per fault scenario
 
 # What each fault answers to a check-in, and whether VirtualQ enqueued the customer first.
 FAULTS: dict[str, tuple[bool, int, dict[str, str], str]] = {
@@ -154,13 +157,28 @@ class FaultyUpstream:
         return Response(parts["body"], status_code=parts["status"], media_type="application/json")
 
 
+def add_arrivals(sim: Simulator, count: int = ARRIVALS) -> list[tuple[str, str, str]]:
+    """`count` more customers of service 1, each due in five minutes; their directory rows
+    (phone, PersonalId, name)."""
+    now = sim.clock().replace(second=0, microsecond=0)
+    rows = []
+    for i in range(count):
+        pid, phone = f"F{i + 1:03d}", f"+614915702{i:02d}"
+        sim.customers[pid] = Customer(9000 + i, pid, "Fault", f"Test{i + 1}", phone)
+        sim.cases[200001 + i] = Case(200001 + i, 1, pid, now + timedelta(minutes=5))
+        rows.append((phone, pid, f"Fault Test{i + 1}"))
+    return rows
+
+
 def main() -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    upstream: ASGIApp = FaultyUpstream()
+    sim = load_demo(Simulator())
+    add_arrivals(sim)
+    upstream: ASGIApp = FaultyUpstream(sim)
     uvicorn.run(upstream, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -5,154 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
-from bot.settings import PROJECT_ROOT
-from bot.simulator import demo_directory
-from bot.store import engine_at, messages
-
-from .helpers import ALEX, CASEY, JORDAN, form, reply_text, sign
+from .deploy import Deployment, deploy, signed_headers
+from .deploy import text as _text
+from .helpers import ALEX, CASEY, JORDAN, form, reply_text
 
 pytestmark = pytest.mark.e2e
-TOKEN = "e2e-auth-token"
-PUBLIC = "https://checkin.example.org"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=0.5)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-@dataclass
-class Deployment:
-    bots: list[str]  # base URLs of the `serve` processes
-    simulator: str
-    database_url: str
-    logs: Path
-    env: dict[str, str]
-
-    def checkin_requests(self) -> int:
-        """Check-in calls VirtualQ received, whatever their outcome."""
-        return int(httpx.get(f"{self.simulator}/_sim/state").json()["checkin_requests"])
-
-    def messages(self) -> list[dict[str, object]]:
-        async def read() -> list[dict[str, object]]:
-            async with engine_at(self.database_url) as engine, engine.connect() as conn:
-                rows = await conn.execute(sa.select(messages).order_by(messages.c.id))
-                return [dict(r) for r in rows.mappings()]
-
-        return asyncio.run(read())
-
-
-def procfile() -> dict[str, str]:
-    lines = (PROJECT_ROOT / "Procfile").read_text().splitlines()
-    return dict(line.split(": ", 1) for line in lines if line.strip())
-
-
-def _deploy(tmp_path: Path, database_url: str, bots: int, **settings: str) -> Iterator[Deployment]:
-    """What a PaaS does with the Procfile: the release command, then `bots` web dynos (each
-    with WEB_CONCURRENCY workers); plus the VirtualQ simulator, and the directory imported."""
-    command = shutil.which("checkin-bot")
-    assert command, "checkin-bot is not installed (pip install -e .)"
-    sim_port, bot_ports = _free_port(), [_free_port() for _ in range(bots)]
-    env = {
-        **os.environ,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "PUBLIC_BASE_URL": PUBLIC,
-        "VIRTUALQ_BASE_URL": f"http://127.0.0.1:{sim_port}",
-        "DATABASE_URL": database_url,
-        "DEFAULT_REGION": "AU",
-        **settings,
-    }
-    csv = tmp_path / "directory.csv"
-    csv.write_text("\n".join(",".join(row) for row in demo_directory()))
-    processes = procfile()
-    subprocess.run(["bash", "-c", processes["release"]], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [command, "directory", "import", str(csv)], env=env, check=True, capture_output=True
-    )
-    logs = tmp_path / "serve.log"
-    with logs.open("wb") as out, (tmp_path / "simulator.log").open("wb") as sim_out:
-        started = [
-            subprocess.Popen(
-                [command, "simulator", "--port", str(sim_port)],
-                env=env,
-                stdout=sim_out,
-                stderr=subprocess.STDOUT,
-            )
-        ]
-        try:
-            for port in bot_ports:
-                started.append(
-                    subprocess.Popen(
-                        ["bash", "-c", f"exec {processes['web']}"],
-                        env={**env, "PORT": str(port)},
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-            _wait_until_up(f"http://127.0.0.1:{sim_port}/_sim/state", started[0])
-            for port, proc in zip(bot_ports, started[1:], strict=True):
-                _wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
-            yield Deployment(
-                [f"http://127.0.0.1:{p}" for p in bot_ports],
-                f"http://127.0.0.1:{sim_port}",
-                database_url,
-                logs,
-                env,
-            )
-        finally:
-            for proc in reversed(started):
-                proc.terminate()
-                proc.wait(timeout=10)
 
 
 @pytest.fixture
 def deployment(tmp_path: Path, blank_db_url: str) -> Iterator[Deployment]:
-    yield from _deploy(tmp_path, blank_db_url, bots=1, LOG_FORMAT="json")
+    yield from deploy(tmp_path, blank_db_url, bots=1, LOG_FORMAT="json")
 
 
 @pytest.fixture
 def two_bots(tmp_path: Path, blank_db_url: str) -> Iterator[Deployment]:
-    yield from _deploy(tmp_path, blank_db_url, bots=2, WEB_CONCURRENCY="2")
-
-
-def _signed(params: dict[str, str]) -> dict[str, str]:
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Twilio-Signature": sign(f"{PUBLIC}/sms", params, TOKEN),
-    }
-
-
-def _text(base: str, sender: str, body: str) -> httpx.Response:
-    params = form(sender, body)
-    return httpx.post(f"{base}/sms", content=urlencode(params), timeout=15, headers=_signed(params))
+    yield from deploy(tmp_path, blank_db_url, bots=2, WEB_CONCURRENCY="2")
 
 
 async def _deliver_all(deliveries: list[tuple[str, dict[str, str]]]) -> list[str | None]:
@@ -160,7 +35,9 @@ async def _deliver_all(deliveries: list[tuple[str, dict[str, str]]]) -> list[str
     async with httpx.AsyncClient(timeout=20) as client:
         responses = await asyncio.gather(
             *(
-                client.post(f"{base}/sms", content=urlencode(params), headers=_signed(params))
+                client.post(
+                    f"{base}/sms", content=urlencode(params), headers=signed_headers(params)
+                )
                 for base, params in deliveries
             )
         )
