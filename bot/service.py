@@ -173,21 +173,26 @@ class Service:
         try:
             answer = await work
         except Exception:
-            log.exception("a late answer failed; the customer has the holding reply")
-            return
+            # E.g. the database failed: we promised a text, so send the apology, unlogged.
+            log.exception("a late answer failed; texting the apology")
+            answer = Answer(self.prompts.render("upstream_unavailable"))
         if not progress.repeat:
             await self.deliver(to, answer)
 
     async def deliver(self, to: str, answer: Answer) -> None:
         """Send an answer as a text of our own, logging what Twilio said on its row."""
-        if answer.text is None or answer.message_id is None:
+        if answer.text is None:
             return
-        callback = f"{self._status_url}?m={answer.message_id}" if self._status_url else None
+        callback = None
+        if self._status_url and answer.message_id is not None:
+            callback = f"{self._status_url}?m={answer.message_id}"
         sent = await self.texter.send(to, answer.text, callback)
         if sent.sid is None:
             log.warning("late answer to %s not sent: %s", phones.mask(to), sent.reason)
         else:
             log.info("late answer sent to %s (%s)", phones.mask(to), sent.status)
+        if answer.message_id is None:
+            return
         try:
             await self.store.record_sent(answer.message_id, sent.sid, sent.status, sent.error_code)
         except Exception:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from .deploy import Deployment, deploy
+from .deploy import text as _text
 from .helpers import ALEX, JORDAN, STRANGER
-from .test_e2e import Deployment, _deploy, _text
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +38,7 @@ def site(tmp_path: Path, sqlite_databases: object) -> Iterator[Deployment]:
 
     assert isinstance(sqlite_databases, Sqlite)
     with sqlite_databases.database(migrated=False) as url:
-        yield from _deploy(
+        yield from deploy(
             tmp_path,
             url,
             bots=1,

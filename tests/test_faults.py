@@ -177,23 +177,38 @@ def _restart_upstream(deployment: Deployment) -> subprocess.Popen[bytes]:
     return proc
 
 
+SINGLE_FAULTS = [
+    ("500", "500", 0),
+    ("500 after enqueueing", "500_after_enqueue", 0),
+    ("502 with an HTML page", "502_html", 0),
+    ("503 with Retry-After", "503_retry_after", 0),
+    ("200 with malformed JSON", "malformed_json", 0),
+    ("200 without a Ticket", "no_ticket", 0),
+    ("401", "401", 0),
+    ("20-second hang", "hang", 20),
+    ("9-second delay", "delay", 9),
+]
+PAST_THE_BUDGET = [
+    ("9-second delay, VIRTUALQ_TIMEOUT_SECONDS=12", "delay", 9),
+    ("20-second hang, VIRTUALQ_TIMEOUT_SECONDS=12", "hang", 20),
+]
+
+
+def test_the_readme_table_has_a_row_for_each_fault() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- faults -->", 1)[1].split("<!-- /faults -->", 1)[0]
+    for label, *_ in SINGLE_FAULTS + PAST_THE_BUDGET:
+        assert f"| {label} |" in table, f"rerun the fault suite: {label} is missing"
+    assert "| connection refused |" in table
+
+
 def test_each_fault_gets_an_answer_in_time_and_never_two_check_ins(
     defaults: Deployment,
 ) -> None:
     upstream = Upstream(defaults)
     bot = defaults.bots[0]
     _before[upstream.url] = upstream.checkins()
-    for label, kind, seconds in [
-        ("500", "500", 0),
-        ("500 after enqueueing", "500_after_enqueue", 0),
-        ("502 with an HTML page", "502_html", 0),
-        ("503 with Retry-After", "503_retry_after", 0),
-        ("200 with malformed JSON", "malformed_json", 0),
-        ("200 without a Ticket", "no_ticket", 0),
-        ("401", "401", 0),
-        ("20-second hang", "hang", 20),
-        ("9-second delay", "delay", 9),
-    ]:
+    for label, kind, seconds in SINGLE_FAULTS:
         row = _arrive(upstream, bot, label, kind, seconds)
         assert row.seconds < 14, row  # inside Twilio's 15 s, whatever VirtualQ does
         assert row.checkins == 1 and row.recovered, row
@@ -284,10 +299,7 @@ def test_past_the_webhook_budget_a_holding_reply_then_the_answer_by_text(
     upstream = Upstream(patient)
     bot = patient.bots[0]
     _before[upstream.url] = upstream.checkins()
-    for label, kind, seconds in [
-        ("9-second delay, VIRTUALQ_TIMEOUT_SECONDS=12", "delay", 9),
-        ("20-second hang, VIRTUALQ_TIMEOUT_SECONDS=12", "hang", 20),
-    ]:
+    for label, kind, seconds in PAST_THE_BUDGET:
         row = _arrive(upstream, bot, label, kind, seconds)
         assert row.reply == "`holding`" and row.followed_by, row
         assert row.seconds < 14 and row.checkins == 1 and row.recovered, row

@@ -231,3 +231,21 @@ async def test_a_text_left_unanswered_too_long_is_only_marked(bot: FaultyBot) ->
     [inbound] = await bot.store.transcript(CASEY)
     assert inbound["intent"] == "abandoned" and inbound["handled_at"] is not None
     assert bot.upstream.texts.sent == [] and bot.upstream.requests == 0
+
+
+async def test_a_late_answer_that_fails_is_followed_by_the_apology(
+    db_url: str, clock: Clock
+) -> None:
+    """A holding reply promises a text: if the answer then fails (the database, say), the
+    promised text is the apology."""
+    async with faulty_bot(db_url, clock, webhook_budget_seconds=0.3) as bot:
+
+        async def fails(*args: object) -> None:
+            await asyncio.sleep(0.6)
+            raise RuntimeError("database gone")
+
+        bot.service._answer = fails  # type: ignore[method-assign, assignment]
+        assert await bot.text(ALEX, "here") == bot.service.prompts.render("holding")
+        await bot.service.drain()
+        [text] = bot.upstream.texts.sent
+        assert text["Body"] == bot.service.prompts.render("upstream_unavailable")
