@@ -13,6 +13,7 @@ from typing import Any
 
 from . import identity, intents, logs, phones
 from .conversation import (
+    UNCONFIRMED,
     Action,
     Candidate,
     Checkin,
@@ -336,7 +337,7 @@ class Service:
                 hops = 0
                 while (action := outcome.action) is not None:
                     if hops == MAX_UPSTREAM_HOPS:
-                        outcome = Outcome(State.IDLE, {}, Reply("upstream_unavailable"))
+                        outcome = _gave_up(before, sent)
                         break
                     if isinstance(action, Checkin):
                         # Write ahead: should this process die mid-call, the phone's next
@@ -346,8 +347,8 @@ class Service:
                             Conversation(before.state, {**before.data, **sent}), self.clock()
                         )
                     result = await self._perform(action, calls, phone)
-                    if isinstance(action, Checkin) and not isinstance(result, Unconfirmed):
-                        sent = {}
+                    if _settled(action, result):
+                        sent = {}  # we know what became of the check-in
                     outcome = resume(action, result, ctx, before)
                     hops += 1
         except Exception as exc:
@@ -361,8 +362,7 @@ class Service:
                 )
             else:
                 log.exception("message for %s failed; sent the fallback reply", phones.mask(phone))
-            key = "checkin_unconfirmed" if sent else "upstream_unavailable"
-            outcome = Outcome(State.IDLE, sent, Reply(key))
+            outcome = _gave_up(before, sent)
         after = Conversation(outcome.state, outcome.data)
         text = self._render(outcome.reply)
         reply_id = await turn.finish(
@@ -450,6 +450,24 @@ class Service:
         if reply.choices is not None:
             return self.prompts.render_choices(reply.key, list(reply.choices))
         return self.prompts.render(reply.key, **reply.values)
+
+
+def _settled(action: Action, result: Result) -> bool:
+    """Whether a check-in's fate is known after `action`: a check-in answered (or never sent),
+    or a look-up that found out."""
+    if isinstance(action, Checkin):
+        return not isinstance(result, Unconfirmed)
+    if isinstance(action, Reconcile):
+        return not isinstance(result, Unavailable)
+    return False
+
+
+def _gave_up(before: Conversation, sent: dict[str, Any]) -> Outcome:
+    """The apology, keeping any check-in whose outcome is still unknown (this message's, or
+    one it was reconciling) for the next message to look up."""
+    pending = sent or {k: v for k, v in before.data.items() if k == UNCONFIRMED}
+    key = "checkin_unconfirmed" if pending else "upstream_unavailable"
+    return Outcome(State.IDLE, pending, Reply(key))
 
 
 def _who(candidates: tuple[Candidate, ...], before: Conversation, after: Conversation) -> Who:

@@ -15,12 +15,15 @@ from bot.conversation import (
     Context,
     Conversation,
     GetCase,
+    NotEnqueued,
     Policy,
+    Reconcile,
     Refusal,
     Result,
     State,
     Target,
     Unavailable,
+    Unconfirmed,
     resume,
     step,
 )
@@ -35,6 +38,7 @@ CASE = CaseView(case_id=42, ticket="A012", position=2, wait=15)
 NEXT = replace(CASE, position=0, wait=0)
 DONE = replace(CASE, active=False)
 DOWN = Unavailable("connect error")
+LOST = Unconfirmed("timeout after 6s (ReadTimeout)")  # sent; the answer never came
 
 
 @dataclass
@@ -86,6 +90,51 @@ C = State.CHECKED_IN
 
 TRANSCRIPTS: dict[str, list[Turn]] = {
     "on time": [Turn("here", [CASE], "checked_in", C, actions=[ALEX_NOW])],
+    "answer lost, the look-up finds the ticket": [
+        Turn(
+            "here",
+            [LOST, CASE],
+            "checked_in",
+            C,
+            actions=[ALEX_NOW, Reconcile(Target(personal_id="S1001"), T0.isoformat())],
+        ),
+    ],
+    "answer lost, nothing enqueued: asked to text HERE again": [
+        Turn("here", [LOST, NotEnqueued()], "checkin_not_done"),
+        Turn("here", [CASE], "checked_in", C, minutes=1, actions=[ALEX_NOW]),
+    ],
+    "answer lost, VirtualQ cannot tell: each text looks it up first, never re-sends": [
+        Turn("here", [LOST, DOWN], "checkin_unconfirmed"),
+        Turn("status", [DOWN], "checkin_unconfirmed", minutes=1),
+        Turn("here", [DOWN], "checkin_unconfirmed", minutes=2),
+        Turn(
+            "here",
+            [NotEnqueued(), CASE],
+            "checked_in",
+            C,
+            minutes=3,
+            actions=[
+                Reconcile(Target(personal_id="S1001"), T0.isoformat(), Intent.ARRIVE),
+                ALEX_NOW,
+            ],
+        ),
+    ],
+    "answer lost, found on a later text (a STATUS)": [
+        Turn("here", [LOST, DOWN], "checkin_unconfirmed"),
+        Turn("status", [CASE], "checked_in", C, minutes=1),
+    ],
+    "answer lost, a later STATUS finds nothing: asked to text HERE": [
+        Turn("here", [LOST, DOWN], "checkin_unconfirmed"),
+        Turn("status", [NotEnqueued()], "checkin_not_done", minutes=1),
+    ],
+    "answer lost, forgotten after the visit like a check-in": [
+        Turn("here", [LOST, DOWN], "checkin_unconfirmed"),
+        Turn("here", [CASE], "checked_in", C, minutes=13 * 60, actions=[ALEX_NOW]),
+    ],
+    "early, the forced check-in's answer lost, then found": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("yes", [LOST, CASE], "checked_in", C, minutes=1),
+    ],
     "next in line": [Turn("HERE!", [NEXT], "checked_in_next", C)],
     "no position from upstream": [
         Turn("here", [replace(CASE, position=None)], "checked_in_ticket_only", C)

@@ -249,3 +249,17 @@ async def test_a_late_answer_that_fails_is_followed_by_the_apology(
         await bot.service.drain()
         [text] = bot.upstream.texts.sent
         assert text["Body"] == bot.service.prompts.render("upstream_unavailable")
+
+
+async def test_a_failure_while_reconciling_keeps_the_check_in_to_look_up(bot: FaultyBot) -> None:
+    async with bot.store.turn(ALEX, 1) as turn:
+        pending = unconfirmed_data(Target(personal_id="S1001"), bot.clock().isoformat())
+        await turn.remember(Conversation(State.IDLE, pending), bot.clock())
+
+    async def broken(**kw: object) -> None:
+        raise RuntimeError("a bug")
+
+    bot.service.client.find_checkin = broken  # type: ignore[method-assign, assignment]
+    assert await bot.text(ALEX, "here") == bot.service.prompts.render("checkin_unconfirmed")
+    assert (await bot.store.conversation(ALEX)).data == pending
+    assert bot.upstream.requests == 0
