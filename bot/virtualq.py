@@ -102,7 +102,15 @@ class WaitingTicket(_Model):
     )
 
 
+class CaseState(_Model):
+    """What a case says about whether it was enqueued (a booking may have no Ticket yet)."""
+
+    entity_status: int | None = None
+    case_status: int | None = None
+
+
 T = TypeVar("T")
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
 _CASE = TypeAdapter(CaseDetail)
 _WAITING = TypeAdapter(list[WaitingTicket])
 _EXPECTED = 0  # EntityStatus of a booking nobody has checked in yet
@@ -300,10 +308,19 @@ class VirtualQClient:
         (by PersonalId) no units configured to look in, as no endpoint finds a person's cases."""
         try:
             if case_id is not None:
-                case = await self.get_case(case_id, observe)
-                if case.entity_status is None:
+                # A booking nobody checked in may have no Ticket yet: read it loosely first.
+                path = f"Cases/{int(case_id)}"
+                raw = await self._read("get_case", "GET", path, None, observe, _JSON)
+                state = CaseState.model_validate(raw if isinstance(raw, dict) else {})
+                if state.entity_status is None:
                     raise UpstreamUnavailable("the case has no EntityStatus: enqueued or not?")
-                return case if case.active and case.entity_status != _EXPECTED else None
+                if state.entity_status == _EXPECTED or state.case_status == 1:
+                    return None
+                try:
+                    case = CaseDetail.model_validate(raw)
+                except ValidationError as exc:
+                    raise UpstreamUnavailable(f"enqueued, but {_first_error(exc)}") from exc
+                return case if case.active else None
             if personal_id is None:
                 raise ValueError("find_checkin takes personal_id or case_id")
             if not units:

@@ -253,34 +253,91 @@ def _refused(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("connection refused", request=request)
 
 
+def _dropped(request: httpx.Request) -> httpx.Response:
+    raise httpx.RemoteProtocolError("server disconnected without a response", request=request)
+
+
+# (answer, error, outcome logged, whether VirtualQ may have acted on the request)
 @pytest.mark.parametrize(
-    ("handler", "error", "outcome"),
+    ("handler", "error", "outcome", "sent"),
     [
         (
             _answer(502, "<html><body>Bad gateway</body></html>", "text/html"),
             UpstreamUnavailable,
             "unavailable",
+            True,
         ),
-        (_answer(500, '{"Message": "An error has occurred."}'), UpstreamUnavailable, "unavailable"),
-        (_answer(503, "busy", "text/plain"), UpstreamUnavailable, "unavailable"),
-        (_answer(200, "<html>login page</html>", "text/html"), UpstreamUnavailable, "unavailable"),
-        (_answer(200, '{"CaseId": 5, "Ticket": ""}'), UpstreamUnavailable, "unavailable"),
-        (_answer(200, '{"CaseId": 5}'), UpstreamUnavailable, "unavailable"),
-        (_answer(200, "{broken"), UpstreamUnavailable, "unavailable"),
-        (_answer(401, '{"Message": "Authorization has been denied"}'), UpstreamAuthError, "auth"),
-        (_timeout, UpstreamTimeout, "timeout"),
-        (_refused, UpstreamUnavailable, "unavailable"),
+        (
+            _answer(500, '{"Message": "An error has occurred."}'),
+            UpstreamUnavailable,
+            "unavailable",
+            True,
+        ),
+        (_answer(503, "busy", "text/plain"), UpstreamUnavailable, "unavailable", False),
+        (_answer(429, "slow down", "text/plain"), UpstreamUnavailable, "unavailable", False),
+        (
+            _answer(200, "<html>login page</html>", "text/html"),
+            UpstreamUnavailable,
+            "unavailable",
+            True,
+        ),
+        (_answer(200, '{"CaseId": 5, "Ticket": ""}'), UpstreamUnavailable, "unavailable", True),
+        (_answer(200, '{"CaseId": 5}'), UpstreamUnavailable, "unavailable", True),
+        (_answer(200, "{broken"), UpstreamUnavailable, "unavailable", True),
+        (
+            _answer(401, '{"Message": "Authorization has been denied"}'),
+            UpstreamAuthError,
+            "auth",
+            False,
+        ),
+        (_timeout, UpstreamTimeout, "timeout", True),
+        (_refused, UpstreamUnavailable, "unavailable", False),
+        (_dropped, UpstreamUnavailable, "unavailable", True),
     ],
 )
 async def test_failures_are_unavailable_with_the_cause_kept(
-    handler: Callable[[httpx.Request], httpx.Response], error: type[Exception], outcome: str
+    handler: Callable[[httpx.Request], httpx.Response],
+    error: type[UpstreamUnavailable],
+    outcome: str,
+    sent: bool,
 ) -> None:
     client, _ = _mock(handler)
     records: list[CallRecord] = []
     with pytest.raises(error) as caught:
         await client.checkin(personal_id="S1", observe=records.append)
     assert type(caught.value) is error
+    assert caught.value.request_sent is sent
     assert records[0].outcome == outcome and records[0].error
+
+
+async def test_find_checkin_by_personal_id_reads_the_units_waiting_tickets(
+    sim: Simulator,
+) -> None:
+    client = _sim_client(sim)
+    assert await client.find_checkin(personal_id="S1001", units=[10]) is None
+    case = await client.checkin(personal_id="S1001")
+    found = await client.find_checkin(personal_id=" s1001 ", units=[99, 10])
+    assert found is not None and found.ticket == case.ticket
+    with pytest.raises(UpstreamUnavailable, match="VIRTUALQ_UNIT_IDS"):
+        await client.find_checkin(personal_id="S1001")
+
+
+async def test_find_checkin_by_booking_number_reads_the_case(sim: Simulator) -> None:
+    client = _sim_client(sim)
+    booked = next(c.case_id for c in sim.cases.values() if c.personal_id == "S1001")
+    assert await client.find_checkin(case_id=booked) is None  # Expected: nothing enqueued
+    await client.checkin(case_id=booked)
+    assert (await client.find_checkin(case_id=booked)) is not None
+    assert await client.find_checkin(case_id=999) is None  # no such booking
+
+
+async def test_find_checkin_cannot_tell_when_virtualq_is_down() -> None:
+    client, _ = _mock(_answer(503, "busy", "text/plain"))
+    with pytest.raises(UpstreamUnavailable):
+        await client.find_checkin(personal_id="S1", units=[10])
+    unclear, _ = _mock(_answer(200, '{"CaseId": 5, "Ticket": "A1"}'))  # no EntityStatus
+    with pytest.raises(UpstreamUnavailable, match="EntityStatus"):
+        await unclear.find_checkin(case_id=5)
 
 
 async def test_a_hanging_upstream_times_out_within_the_total_budget() -> None:
