@@ -20,7 +20,7 @@ from bot.settings import PROJECT_ROOT
 from bot.simulator import demo_directory
 from bot.store import engine_at, messages
 
-from .helpers import form, sign
+from .helpers import form, reply_text, sign
 
 TOKEN = "e2e-auth-token"
 PUBLIC = "https://checkin.example.org"
@@ -160,3 +160,18 @@ def text(base: str, sender: str, body: str) -> httpx.Response:
     return httpx.post(
         f"{base}/sms", content=urlencode(params), timeout=20, headers=signed_headers(params)
     )
+
+
+async def deliver_all(deliveries: list[tuple[str, dict[str, str]]]) -> list[str | None]:
+    """POST every (bot URL, form) at once, as Twilio retries and customers double-texting do."""
+    async with httpx.AsyncClient(timeout=20) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    f"{base}/sms", content=urlencode(params), headers=signed_headers(params)
+                )
+                for base, params in deliveries
+            )
+        )
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    return [reply_text(r.text) for r in responses]

@@ -8,12 +8,11 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 
-from .deploy import Deployment, deploy, signed_headers
+from .deploy import Deployment, deliver_all, deploy
 from .deploy import text as _text
 from .helpers import ALEX, CASEY, JORDAN, form, reply_text
 
@@ -28,21 +27,6 @@ def deployment(tmp_path: Path, blank_db_url: str) -> Iterator[Deployment]:
 @pytest.fixture
 def two_bots(tmp_path: Path, blank_db_url: str) -> Iterator[Deployment]:
     yield from deploy(tmp_path, blank_db_url, bots=2, WEB_CONCURRENCY="2")
-
-
-async def _deliver_all(deliveries: list[tuple[str, dict[str, str]]]) -> list[str | None]:
-    """POST every (bot URL, form) at once, as Twilio retries and customers double-texting do."""
-    async with httpx.AsyncClient(timeout=20) as client:
-        responses = await asyncio.gather(
-            *(
-                client.post(
-                    f"{base}/sms", content=urlencode(params), headers=signed_headers(params)
-                )
-                for base, params in deliveries
-            )
-        )
-    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
-    return [reply_text(r.text) for r in responses]
 
 
 def test_a_signed_here_gets_a_ticket_from_the_real_processes(deployment: Deployment) -> None:
@@ -79,19 +63,19 @@ def test_two_dynos_of_two_workers_check_each_arrival_in_once(two_bots: Deploymen
     a, b = two_bots.bots
     # Twilio redelivering one HERE to both processes, three times each, all at once.
     here = form(ALEX, "HERE")
-    replies = asyncio.run(_deliver_all([(a, here), (b, here)] * 3))
+    replies = asyncio.run(deliver_all([(a, here), (b, here)] * 3))
     assert len(set(replies)) == 1 and "Ticket A003" in (replies[0] or "")
     assert two_bots.checkin_requests() == 1
 
     # An early customer double-texting YES, one text reaching each process.
     assert "early" in (reply_text(_text(a, JORDAN, "here").text) or "")
-    yes_replies = asyncio.run(_deliver_all([(a, form(JORDAN, "yes")), (b, form(JORDAN, "YES"))]))
+    yes_replies = asyncio.run(deliver_all([(a, form(JORDAN, "yes")), (b, form(JORDAN, "YES"))]))
     assert all("Ticket B004" in (r or "") for r in yes_replies), yes_replies
     assert two_bots.checkin_requests() == 1 + 2  # HERE refused as early, then one forced
 
     # A late customer answering YES and NO at once: one of them wins, whole.
     assert "late" in (reply_text(_text(b, CASEY, "here").text) or "")
-    asyncio.run(_deliver_all([(a, form(CASEY, "yes")), (b, form(CASEY, "no"))]))
+    asyncio.run(deliver_all([(a, form(CASEY, "yes")), (b, form(CASEY, "no"))]))
     assert two_bots.checkin_requests() in (3 + 1, 3 + 2)  # HERE refused as late, YES or NO
 
     log = two_bots.messages()

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ import pytest
 from bot.settings import PROJECT_ROOT
 from bot.simulator import Simulator, demo_directory
 
-from .deploy import Deployment, deploy, signed_headers, text, wait_until_up
+from .deploy import Deployment, deliver_all, deploy, text, wait_until_up
 from .faulty import add_arrivals
 from .helpers import ALEX, JORDAN, form, reply_text
 
@@ -243,7 +242,7 @@ def _concurrency(defaults: Deployment, upstream: Upstream) -> None:
     a, b = defaults.bots
     here = form(ALEX, "HERE")
     started = time.monotonic()
-    replies = asyncio.run(_all([(a, here), (b, here)] * 3))
+    replies = asyncio.run(deliver_all([(a, here), (b, here)] * 3))
     took = time.monotonic() - started
     assert len(set(replies)) == 1 and "Ticket" in (replies[0] or "")
     checkins = upstream.checkins() - _before[upstream.url]
@@ -262,7 +261,7 @@ def _concurrency(defaults: Deployment, upstream: Upstream) -> None:
     _before[upstream.url] = upstream.checkins()
     assert "early" in (reply_text(text(a, JORDAN, "here").text) or "")
     started = time.monotonic()
-    yes = asyncio.run(_all([(a, form(JORDAN, "yes")), (b, form(JORDAN, "YES"))]))
+    yes = asyncio.run(deliver_all([(a, form(JORDAN, "yes")), (b, form(JORDAN, "YES"))]))
     took = time.monotonic() - started
     checkins = upstream.checkins() - _before[upstream.url]
     again = reply_text(text(b, JORDAN, "HERE").text) or ""
@@ -277,20 +276,6 @@ def _concurrency(defaults: Deployment, upstream: Upstream) -> None:
         )
     )
     assert all("Ticket" in (r or "") for r in yes) and checkins == 1
-
-
-async def _all(deliveries: list[tuple[str, dict[str, str]]]) -> list[str | None]:
-    async with httpx.AsyncClient(timeout=20) as client:
-        responses = await asyncio.gather(
-            *(
-                client.post(
-                    f"{base}/sms", content=urlencode(params), headers=signed_headers(params)
-                )
-                for base, params in deliveries
-            )
-        )
-    assert all(r.status_code == 200 for r in responses)
-    return [reply_text(r.text) for r in responses]
 
 
 def test_past_the_webhook_budget_a_holding_reply_then_the_answer_by_text(

@@ -15,12 +15,22 @@ from bot.conversation import UNCONFIRMED, Conversation, State, Target, unconfirm
 
 from .conftest import Clock
 from .faulty import Fault
-from .helpers import ALEX, CASEY, PUBLIC, FaultyBot, faulty_bot, form
+from .helpers import ALEX, CASEY, PUBLIC, TOKEN, FaultyBot, faulty_bot, form
 
 
 @pytest.fixture
 async def bot(db_url: str, clock: Clock) -> AsyncIterator[FaultyBot]:
     async with faulty_bot(db_url, clock) as b:
+        yield b
+
+
+@pytest.fixture
+async def slow(db_url: str, clock: Clock) -> AsyncIterator[FaultyBot]:
+    """A bot whose webhook budget (0.5 s) runs out before a check-in VirtualQ delays 1.5 s."""
+    async with faulty_bot(
+        db_url, clock, webhook_budget_seconds=0.5, virtualq_timeout_seconds=5
+    ) as b:
+        b.upstream.fault = Fault("delay", 1.5)
         yield b
 
 
@@ -126,39 +136,30 @@ async def test_a_booking_number_check_in_is_looked_up_by_case(db_url: str, clock
 
 
 async def test_a_slow_check_in_gets_a_holding_reply_then_the_ticket_by_text(
-    db_url: str, clock: Clock
+    slow: FaultyBot,
 ) -> None:
-    async with faulty_bot(
-        db_url, clock, webhook_budget_seconds=0.5, virtualq_timeout_seconds=5
-    ) as bot:
-        bot.upstream.fault = Fault("delay", 1.5)
-        response = await bot.post(form(ALEX, "here"))
-        assert response.status_code == 200
-        holding = bot.service.prompts.render("holding")
-        assert holding in response.text
-        [held] = [m for m in await bot.store.transcript(ALEX) if m["prompt"] == "holding"]
-        assert f"/sms/status?m={held['id']}" in response.text
-        await bot.service.drain()
-        [text] = bot.upstream.texts.sent
-        assert text["To"] == ALEX and text["From"] == "+61400000000" and "A003" in text["Body"]
-        assert (
-            text["_auth"]
-            == "Basic "
-            + base64.b64encode(
-                f"{'AC' + '1' * 32}:{bot.settings.twilio_auth_token.get_secret_value()}".encode()  # type: ignore[union-attr]
-            ).decode()
-        )
-        log = await bot.store.transcript(ALEX)
-        final = log[-1]
-        assert final["body"] == text["Body"] and final["status"] == "queued"
-        assert final["message_sid"].startswith("SM")
-        assert text["StatusCallback"] == f"{PUBLIC}/sms/status?m={final['id']}"
-        assert bot.sim.checkins == 1
-        # Its delivery report lands on it, like a webhook reply's.
-        status = {"MessageSid": final["message_sid"], "MessageStatus": "delivered", "To": ALEX}
-        url = text["StatusCallback"]
-        assert (await bot.post_signed(url, status)).status_code == 204
-        assert (await bot.store.transcript(ALEX))[-1]["status"] == "delivered"
+    response = await slow.post(form(ALEX, "here"))
+    assert response.status_code == 200
+    holding = slow.service.prompts.render("holding")
+    assert holding in response.text
+    [held] = [m for m in await slow.store.transcript(ALEX) if m["prompt"] == "holding"]
+    assert f"/sms/status?m={held['id']}" in response.text
+    await slow.service.drain()
+    [text] = slow.upstream.texts.sent
+    assert text["To"] == ALEX and text["From"] == "+61400000000" and "A003" in text["Body"]
+    credentials = base64.b64encode(f"AC{'1' * 32}:{TOKEN}".encode()).decode()
+    assert text["_auth"] == f"Basic {credentials}"  # the account SID and auth token
+    log = await slow.store.transcript(ALEX)
+    final = log[-1]
+    assert final["body"] == text["Body"] and final["status"] == "queued"
+    assert final["message_sid"].startswith("SM")
+    assert text["StatusCallback"] == f"{PUBLIC}/sms/status?m={final['id']}"
+    assert slow.sim.checkins == 1
+    # Its delivery report lands on it, like a webhook reply's.
+    status = {"MessageSid": final["message_sid"], "MessageStatus": "delivered", "To": ALEX}
+    url = text["StatusCallback"]
+    assert (await slow.post_signed(url, status)).status_code == 204
+    assert (await slow.store.transcript(ALEX))[-1]["status"] == "delivered"
 
 
 async def test_without_rest_credentials_the_holding_reply_says_see_reception(
@@ -180,32 +181,22 @@ async def test_without_rest_credentials_the_holding_reply_says_see_reception(
         assert "A003" in final["body"] and final["status"] == "unsent"
 
 
-async def test_a_text_twilio_refuses_is_logged_with_its_error(db_url: str, clock: Clock) -> None:
-    async with faulty_bot(
-        db_url, clock, webhook_budget_seconds=0.5, virtualq_timeout_seconds=5
-    ) as bot:
-        bot.upstream.fault = Fault("delay", 1.5)
-        bot.upstream.texts.refuse_with = 21610  # the customer opted out at Twilio
-        await bot.text(ALEX, "here")
-        await bot.service.drain()
-        final = (await bot.store.transcript(ALEX))[-1]
-        assert (final["status"], final["error_code"]) == ("unsent", "21610")
+async def test_a_text_twilio_refuses_is_logged_with_its_error(slow: FaultyBot) -> None:
+    slow.upstream.texts.refuse_with = 21610  # the customer opted out at Twilio
+    await slow.text(ALEX, "here")
+    await slow.service.drain()
+    final = (await slow.store.transcript(ALEX))[-1]
+    assert (final["status"], final["error_code"]) == ("unsent", "21610")
 
 
-async def test_a_duplicate_delivery_past_the_budget_is_texted_once(
-    db_url: str, clock: Clock
-) -> None:
-    async with faulty_bot(
-        db_url, clock, webhook_budget_seconds=0.5, virtualq_timeout_seconds=5
-    ) as bot:
-        bot.upstream.fault = Fault("delay", 1.5)
-        params = form(ALEX, "here")
-        first, second = await asyncio.gather(bot.post(params), bot.post(params))
-        holding = bot.service.prompts.render("holding")
-        assert holding in first.text and holding in second.text
-        await bot.service.drain()
-        assert len(bot.upstream.texts.sent) == 1
-        assert (bot.upstream.requests, bot.sim.checkins) == (1, 1)
+async def test_a_duplicate_delivery_past_the_budget_is_texted_once(slow: FaultyBot) -> None:
+    params = form(ALEX, "here")
+    first, second = await asyncio.gather(slow.post(params), slow.post(params))
+    holding = slow.service.prompts.render("holding")
+    assert holding in first.text and holding in second.text
+    await slow.service.drain()
+    assert len(slow.upstream.texts.sent) == 1
+    assert (slow.upstream.requests, slow.sim.checkins) == (1, 1)
 
 
 # --- texts a dead process left ----------------------------------------------------------------
