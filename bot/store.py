@@ -425,17 +425,13 @@ class Store:
         """An extra reply to a message that is still being handled (the holding reply)."""
         async with self.engine.begin() as conn:
             state = (await _conversation(conn, phone)).state.value
+            thread_id = await _thread_of(conn, inbound_id)
             reply_id = await _insert_reply(
-                conn, phone, inbound_id, text, prompt, (state, state), segments, now
+                conn, phone, thread_id, inbound_id, text, prompt, (state, state), segments, now
             )
             await conn.execute(
                 threads.update()
-                .where(
-                    threads.c.id
-                    == sa.select(messages.c.thread_id)
-                    .where(messages.c.id == reply_id)
-                    .scalar_subquery()
-                )
+                .where(threads.c.id == thread_id)
                 .values(message_count=threads.c.message_count + 1)
             )
             return reply_id
@@ -827,9 +823,7 @@ async def _update_thread(conn: AsyncConnection, thread_id: int, h: Handled) -> N
 async def _finish(conn: AsyncConnection, h: Handled) -> int | None:
     """Write a message's outcome; the id of the reply stored (None: it was silent)."""
     state_after = (h.after if h.after is not None else h.before).state.value
-    thread_id = await conn.scalar(
-        sa.select(messages.c.thread_id).where(messages.c.id == h.inbound_id)
-    )
+    thread_id = await _thread_of(conn, h.inbound_id)
     for record, at in h.calls:
         await conn.execute(
             upstream_calls.insert().values(
@@ -848,7 +842,7 @@ async def _finish(conn: AsyncConnection, h: Handled) -> int | None:
     if h.reply is not None:
         states = (h.before.state.value, state_after)
         reply_id = await _insert_reply(
-            conn, h.phone, h.inbound_id, h.reply, h.prompt, states, h.segments, h.now
+            conn, h.phone, thread_id, h.inbound_id, h.reply, h.prompt, states, h.segments, h.now
         )
     await conn.execute(
         messages.update()
@@ -861,16 +855,22 @@ async def _finish(conn: AsyncConnection, h: Handled) -> int | None:
         )
     )
     if thread_id is not None:
-        await _update_thread(conn, int(thread_id), h)
+        await _update_thread(conn, thread_id, h)
     if h.after is not None:
         await _save_conversation(conn, h.phone, h.after, h.now)
         await _opt_out(conn, h.phone, h.before, h.after, h.opt_out_keyword, h.now)
     return None if reply_id is None else int(reply_id)
 
 
+async def _thread_of(conn: AsyncConnection, message_id: int) -> int | None:
+    found = await conn.scalar(sa.select(messages.c.thread_id).where(messages.c.id == message_id))
+    return None if found is None else int(found)
+
+
 async def _insert_reply(
     conn: AsyncConnection,
     phone: str,
+    thread_id: int | None,
     inbound_id: int,
     text: str,
     prompt: str | None,
@@ -878,9 +878,6 @@ async def _insert_reply(
     segments: int | None,
     now: datetime,
 ) -> int:
-    thread_id = await conn.scalar(
-        sa.select(messages.c.thread_id).where(messages.c.id == inbound_id)
-    )
     reply_id = await conn.scalar(
         messages.insert()
         .values(
