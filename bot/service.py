@@ -195,7 +195,9 @@ class Service:
         if answer.message_id is None:
             return
         try:
-            await self.store.record_sent(answer.message_id, sent.sid, sent.status, sent.error_code)
+            await self.store.record_status(
+                answer.message_id, sent.sid, sent.status, sent.error_code
+            )
         except Exception:
             log.exception("could not log a late answer's status")
 

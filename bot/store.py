@@ -382,10 +382,13 @@ class Store:
             await asyncio.sleep(poll)
 
     async def record_status(
-        self, reply_id: int | None, sid: str, status: str, error_code: str | None
+        self, reply_id: int | None, sid: str | None, status: str, error_code: str | None
     ) -> bool:
-        """Record an outbound text's delivery status from Twilio's callback; False when there
-        is no such text or it already has a later status (callbacks can arrive out of order)."""
+        """Record an outbound text's delivery status from Twilio's callback, or what Twilio's
+        REST API said to a text we sent ourselves (no `sid`: "unsent"); False when there is no
+        such text or it already has a later status (a callback can beat the API's answer)."""
+        if reply_id is None and sid is None:
+            raise ValueError("record_status needs the reply's id or its MessageSid")
         rank = STATUS_RANK.get(status, 0)
         current_rank = sa.case(STATUS_RANK, value=messages.c.status, else_=0)
         if reply_id is not None:
@@ -401,23 +404,12 @@ class Store:
                 messages.update()
                 .where(which, messages.c.direction == "out", current_rank <= rank)
                 .values(
-                    message_sid=sid,
+                    message_sid=sa.func.coalesce(sid, messages.c.message_sid),
                     status=status,
                     error_code=sa.func.coalesce(error_code, messages.c.error_code),
                 )
             )
         return bool(result.rowcount)
-
-    async def record_sent(
-        self, reply_id: int, sid: str | None, status: str, error_code: str | None = None
-    ) -> None:
-        """What Twilio's REST API said to a text we sent on our own (status "unsent" and an
-        error code when it was not sent). Its status callbacks move it on from there."""
-        values: dict[str, Any] = dict(status=status, error_code=error_code)
-        if sid:
-            values["message_sid"] = sid
-        async with self.engine.begin() as conn:
-            await conn.execute(messages.update().where(messages.c.id == reply_id).values(**values))
 
     async def record_reply(
         self, inbound_id: int, phone: str, text: str, prompt: str, segments: int, now: datetime

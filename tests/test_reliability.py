@@ -254,3 +254,16 @@ async def test_a_failure_while_reconciling_keeps_the_check_in_to_look_up(bot: Fa
     assert await bot.text(ALEX, "here") == bot.service.prompts.render("checkin_unconfirmed")
     assert (await bot.store.conversation(ALEX)).data == pending
     assert bot.upstream.requests == 0
+
+
+async def test_a_callback_that_beats_the_rest_answer_is_not_moved_back(slow: FaultyBot) -> None:
+    """Twilio may report "delivered" before its API's "queued" reaches us: the later, lower
+    status must not overwrite it (the same rank rule as for callbacks)."""
+    await slow.text(ALEX, "here")
+    await slow.service.drain()
+    final = (await slow.store.transcript(ALEX))[-1]
+    sid = final["message_sid"]
+    assert await slow.store.record_status(final["id"], sid, "delivered", None)
+    assert not await slow.store.record_status(final["id"], sid, "queued", None)
+    final = (await slow.store.transcript(ALEX))[-1]
+    assert (final["status"], final["message_sid"]) == ("delivered", sid)
