@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,8 +89,7 @@ def deploy(
     """What a PaaS does with the Procfile: the release command, then `bots` web dynos (each
     with WEB_CONCURRENCY workers); plus the VirtualQ simulator (or the `upstream` command,
     given --port), and the directory imported (the demo's, or `directory`)."""
-    command = shutil.which("checkin-bot")
-    assert command, "checkin-bot is not installed (pip install -e .)"
+    command = [sys.executable, "-m", "bot"]
     sim_port, bot_ports = free_port(), [free_port() for _ in range(bots)]
     env = {
         **os.environ,
@@ -101,6 +100,9 @@ def deploy(
         **({"TWILIO_API_BASE_URL": f"http://127.0.0.1:{sim_port}"} if upstream else {}),
         "DATABASE_URL": database_url,
         "DEFAULT_REGION": "AU",
+        # The Procfile names the console script, as a buildpack installs it: the one next to
+        # this interpreter, whatever PATH the tests were started with.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **settings,
     }
     csv = tmp_path / "directory.csv"
@@ -108,13 +110,13 @@ def deploy(
     processes = procfile()
     subprocess.run(["bash", "-c", processes["release"]], env=env, check=True, capture_output=True)
     subprocess.run(
-        [command, "directory", "import", str(csv)], env=env, check=True, capture_output=True
+        [*command, "directory", "import", str(csv)], env=env, check=True, capture_output=True
     )
     logs = tmp_path / "serve.log"
     with logs.open("wb") as out, (tmp_path / "simulator.log").open("wb") as sim_out:
         started = [
             subprocess.Popen(
-                [*(upstream or [command, "simulator"]), "--port", str(sim_port)],
+                [*(upstream or [*command, "simulator"]), "--port", str(sim_port)],
                 env=env,
                 cwd=PROJECT_ROOT,
                 stdout=sim_out,

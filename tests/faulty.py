@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -63,7 +64,8 @@ class Texts:
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def create(self, request: Request) -> Response:
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        # Parsed here rather than with request.form(), which needs python-multipart.
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
         form["_auth"] = request.headers.get("authorization", "")
         form["_account"] = request.path_params["account"]
         if self.refuse_with is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,10 @@ def test_a_signed_here_gets_a_ticket_from_the_real_processes(deployment: Deploym
 
 def test_doctor_passes_on_the_running_deployment(deployment: Deployment) -> None:
     doctor = subprocess.run(
-        ["checkin-bot", "doctor", "--offline"], env=deployment.env, capture_output=True, text=True
+        [sys.executable, "-m", "bot", "doctor", "--offline"],
+        env=deployment.env,
+        capture_output=True,
+        text=True,
     )
     assert doctor.returncode == 0, doctor.stdout
     assert "ok    virtualq          reachable, credentials accepted" in doctor.stdout
