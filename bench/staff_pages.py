@@ -29,10 +29,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from bot import review, schema
 from bot.app import create_app
 from bot.settings import Settings
-from bot.store import engine_at, messages, threads, upstream_calls
+from bot.staff import queries
+from bot.store import engine_at, schema
+from bot.store.tables import messages, threads, upstream_calls
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 USER, PASSWORD = "bench", "benchmark password"
@@ -244,8 +245,8 @@ async def export(url: str) -> list[tuple[str, float, float]]:
     results = []
     async with engine_at(url) as engine:
         started, size = time.perf_counter(), 0
-        async for chunk in review.messages_csv(
-            engine, review.Period(end - timedelta(days=366), end, zone)
+        async for chunk in queries.messages_csv(
+            engine, queries.Period(end - timedelta(days=366), end, zone)
         ):
             size += len(chunk)
         elapsed = time.perf_counter() - started
@@ -253,8 +254,8 @@ async def export(url: str) -> list[tuple[str, float, float]]:
         results.append(("CSV export, a whole year (s)", elapsed, size / 1e6))
         for days in (30, 90):
             tracemalloc.start()
-            async for _ in review.messages_csv(
-                engine, review.Period(end - timedelta(days=days), end, zone)
+            async for _ in queries.messages_csv(
+                engine, queries.Period(end - timedelta(days=days), end, zone)
             ):
                 pass
             _, peak = tracemalloc.get_traced_memory()

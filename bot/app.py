@@ -1,4 +1,5 @@
-"""The web app factory: nothing happens at import time; the lifespan owns DB and HTTP client."""
+"""The web app factory: nothing happens at import time; the lifespan owns DB and HTTP client;
+`exception_handlers` is the one place errors become responses."""
 
 from __future__ import annotations
 
@@ -12,26 +13,23 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import checks, schema
+from . import doctor, phones
 from . import prompts as prompts_module
+from .errors import HttpError, NotHandled, SchemaError
 from .logs import RequestId
 from .prompts import Prompts
+from .reclaimer import Reclaimer
+from .replies import ReplyKey
 from .service import Service
 from .settings import Settings
-from .staff import create_staff_app
-from .store import Store, create_engine
+from .staff.app import SECURITY_HEADERS, Staff, staff_mount
+from .store import schema, store_at
 from .virtualq import make_client, make_http_client
-from .webhook import (
-    SignatureChecker,
-    healthz,
-    make_fallback_endpoint,
-    make_sms_endpoint,
-    make_status_endpoint,
-)
+from .webhook import SignatureChecker, Webhooks, healthz, twiml
 
 log = logging.getLogger("checkin_bot.app")
 
@@ -48,7 +46,7 @@ def create_app(
     """The bot's web app on a store and VirtualQ: Twilio's webhooks (/sms, /sms/fallback,
     /sms/status), health (/healthz, /readyz) and the staff pages (/staff/…, /static/…)."""
     prompts = prompts or prompts_module.load(settings.prompts_dir, settings.language)
-    store = Store(create_engine(settings.database_url, settings.database_pool_size))
+    store = store_at(settings.database_url, settings.database_pool_size)
     http = make_http_client(settings, virtualq_transport, virtualq_base_url)
     service = Service(settings, store, make_client(settings, http), prompts, clock)
     checker = SignatureChecker(settings)
@@ -57,17 +55,19 @@ def create_app(
             "PUBLIC_BASE_URL is not set: signatures are checked against the URL this "
             "process sees, which behind a proxy is usually wrong"
         )
-
-    readiness = checks.Readiness(store.engine, service.client)
+    apology = prompts.render(ReplyKey.UPSTREAM_UNAVAILABLE)
+    webhooks = Webhooks(service, checker, apology)
+    readiness = doctor.Readiness(store.engine, service.client)
+    staff_pages, staff = staff_mount(settings, store, clock)
 
     async def readyz(request: Request) -> Response:
         """Database and VirtualQ reachable: 200, else 503; no URLs or secrets in the answer."""
         found = await readiness.checks()
-        ready = all(c.status is checks.Status.OK for c in found)
+        ready = all(c.status is doctor.Status.OK for c in found)
         body = {
             "status": "ready" if ready else "unavailable",
             "checks": {
-                c.name: {"ok": c.status is checks.Status.OK, "detail": c.detail} for c in found
+                c.name: {"ok": c.status is doctor.Status.OK, "detail": c.detail} for c in found
             },
         }
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -76,7 +76,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await schema.check(store.engine)
-        except schema.SchemaError as exc:
+        except SchemaError as exc:
             log.error("not starting: %s", exc)
             await store.close()
             raise
@@ -84,31 +84,72 @@ def create_app(
             # Start anyway: /sms answers with the apology, /sms/fallback works, /readyz says
             # why, and everything recovers when the database is back.
             log.error("database unreachable at start-up (%s); starting anyway", exc)
-        reclaimer = asyncio.create_task(service.keep_reclaiming()) if reclaim else None
+        reclaimer = asyncio.create_task(Reclaimer(service).keep_reclaiming()) if reclaim else None
         yield
         if reclaimer:
             reclaimer.cancel()
-        await service.drain()
+        await service.late.drain()
         await http.aclose()
         await store.close()
 
     app = Starlette(
         routes=[
-            Route("/sms", make_sms_endpoint(service, checker), methods=["POST"]),
-            Route(
-                "/sms/fallback",
-                make_fallback_endpoint(checker, prompts.render("upstream_unavailable")),
-                methods=["POST"],
-            ),
-            Route("/sms/status", make_status_endpoint(store, checker), methods=["POST"]),
+            Route("/sms", webhooks.sms, methods=["POST"]),
+            Route("/sms/fallback", webhooks.fallback, methods=["POST"]),
+            Route("/sms/status", webhooks.status, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Mount("/staff", app=create_staff_app(settings, store, clock)),
+            staff_pages,
             Mount("/static", app=StaticFiles(packages=[("bot", "static")]), name="static"),
         ],
         middleware=[Middleware(RequestId)],
+        exception_handlers=exception_handlers(apology, staff),
         lifespan=lifespan,
     )
     app.state.service = service
     app.state.store = store
     return app
+
+
+def exception_handlers(
+    apology: str, staff: Staff | None
+) -> dict[type[Exception] | int, Callable[[Request, Exception], Response]]:
+    """The one error sink of requests: our 4xx errors as their status says, a text we could
+    not handle as the apology TwiML, anything else as a plain 500 (staff answers with their
+    security headers)."""
+
+    def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HttpError)
+        path = request.url.path
+        log.warning("rejected %s %s (%d): %s", request.method, path, exc.status, exc)
+        if staff is not None and path.startswith("/staff"):
+            return _with_staff_headers(staff.error(request, exc))
+        response = PlainTextResponse(str(exc), status_code=exc.status)
+        return _with_staff_headers(response) if path.startswith("/staff") else response
+
+    def not_handled(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, NotHandled)
+        phone = phones.mask(exc.phone) if exc.phone else "?"
+        log.error("%s (%s): %s", exc.what, phone, _cause(exc), exc_info=exc.__cause__)
+        if request.url.path == "/sms":
+            # 200 with the apology rather than a 5xx: the customer reads the same words one
+            # hop sooner, and Twilio's Fallback URL is kept for when the app cannot answer.
+            return twiml(apology)
+        return PlainTextResponse("not recorded", status_code=503)
+
+    def crashed(request: Request, exc: Exception) -> Response:
+        response = PlainTextResponse("Internal Server Error", status_code=500)
+        return _with_staff_headers(response) if request.url.path.startswith("/staff") else response
+
+    return {HttpError: http_error, NotHandled: not_handled, Exception: crashed}
+
+
+def _with_staff_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS:
+        response.headers[name.decode()] = value.decode()
+    return response
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__
+    return f"{type(cause).__name__}: {cause}" if cause else "unknown"

@@ -1,32 +1,67 @@
 """The bot's one error tree. Foreign exceptions are translated once, where they enter.
 
     CheckinBotError
-    ├── UpstreamError                 the VirtualQ API did not check someone in
+    ├── ConfigurationError            the deployment is set up wrong: refuse to start, say how
+    │   ├── SettingsError             a setting missing or malformed (names the variable)
+    │   ├── PromptError               a prompts/ file unusable (names the file and key)
+    │   └── SchemaError               the database is not at this release's schema
+    ├── UpstreamError                 the VirtualQ API did not do what was asked
     │   ├── UpstreamUnavailable       down, slow or nonsense: connection refused, timeout, 5xx,
     │   │   │                         non-JSON 2xx, 2xx without a Ticket, 408/429;
     │   │   │                         `request_sent` says whether VirtualQ may have acted on
     │   │   │                         it (a check-in is then reconciled, never re-sent)
     │   │   ├── UpstreamTimeout       no answer in time
     │   │   └── UpstreamAuthError     401/403: a configuration error for the deployer
-    │   └── UpstreamRefused           a 4xx answer, classified: early, late,
-    │                                 prevent_auto_queue, not_found, already_checked_in, other
-    └── BadWebhook                    a webhook request we cannot use (400, or 413)
+    │   └── UpstreamRefused           a 4xx answer, classified into a `Refusal`
+    ├── PhoneBusy                     another text from this phone held its turn too long
+    ├── NotHandled                    a webhook could not be handled (the database, a bug): the
+    │                                 cause is chained; /sms answers the apology
+    └── HttpError                     a request we answer with a 4xx of our own (`status`)
+        ├── BadWebhook                a webhook we cannot use: 400, 408, 413
+        └── BadFilter                 a staff page parameter we cannot use: 400, 404
 
-Each error carries what the one error sink needs: the cause for the log, the status and the
-classified reason for the conversation.
+Each error carries what the one error sink needs (`bot.app.exception_handlers`): the cause for
+the log, the status for the response, the classified reason for the conversation.
 """
 
 from __future__ import annotations
 
-from .conversation import Refusal
+from enum import StrEnum
 
 
 class CheckinBotError(Exception):
     """Base of every error the bot raises on purpose."""
 
 
+class ConfigurationError(CheckinBotError):
+    """The deployment is set up wrong; the message says what to change."""
+
+
+class SettingsError(ConfigurationError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+class PromptError(ConfigurationError):
+    """The prompts file for a language is missing a text, or a text is unusable."""
+
+
+class SchemaError(ConfigurationError):
+    """The database is not at this release's schema version; the message says what to run."""
+
+
+class Refusal(StrEnum):
+    """Why the queue system would not do what was asked (a check-in, usually)."""
+
+    EARLY = "early"
+    LATE = "late"
+    PREVENT_AUTO_QUEUE = "prevent_auto_queue"
+    NOT_FOUND = "not_found"
+    ALREADY_CHECKED_IN = "already_checked_in"
+    OTHER = "other"
+
+
 class UpstreamError(CheckinBotError):
-    """VirtualQ did not check the customer in."""
+    """VirtualQ did not do what was asked."""
 
     def __init__(self, cause: str, status: int | None = None) -> None:
         super().__init__(cause)
@@ -65,9 +100,34 @@ class UpstreamRefused(UpstreamError):
         self.reason = reason
 
 
-class BadWebhook(CheckinBotError):
-    """A webhook request that is not a usable Twilio message (answered with `status`)."""
+class PhoneBusy(CheckinBotError):
+    """Another text from this phone held its turn for longer than we could wait."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+
+class NotHandled(CheckinBotError):
+    """A webhook could not be handled outside the conversation's own error handling (the
+    database was down, say); the original exception is chained as `__cause__`."""
+
+    def __init__(self, what: str, phone: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.phone = phone
+
+
+class HttpError(CheckinBotError):
+    """A request answered with a 4xx of our own: `status` and a short message for the client."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        if status is not None:
+            self.status = status
+
+
+class BadWebhook(HttpError):
+    """A webhook request that is not a usable Twilio message (400, 408 or 413)."""
+
+
+class BadFilter(HttpError):
+    """A staff page parameter that cannot be used (an unreadable date, an unknown id)."""

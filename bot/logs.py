@@ -122,12 +122,17 @@ def log_config(
             }
         },
         "loggers": {
-            name: {
-                "handlers": ["stdout"],
-                "level": levels[name.split(".")[0]],
-                "propagate": False,
-            }
-            for name in LOGGERS
+            **{
+                name: {
+                    "handlers": ["stdout"],
+                    "level": levels[name.split(".")[0]],
+                    "propagate": False,
+                }
+                for name in LOGGERS
+            },
+            # Twilio's client logs each request's form, phone numbers and texts included, at
+            # INFO: only its warnings reach the log.
+            "twilio": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
         },
     }
 

@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from .errors import SettingsError
+
+BUILT_IN_PROMPTS = Path(__file__).resolve().parent / "prompts"  # shipped inside the package
 
 DEFAULT_REFUSAL_PATTERNS: dict[str, list[str]] = {
     # Checked in this order; the first reason with a matching pattern wins.
@@ -177,7 +179,9 @@ class Settings(BaseSettings):
     )
     language: str = Field("en", description="Language of the prompts/ file used for replies.")
     prompts_dir: Path = Field(
-        PROJECT_ROOT / "prompts", description="Folder of the per-language prompt files."
+        BUILT_IN_PROMPTS,
+        description="Folder of the per-language prompt files (default: the ones shipped in the "
+        "package, bot/prompts/).",
     )
 
     # --- storage and staff --------------------------------------------------------------------
@@ -272,10 +276,6 @@ class Settings(BaseSettings):
         return [k.strip() for k in raw.get_secret_value().split(",") if k.strip()] if raw else []
 
 
-class SettingsError(Exception):
-    """A setting is missing or malformed; the message names the variable and the fix."""
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment, failing with the variable's name on bad values."""
     try:
@@ -294,7 +294,7 @@ def settings_table() -> list[tuple[str, str, str]]:
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         if name == "prompts_dir":
-            default = "<checkout>/prompts"
+            default = "<package>/prompts"
         shown = "" if default is None else str(default)
         if isinstance(default, dict):
             shown = "(built-in patterns)"

@@ -1,8 +1,9 @@
 """A VirtualQ simulator: today's appointments, early/late windows, and queues that move.
 
-It implements the documented routes (VIRTUALQ.md) closely enough to test the bot against and to
-demo it: refusals are HTTP 400 `{"Message": "..."}` naming the condition, as VirtualQ is
-expected to answer. Control routes under `/_sim/` move the queue and show the state.
+It implements the documented routes (the README's "The VirtualQ API") closely enough to test
+the bot against and to demo it: refusals are HTTP 400 `{"Message": "..."}` naming the
+condition, as VirtualQ is expected to answer. Control routes under `/_sim/` move the queue
+and show the state.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ SERVER_TZ = timezone(timedelta(hours=10))
 
 
 @dataclass
-class Service:
+class Queue:
+    """One service's queue: its tickets (QCode + number), who waits and who is served."""
+
     service_id: int
     name: str
     qcode: str
@@ -42,7 +45,7 @@ class Service:
     unit_name: str
     minutes_each: int
     counter: int = 0
-    queue: list[int] = field(default_factory=list)  # waiting case ids, oldest first
+    waiting: list[int] = field(default_factory=list)  # waiting case ids, oldest first
     serving: int | None = None
 
 
@@ -90,7 +93,7 @@ class Simulator:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.early = timedelta(minutes=early_minutes)
         self.late = timedelta(minutes=late_minutes)
-        self.services: dict[int, Service] = {}
+        self.services: dict[int, Queue] = {}
         self.customers: dict[str, Customer] = {}
         self.cases: dict[int, Case] = {}
         self.checkins = 0  # successful check-ins, for tests and the fault table
@@ -158,7 +161,7 @@ class Simulator:
         service.counter += 1
         case.ticket = f"{service.qcode}{service.counter:03d}"
         case.status, case.enqueued_at = WAITING, now
-        service.queue.append(case.case_id)
+        service.waiting.append(case.case_id)
 
     def call_next(self, service_id: int | None = None) -> list[int]:
         """Finish whoever is being served and call the next waiting case, per service."""
@@ -169,16 +172,16 @@ class Simulator:
             if service.serving is not None:
                 self.cases[service.serving].status = COMPLETED
                 service.serving = None
-            if service.queue:
-                service.serving = service.queue.pop(0)
+            if service.waiting:
+                service.serving = service.waiting.pop(0)
                 self.cases[service.serving].status = IN_SERVICE
                 called.append(service.serving)
         return called
 
     def set_status(self, case: Case, status: int) -> None:
         service = self.services[case.service_id]
-        if case.case_id in service.queue:
-            service.queue.remove(case.case_id)
+        if case.case_id in service.waiting:
+            service.waiting.remove(case.case_id)
         if service.serving == case.case_id:
             service.serving = None
         if status == WAITING:
@@ -190,9 +193,9 @@ class Simulator:
 
     def position(self, case: Case) -> tuple[int, int]:
         service = self.services[case.service_id]
-        if case.case_id not in service.queue:
+        if case.case_id not in service.waiting:
             return 0, 0
-        pos = service.queue.index(case.case_id)
+        pos = service.waiting.index(case.case_id)
         busy = service.minutes_each // 2 if service.serving is not None else 0
         return pos, pos * service.minutes_each + busy
 
@@ -280,7 +283,7 @@ def load_demo(sim: Simulator) -> Simulator:
         (2, "Course advice", "B", 8),
         (3, "Fees and payments", "C", 5),
     ):
-        sim.services[sid] = Service(sid, name, code, 10, "Student Centre", mins)
+        sim.services[sid] = Queue(sid, name, code, 10, "Student Centre", mins)
     next_case = 100001
     for i, (pid, first, last, tel, minutes, service_id, flag) in enumerate(DEMO_PEOPLE, 1):
         sim.customers[pid] = Customer(5000 + i, pid, first, last, tel)
@@ -358,7 +361,7 @@ def create_simulator_app(
         for service in sim.services.values():
             if service.unit_id != unit_id:
                 continue
-            for case_id in service.queue:
+            for case_id in service.waiting:
                 case = sim.cases[case_id]
                 customer = sim.customers.get(case.personal_id or "")
                 rows.append(
@@ -397,7 +400,7 @@ def create_simulator_app(
                 "checkins": sim.checkins,
                 "checkin_requests": sim.checkin_requests,
                 "queues": {
-                    s.name: [sim.cases[c].ticket for c in s.queue] for s in sim.services.values()
+                    s.name: [sim.cases[c].ticket for c in s.waiting] for s in sim.services.values()
                 },
             }
         )

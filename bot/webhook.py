@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from twilio.request_validator import (
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
@@ -21,9 +20,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from . import phones
 from .errors import BadWebhook
-from .service import Answer, InboundText, Service
+from .service import InboundText, Service
 from .settings import Settings
-from .store import Store
 
 log = logging.getLogger("checkin_bot.webhook")
 
@@ -123,20 +121,14 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
 
 async def verified_form(
     request: Request, checker: SignatureChecker
-) -> ImmutableMultiDict[str, str] | Response:
-    """A webhook's form once readable (else 400/413) and signed by Twilio (else 403)."""
-    try:
-        form = await read_form(request)
-    except BadWebhook as exc:
-        log.warning("rejected %s (%s): %s", request.url.path, exc.status, exc)
-        return PlainTextResponse(str(exc), status_code=exc.status)
+) -> ImmutableMultiDict[str, str]:
+    """A webhook's form once readable (else BadWebhook 400/413) and signed by Twilio (else
+    BadWebhook 403)."""
+    form = await read_form(request)
     if checker.enabled and not checker.valid(request, form):
-        log.warning(
-            "rejected %s (403): missing or invalid Twilio signature for %s",
-            request.url.path,
-            checker.url_for(request),
+        raise BadWebhook(
+            f"missing or invalid Twilio signature for {checker.url_for(request)}", status=403
         )
-        return PlainTextResponse("invalid signature", status_code=403)
     return form
 
 
@@ -155,77 +147,54 @@ Model = TypeVar("Model", bound=BaseModel)
 
 async def verified_model(
     request: Request, checker: SignatureChecker, model: type[Model], what: str
-) -> tuple[Model, ImmutableMultiDict[str, str]] | Response:
+) -> tuple[Model, ImmutableMultiDict[str, str]]:
     """A webhook's form, signed (else 403) and valid as `model` (else 400), and the raw form."""
     form = await verified_form(request, checker)
-    if isinstance(form, Response):
-        return form
     try:
         return model.model_validate(dict(form)), form
     except ValidationError as exc:
         fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
-        log.warning("rejected %s (400): bad or missing field(s) %s", what, fields)
-        return PlainTextResponse(f"bad {what}: {fields}", status_code=400)
+        raise BadWebhook(f"bad {what}: {fields}") from None
 
 
-def make_sms_endpoint(
-    service: Service, checker: SignatureChecker
-) -> Callable[[Request], Awaitable[Response]]:
-    """POST /sms: Twilio's messaging webhook. Each reply carries /sms/status as its status
-    callback (relative to the webhook's URL when PUBLIC_BASE_URL is unset)."""
-    status_base = f"{checker.public_base_url or ''}/sms/status"
+class Webhooks:
+    """Twilio's webhooks: each verified at the boundary, then handed to the service."""
 
-    async def sms(request: Request) -> Response:
-        verified = await verified_model(request, checker, InboundSms, "webhook")
-        if isinstance(verified, Response):
-            return verified
-        inbound, _ = verified
-        try:
-            token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
-            answer = await service.respond(
-                InboundText(
-                    inbound.message_sid, inbound.sender, inbound.body, inbound.num_media, token
-                )
-            )
-        except Exception:
-            log.exception(
-                "webhook for %s failed; answered the apology", phones.mask(inbound.sender)
-            )
-            answer = Answer(service.prompts.render("upstream_unavailable"))
+    def __init__(self, service: Service, checker: SignatureChecker, apology: str) -> None:
+        self.service = service
+        self.checker = checker
+        self.apology = apology
+        # Each reply names /sms/status as its status callback (relative to the webhook's URL
+        # when PUBLIC_BASE_URL is unset).
+        self.status_base = f"{checker.public_base_url or ''}/sms/status"
+
+    async def sms(self, request: Request) -> Response:
+        """POST /sms: Twilio's messaging webhook, answered with TwiML."""
+        inbound, _ = await verified_model(request, self.checker, InboundSms, "webhook")
+        token = request.headers.get("I-Twilio-Idempotency-Token", "")[:128] or None
+        answer = await self.service.respond(
+            InboundText(inbound.message_sid, inbound.sender, inbound.body, inbound.num_media, token)
+        )
         status_url = None
         if answer.message_id is not None:
-            status_url = f"{status_base}?m={answer.message_id}"
+            status_url = f"{self.status_base}?m={answer.message_id}"
         return twiml(answer.text, status_url)
 
-    return sms
-
-
-def make_status_endpoint(
-    store: Store, checker: SignatureChecker
-) -> Callable[[Request], Awaitable[Response]]:
-    """POST /sms/status: Twilio's delivery status callback for a reply (`?m=` names the stored
-    reply, as /sms set it) or for a text sent through the REST API (found by MessageSid)."""
-
-    async def status(request: Request) -> Response:
-        verified = await verified_model(request, checker, StatusCallback, "status callback")
-        if isinstance(verified, Response):
-            return verified
-        callback, form = verified
+    async def status(self, request: Request) -> Response:
+        """POST /sms/status: Twilio's delivery status callback for a reply (`?m=` names the
+        stored reply, as /sms set it) or for a text sent through the REST API (by MessageSid)."""
+        callback, form = await verified_model(
+            request, self.checker, StatusCallback, "status callback"
+        )
         reply_id = request.query_params.get("m", "")
         if reply_id and not (reply_id.isdigit() and len(reply_id) < 19):
-            log.warning("rejected status callback (400): bad reply id")
-            return PlainTextResponse("bad status callback: m", status_code=400)
-        try:
-            updated = await store.record_status(
-                int(reply_id) if reply_id else None,
-                callback.message_sid,
-                callback.status.lower(),
-                callback.error_code or None,
-            )
-        except Exception:
-            # Twilio does not retry status callbacks; the 503 shows in its debugger too.
-            log.exception("could not record delivery status %s", callback.status)
-            return PlainTextResponse("not recorded", status_code=503)
+            raise BadWebhook("bad status callback: m")
+        updated = await self.service.record_delivery(
+            int(reply_id) if reply_id else None,
+            callback.message_sid,
+            callback.status.lower(),
+            callback.error_code or None,
+        )
         failed = callback.status.lower() in ("failed", "undelivered")
         log.log(
             logging.WARNING if failed and updated else logging.INFO,
@@ -237,28 +206,19 @@ def make_status_endpoint(
         )
         return Response(status_code=204)
 
-    return status
-
-
-def make_fallback_endpoint(
-    checker: SignatureChecker, apology: str
-) -> Callable[[Request], Awaitable[Response]]:
-    """POST /sms/fallback: Twilio's Fallback URL, called when /sms failed or timed out. A fixed
-    apology from memory: no database, no VirtualQ, so it answers when both are down."""
-
-    async def fallback(request: Request) -> Response:
-        form = await verified_form(request, checker)
-        if isinstance(form, Response):
-            return form
-        log.error(
-            "Twilio used the Fallback URL for a text from %s (ErrorCode %s): /sms failed; "
-            "answered the apology, the text is not in the log",
+    async def fallback(self, request: Request) -> Response:
+        """POST /sms/fallback: Twilio's Fallback URL, called when /sms failed or timed out. A
+        fixed apology from memory: no database, no VirtualQ, so it answers when both are down."""
+        form = await verified_form(request, self.checker)
+        # Twilio reporting that /sms failed: a warning here; the failure itself was logged (as
+        # an error) where it happened, if this process saw it at all.
+        log.warning(
+            "Twilio used the Fallback URL for a text from %s (ErrorCode %s): /sms failed or "
+            "timed out; answered the apology, the text is not in the log",
             phones.mask(form.get("From", "?")),
             form.get("ErrorCode", "?")[:16],
         )
-        return twiml(apology)
-
-    return fallback
+        return twiml(self.apology)
 
 
 async def healthz(request: Request) -> Response:

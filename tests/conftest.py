@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from bot import prompts as prompts_module
-from bot.prompts import Prompts
-from bot.settings import PROJECT_ROOT
+from bot.prompts import BUILT_IN, Prompts
 
 from .databases import Postgres, Sqlite, postgres_cluster
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: README, Procfile
 
 
 @pytest.fixture
@@ -26,12 +26,12 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def prompts() -> Prompts:
-    return prompts_module.load(PROJECT_ROOT / "prompts", "en")
+    return prompts_module.load(BUILT_IN, "en")
 
 
 @pytest.fixture
 def prompts_dir() -> Path:
-    return PROJECT_ROOT / "prompts"
+    return BUILT_IN
 
 
 class Clock:

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bot import schema
-from bot.store import engine_at
+from bot.store import engine_at, schema
 
 _names = count(1)
 

@@ -16,10 +16,11 @@ from urllib.parse import urlencode
 import httpx
 import sqlalchemy as sa
 
-from bot.settings import PROJECT_ROOT
 from bot.simulator import demo_directory
-from bot.store import engine_at, messages
+from bot.store import engine_at
+from bot.store.tables import messages
 
+from .conftest import PROJECT_ROOT
 from .helpers import form, reply_text, sign
 
 TOKEN = "e2e-auth-token"

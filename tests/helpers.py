@@ -14,7 +14,8 @@ from starlette.applications import Starlette
 from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
-from bot.cli import seed_demo_directory
+from bot.cli.run_bot import seed_demo_directory
+from bot.conversation import Conversation, State
 from bot.service import Service
 from bot.settings import Settings
 from bot.simulator import Simulator, create_simulator_app, load_demo
@@ -93,6 +94,42 @@ class Bot:
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("text/xml")
         return reply_text(response.text)
+
+
+async def transcript(store: Store, phone: str) -> list[dict[str, Any]]:
+    """Every message to and from a phone, oldest first, each with its upstream calls."""
+    import sqlalchemy as sa
+
+    from bot.store.tables import messages, upstream_calls
+
+    async with store.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(messages).where(messages.c.phone == phone).order_by(messages.c.id)
+            )
+        ).mappings()
+        out = [dict(r) | {"calls": []} for r in rows]
+        calls = (
+            await conn.execute(
+                sa.select(upstream_calls)
+                .join(messages, messages.c.id == upstream_calls.c.message_id)
+                .where(messages.c.phone == phone)
+                .order_by(upstream_calls.c.id)
+            )
+        ).mappings()
+        by_id = {m["id"]: m for m in out}
+        for call in calls:
+            by_id[call["message_id"]]["calls"].append(dict(call))
+    return out
+
+
+async def conversation_of(store: Store, phone: str) -> Conversation:
+    """A phone's conversation as stored."""
+    from bot.store import conversations
+
+    async with store.engine.connect() as conn:
+        saved = await conversations.load(conn, phone)
+    return Conversation(State(saved.state), saved.data)
 
 
 def reply_text(xml: str) -> str | None:

@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot import schema
 from bot.cli import main
-from bot.settings import PROJECT_ROOT, Settings, settings_markdown
+from bot.settings import Settings, settings_markdown
+from bot.store import schema
+
+from .conftest import PROJECT_ROOT
+from .helpers import transcript
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def test_directory_import_reports_bad_lines(runner: CliRunner, tmp_path: Path) -
     csv.write_text("phone,personal_id,name\n0491 570 156,S1,Alex\nnonsense,S2\n+61491570157,S3\n")
     result = runner.invoke(main, ["directory", "import", str(csv)])
     assert result.exit_code == 0, result.output
-    assert "2 added, 0 updated, 1 skipped" in result.output
+    assert "2 added, 0 updated, 0 removed, 0 unchanged, 1 rejected" in result.output
     assert "people.csv:3: skipped: not a valid phone number" in result.output
 
 
@@ -109,15 +112,15 @@ def test_purge_needs_an_age_and_says_what_it_deleted(
     async def seed() -> int:
         async with open_store(db_url) as store:
             old = datetime.now(UTC) - timedelta(days=40)
-            inbound = await store.record_inbound("+61491570156", "SM1", "HERE", 0, old)
-            await store.record_inbound("+61491570157", "SM2", "HERE", 0, datetime.now(UTC))
+            inbound = await store.log.record_inbound("+61491570156", "SM1", "HERE", 0, old)
+            await store.log.record_inbound("+61491570157", "SM2", "HERE", 0, datetime.now(UTC))
             return inbound.id
 
     async def left() -> tuple[int, int]:
         async with open_store(db_url) as store:
             return (
-                len(await store.transcript("+61491570156")),
-                len(await store.transcript("+61491570157")),
+                len(await transcript(store, "+61491570156")),
+                len(await transcript(store, "+61491570157")),
             )
 
     asyncio.run(seed())

@@ -18,7 +18,6 @@ from bot.conversation import (
     NotEnqueued,
     Policy,
     Reconcile,
-    Refusal,
     Result,
     State,
     Target,
@@ -27,6 +26,7 @@ from bot.conversation import (
     resume,
     step,
 )
+from bot.errors import Refusal
 from bot.intents import Intent, parse
 from bot.prompts import Prompts
 

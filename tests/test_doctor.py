@@ -9,10 +9,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from bot import checks, schema
+from bot import doctor as checks
 from bot.cli import main
 from bot.settings import Settings
 from bot.simulator import Simulator, create_simulator_app, load_demo
+from bot.store import schema
 
 from .conftest import Clock
 from .helpers import PUBLIC, TOKEN, mock_upstream_bot, running_bot

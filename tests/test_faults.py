@@ -20,9 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.settings import PROJECT_ROOT
+from bot.prompts import BUILT_IN
 from bot.simulator import Simulator, demo_directory
 
+from .conftest import PROJECT_ROOT
 from .deploy import Deployment, deliver_all, deploy, text, wait_until_up
 from .faulty import add_arrivals
 from .helpers import ALEX, JORDAN, form, reply_text
@@ -94,7 +95,7 @@ def _short(reply: str | None, prompts: dict[str, str]) -> str:
 def _prompts() -> dict[str, str]:
     from bot import prompts
 
-    loaded = prompts.load(PROJECT_ROOT / "prompts", "en")
+    loaded = prompts.load(BUILT_IN, "en")
     keys = [
         "upstream_unavailable",
         "checkin_not_done",

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from bot import prompts as P
-from bot.prompts import PromptError, Prompts
+from bot.errors import PromptError
+from bot.prompts import Prompts
 
 
 def _worst_case_render(prompts: Prompts, key: str) -> str:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bot.store import messages
+from bot.store.tables import messages
 
 from .conftest import Clock
 from .helpers import PUBLIC, Bot, running_bot, sign

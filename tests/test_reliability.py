@@ -11,11 +11,22 @@ from datetime import timedelta
 
 import pytest
 
-from bot.conversation import UNCONFIRMED, Conversation, State, Target, unconfirmed_data
+from bot.conversation import UNCONFIRMED, State, Target, unconfirmed_data
+from bot.reclaimer import Reclaimer
 
 from .conftest import Clock
 from .faulty import Fault
-from .helpers import ALEX, CASEY, PUBLIC, TOKEN, FaultyBot, faulty_bot, form
+from .helpers import (
+    ALEX,
+    CASEY,
+    PUBLIC,
+    TOKEN,
+    FaultyBot,
+    conversation_of,
+    faulty_bot,
+    form,
+    transcript,
+)
 
 
 @pytest.fixture
@@ -43,9 +54,9 @@ async def test_a_check_in_whose_answer_timed_out_is_looked_up_not_resent(bot: Fa
     reply = await bot.text(ALEX, "here")
     assert reply is not None and "checked in" in reply and "A003" in reply
     assert (bot.upstream.requests, bot.sim.checkins) == (1, 1)
-    calls = _calls(await bot.store.transcript(ALEX))
+    calls = _calls(await transcript(bot.store, ALEX))
     assert calls == [("checkin", "timeout"), ("waiting", "ok"), ("get_case", "ok")]
-    assert (await bot.store.conversation(ALEX)).state is State.CHECKED_IN
+    assert (await conversation_of(bot.store, ALEX)).state is State.CHECKED_IN
 
 
 async def test_a_lost_check_in_that_enqueued_nothing_asks_for_here_again(bot: FaultyBot) -> None:
@@ -69,8 +80,8 @@ async def test_a_refused_connection_or_503_is_not_reconciled(bot: FaultyBot) -> 
     """Nothing reached VirtualQ (or it said so): the apology, and no look-up."""
     bot.upstream.fault = Fault("503_retry_after")
     assert "see reception" in (await bot.text(ALEX, "here") or "")
-    assert _calls(await bot.store.transcript(ALEX)) == [("checkin", "unavailable")]
-    assert UNCONFIRMED not in (await bot.store.conversation(ALEX)).data
+    assert _calls(await transcript(bot.store, ALEX)) == [("checkin", "unavailable")]
+    assert UNCONFIRMED not in (await conversation_of(bot.store, ALEX)).data
 
 
 async def test_without_a_way_to_look_up_the_customer_is_sent_to_reception_and_nothing_is_resent(
@@ -85,7 +96,7 @@ async def test_without_a_way_to_look_up_the_customer_is_sent_to_reception_and_no
         assert await bot.text(ALEX, "here") == unconfirmed
         assert await bot.text(ALEX, "status") == unconfirmed
         assert bot.upstream.requests == 1
-        assert UNCONFIRMED in (await bot.store.conversation(ALEX)).data
+        assert UNCONFIRMED in (await conversation_of(bot.store, ALEX)).data
         # The next day it is forgotten, like a check-in.
         clock.advance(13 * 60)
         assert await bot.text(ALEX, "here") != unconfirmed
@@ -97,9 +108,9 @@ async def test_a_process_that_died_mid_check_in_is_reconciled_by_the_next_text(
 ) -> None:
     """The write-ahead record (saved before the POST) is all that survives the process."""
     bot.sim.checkin({"PersonalId": "S1001"})  # what the dead process's request did
-    async with bot.store.turn(ALEX, 1) as turn:
+    async with bot.store.turns.take(ALEX, 1) as turn:
         pending = unconfirmed_data(Target(personal_id="S1001"), bot.clock().isoformat())
-        await turn.remember(Conversation(State.IDLE, pending), bot.clock())
+        await turn.remember(State.IDLE.value, pending, bot.clock())
     reply = await bot.text(ALEX, "status")
     assert reply is not None and "A003" in reply
     assert (bot.upstream.requests, bot.sim.checkins) == (0, 1)
@@ -110,13 +121,13 @@ async def test_the_check_in_is_written_ahead_before_it_is_sent(bot: FaultyBot) -
     original = bot.service.client.checkin
 
     async def spy(**kw: object) -> object:
-        seen.append((await bot.store.conversation(ALEX)).data.get(UNCONFIRMED))
+        seen.append((await conversation_of(bot.store, ALEX)).data.get(UNCONFIRMED))
         return await original(**kw)  # type: ignore[arg-type]
 
     bot.service.client.checkin = spy  # type: ignore[method-assign]
     assert "A003" in (await bot.text(ALEX, "here") or "")
     assert seen and isinstance(seen[0], dict) and seen[0]["target"]["personal_id"] == "S1001"
-    assert UNCONFIRMED not in (await bot.store.conversation(ALEX)).data  # and cleared after
+    assert UNCONFIRMED not in (await conversation_of(bot.store, ALEX)).data  # and cleared after
 
 
 async def test_a_booking_number_check_in_is_looked_up_by_case(db_url: str, clock: Clock) -> None:
@@ -126,7 +137,7 @@ async def test_a_booking_number_check_in_is_looked_up_by_case(db_url: str, clock
         bot.upstream.fault = Fault("delay", 1.5)
         reply = await bot.text("+61491570199", str(case.case_id))
         assert reply is not None and "A003" in reply
-        assert _calls(await bot.store.transcript("+61491570199"))[-2:] == [
+        assert _calls(await transcript(bot.store, "+61491570199"))[-2:] == [
             ("checkin", "timeout"),
             ("get_case", "ok"),
         ]
@@ -142,14 +153,14 @@ async def test_a_slow_check_in_gets_a_holding_reply_then_the_ticket_by_text(
     assert response.status_code == 200
     holding = slow.service.prompts.render("holding")
     assert holding in response.text
-    [held] = [m for m in await slow.store.transcript(ALEX) if m["prompt"] == "holding"]
+    [held] = [m for m in await transcript(slow.store, ALEX) if m["prompt"] == "holding"]
     assert f"/sms/status?m={held['id']}" in response.text
-    await slow.service.drain()
+    await slow.service.late.drain()
     [text] = slow.upstream.texts.sent
     assert text["To"] == ALEX and text["From"] == "+61400000000" and "A003" in text["Body"]
     credentials = base64.b64encode(f"AC{'1' * 32}:{TOKEN}".encode()).decode()
     assert text["_auth"] == f"Basic {credentials}"  # the account SID and auth token
-    log = await slow.store.transcript(ALEX)
+    log = await transcript(slow.store, ALEX)
     final = log[-1]
     assert final["body"] == text["Body"] and final["status"] == "queued"
     assert final["message_sid"].startswith("SM")
@@ -159,7 +170,7 @@ async def test_a_slow_check_in_gets_a_holding_reply_then_the_ticket_by_text(
     status = {"MessageSid": final["message_sid"], "MessageStatus": "delivered", "To": ALEX}
     url = text["StatusCallback"]
     assert (await slow.post_signed(url, status)).status_code == 204
-    assert (await slow.store.transcript(ALEX))[-1]["status"] == "delivered"
+    assert (await transcript(slow.store, ALEX))[-1]["status"] == "delivered"
 
 
 async def test_without_rest_credentials_the_holding_reply_says_see_reception(
@@ -175,17 +186,17 @@ async def test_without_rest_credentials_the_holding_reply_says_see_reception(
         bot.upstream.fault = Fault("delay", 1.5)
         reply = await bot.text(ALEX, "here")
         assert reply == bot.service.prompts.render("holding_see_reception")
-        await bot.service.drain()
+        await bot.service.late.drain()
         assert bot.upstream.texts.sent == []
-        final = (await bot.store.transcript(ALEX))[-1]
+        final = (await transcript(bot.store, ALEX))[-1]
         assert "A003" in final["body"] and final["status"] == "unsent"
 
 
 async def test_a_text_twilio_refuses_is_logged_with_its_error(slow: FaultyBot) -> None:
     slow.upstream.texts.refuse_with = 21610  # the customer opted out at Twilio
     await slow.text(ALEX, "here")
-    await slow.service.drain()
-    final = (await slow.store.transcript(ALEX))[-1]
+    await slow.service.late.drain()
+    final = (await transcript(slow.store, ALEX))[-1]
     assert (final["status"], final["error_code"]) == ("unsent", "21610")
 
 
@@ -194,7 +205,7 @@ async def test_a_duplicate_delivery_past_the_budget_is_texted_once(slow: FaultyB
     first, second = await asyncio.gather(slow.post(params), slow.post(params))
     holding = slow.service.prompts.render("holding")
     assert holding in first.text and holding in second.text
-    await slow.service.drain()
+    await slow.service.late.drain()
     assert len(slow.upstream.texts.sent) == 1
     assert (slow.upstream.requests, slow.sim.checkins) == (1, 1)
 
@@ -203,23 +214,24 @@ async def test_a_duplicate_delivery_past_the_budget_is_texted_once(slow: FaultyB
 
 
 async def test_a_text_left_unanswered_is_answered_by_the_reclaimer(bot: FaultyBot) -> None:
-    inbound = await bot.store.record_inbound(ALEX, "SMdead", "here", 0, bot.clock())
-    assert await bot.service.reclaim() == 0  # too recent: its process may still be at work
+    inbound = await bot.store.log.record_inbound(ALEX, "SMdead", "here", 0, bot.clock())
+    reclaimer = Reclaimer(bot.service)
+    assert await reclaimer.reclaim() == 0  # too recent: its process may still be at work
     bot.clock.advance(2)
-    assert await bot.service.reclaim() == 1
+    assert await reclaimer.reclaim() == 1
     [text] = bot.upstream.texts.sent
     assert text["To"] == ALEX and "A003" in text["Body"]
-    log = await bot.store.transcript(ALEX)
+    log = await transcript(bot.store, ALEX)
     assert log[0]["id"] == inbound.id and log[0]["handled_at"] is not None
-    assert await bot.service.reclaim() == 0  # answered once
+    assert await reclaimer.reclaim() == 0  # answered once
     assert bot.sim.checkins == 1
 
 
 async def test_a_text_left_unanswered_too_long_is_only_marked(bot: FaultyBot) -> None:
-    await bot.store.record_inbound(CASEY, "SMold", "here", 0, bot.clock())
+    await bot.store.log.record_inbound(CASEY, "SMold", "here", 0, bot.clock())
     bot.clock.now += timedelta(minutes=30)
-    assert await bot.service.reclaim() == 0
-    [inbound] = await bot.store.transcript(CASEY)
+    assert await Reclaimer(bot.service).reclaim() == 0
+    [inbound] = await transcript(bot.store, CASEY)
     assert inbound["intent"] == "abandoned" and inbound["handled_at"] is not None
     assert bot.upstream.texts.sent == [] and bot.upstream.requests == 0
 
@@ -235,24 +247,24 @@ async def test_a_late_answer_that_fails_is_followed_by_the_apology(
             await asyncio.sleep(0.6)
             raise RuntimeError("database gone")
 
-        bot.service._answer = fails  # type: ignore[method-assign, assignment]
+        bot.service.answer = fails  # type: ignore[method-assign, assignment]
         assert await bot.text(ALEX, "here") == bot.service.prompts.render("holding")
-        await bot.service.drain()
+        await bot.service.late.drain()
         [text] = bot.upstream.texts.sent
         assert text["Body"] == bot.service.prompts.render("upstream_unavailable")
 
 
 async def test_a_failure_while_reconciling_keeps_the_check_in_to_look_up(bot: FaultyBot) -> None:
-    async with bot.store.turn(ALEX, 1) as turn:
+    async with bot.store.turns.take(ALEX, 1) as turn:
         pending = unconfirmed_data(Target(personal_id="S1001"), bot.clock().isoformat())
-        await turn.remember(Conversation(State.IDLE, pending), bot.clock())
+        await turn.remember(State.IDLE.value, pending, bot.clock())
 
     async def broken(**kw: object) -> None:
         raise RuntimeError("a bug")
 
     bot.service.client.find_checkin = broken  # type: ignore[method-assign, assignment]
     assert await bot.text(ALEX, "here") == bot.service.prompts.render("checkin_unconfirmed")
-    assert (await bot.store.conversation(ALEX)).data == pending
+    assert (await conversation_of(bot.store, ALEX)).data == pending
     assert bot.upstream.requests == 0
 
 
@@ -260,10 +272,10 @@ async def test_a_callback_that_beats_the_rest_answer_is_not_moved_back(slow: Fau
     """Twilio may report "delivered" before its API's "queued" reaches us: the later, lower
     status must not overwrite it (the same rank rule as for callbacks)."""
     await slow.text(ALEX, "here")
-    await slow.service.drain()
-    final = (await slow.store.transcript(ALEX))[-1]
+    await slow.service.late.drain()
+    final = (await transcript(slow.store, ALEX))[-1]
     sid = final["message_sid"]
-    assert await slow.store.record_status(final["id"], sid, "delivered", None)
-    assert not await slow.store.record_status(final["id"], sid, "queued", None)
-    final = (await slow.store.transcript(ALEX))[-1]
+    assert await slow.store.log.record_status(final["id"], sid, "delivered", None)
+    assert not await slow.store.log.record_status(final["id"], sid, "queued", None)
+    final = (await transcript(slow.store, ALEX))[-1]
     assert (final["status"], final["message_sid"]) == ("delivered", sid)

@@ -8,10 +8,9 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from bot import schema
 from bot.app import create_app
 from bot.settings import Settings
-from bot.store import engine_at
+from bot.store import engine_at, schema
 
 from .conftest import Clock
 from .helpers import mock_upstream_bot

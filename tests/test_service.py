@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot import identity
 from bot import service as service_module
 from bot.conversation import State
 from bot.store import open_store
 
-from .conftest import T0, Clock
+from .conftest import Clock
 from .helpers import (
     ALEX,
     CASEY,
@@ -23,11 +22,13 @@ from .helpers import (
     STRANGER,
     TAYLOR,
     Bot,
+    conversation_of,
     form,
     mock_upstream_bot,
     reply_text,
     running_bot,
     seed_directory,
+    transcript,
 )
 
 
@@ -43,7 +44,7 @@ async def test_here_checks_in_and_the_log_has_everything(bot: Bot) -> None:
         "You're checked in! Ticket A003. You're number 3 in line, about 12 min "
         "wait. Text STATUS for an update."
     )
-    log = await bot.store.transcript(ALEX)
+    log = await transcript(bot.store, ALEX)
     inbound, outbound = log
     assert (inbound["direction"], inbound["body"], inbound["intent"]) == (
         "in",
@@ -63,7 +64,7 @@ async def test_early_arrival_is_asked_before_forcing(bot: Bot) -> None:
     assert "early" in (await bot.text(JORDAN, "here") or "")
     assert bot.sim.checkins == 0
     assert "Ticket B004" in (await bot.text(JORDAN, "yes") or "")
-    calls = [c for m in await bot.store.transcript(JORDAN) for c in m["calls"]]
+    calls = [c for m in await transcript(bot.store, JORDAN) for c in m["calls"]]
     assert [c["request"]["body"]["ForceEarlyLate"] for c in calls] == [False, True]
     assert [c["outcome"] for c in calls] == ["refused:early", "ok"]
 
@@ -71,7 +72,7 @@ async def test_early_arrival_is_asked_before_forcing(bot: Bot) -> None:
 async def test_late_arrival_declined_then_here_later(bot: Bot) -> None:
     assert "late" in (await bot.text(CASEY, "here") or "")
     assert "No problem" in (await bot.text(CASEY, "no") or "")
-    assert (await bot.store.conversation(CASEY)).state is State.IDLE
+    assert (await conversation_of(bot.store, CASEY)).state is State.IDLE
 
 
 async def test_an_expired_question_is_not_answered_by_yes(bot: Bot) -> None:
@@ -115,7 +116,7 @@ async def test_a_repeated_message_sid_gets_the_same_reply_and_no_second_call(bot
     second = await bot.post(params, headers=token)
     assert first.text == second.text and "Ticket" in first.text
     assert bot.sim.checkin_requests == 1
-    log = await bot.store.transcript(ALEX)
+    log = await transcript(bot.store, ALEX)
     assert [m["direction"] for m in log] == ["in", "out"]
     assert log[0]["idempotency_token"] == "b6f1f2c4-retry-token"
 
@@ -139,15 +140,15 @@ async def test_two_yes_replies_arriving_together_force_one_check_in(bot: Bot) ->
 
 async def test_opt_out_is_recorded(bot: Bot) -> None:
     assert await bot.text(ALEX, "STOP") is None
-    assert await bot.store.is_opted_out(ALEX)
+    assert (await conversation_of(bot.store, ALEX)).state is State.OPTED_OUT
     await bot.text(ALEX, "start")
-    assert not await bot.store.is_opted_out(ALEX)
+    assert (await conversation_of(bot.store, ALEX)).state is State.IDLE
 
 
 async def test_every_inbound_message_is_stored_even_when_silent(bot: Bot) -> None:
     await bot.text(ALEX, "stop")
     await bot.text(ALEX, "here")
-    log = await bot.store.transcript(ALEX)
+    log = await transcript(bot.store, ALEX)
     assert [m["body"] for m in log] == ["stop", "here"]
 
 
@@ -170,7 +171,7 @@ async def test_upstream_down_gets_an_apology_and_the_conversation_recovers(
         assert "reception" in (reply_text(first.text) or "")
         second = await client.post("/sms", data=form(ALEX, "here"))
         assert "Ticket Z001" in (reply_text(second.text) or "")
-        log = await app.state.store.transcript(ALEX)
+        log = await transcript(app.state.store, ALEX)
         assert log[0]["calls"][0]["outcome"] == "unavailable"
         assert "ConnectError" in log[0]["calls"][0]["error"]
 
@@ -201,25 +202,6 @@ async def test_booking_number_fallback_end_to_end(db_url: str, clock: Clock) -> 
         assert "Ticket A003" in (await b.text(STRANGER, "100001") or "")
 
 
-async def test_directory_import_reports_bad_lines_and_updates(db_url: str) -> None:
-    csv = (
-        "phone,personal_id,name\n"
-        "0491 570 156,S1,Alex\n"
-        "+61 491 570 157,S2\n"
-        "not a phone,S3,X\n"
-        "0491570156,,Nobody\n"
-        "\n"
-        "(04) 9157 0110,S4," + "N" * 120 + "\n"
-    )
-    async with open_store(db_url) as store:
-        report = await identity.import_directory(store, csv, "AU", T0)
-        assert (report.added, report.updated) == (3, 0)
-        assert [line for line, _ in report.errors] == [4, 5]
-        again = await identity.import_directory(store, "0491570156,S1,Alex Smith\n", "AU", T0)
-        assert (again.added, again.updated) == (0, 1)
-        assert [c.name for c in await store.candidates("+61491570156")] == ["Alex Smith"]
-
-
 def test_settings_refuse_a_bad_value_naming_it() -> None:
     from bot.settings import SettingsError, load_settings
 
@@ -231,14 +213,14 @@ async def test_a_message_that_cannot_get_its_turn_is_answered_and_logged(
     bot: Bot, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service_module, "PHONE_TURN_WAIT_SECONDS", 0.2)
-    async with open_store(db_url) as elsewhere, elsewhere.turn(ALEX, wait=1):
+    async with open_store(db_url) as elsewhere, elsewhere.turns.take(ALEX, wait=1):
         # Another process is stuck on ALEX's previous message.
         reply = await bot.text(ALEX, "here")
     assert reply == bot.service.prompts.render("upstream_unavailable")
     assert bot.sim.checkin_requests == 0
-    log = await bot.store.transcript(ALEX)
+    log = await transcript(bot.store, ALEX)
     assert [(m["direction"], m["intent"]) for m in log] == [("in", "busy"), ("out", None)]
-    assert (await bot.store.conversation(ALEX)).state is State.IDLE
+    assert (await conversation_of(bot.store, ALEX)).state is State.IDLE
     assert "Ticket A003" in (await bot.text(ALEX, "here") or "")  # and the next HERE works
 
 
@@ -250,7 +232,7 @@ async def test_a_flood_from_one_phone_is_told_once_then_ignored_for_a_minute(bot
     assert "early" in (await bot.text(JORDAN, "here") or "")  # other phones are unaffected
     bot.clock.advance(1.1)
     assert "Ticket A003" in (await bot.text(ALEX, "here") or "")
-    log = await bot.store.transcript(ALEX)
+    log = await transcript(bot.store, ALEX)
     inbound = [m for m in log if m["direction"] == "in"]
     assert len(inbound) == 13 and all(m["handled_at"] for m in inbound)
     assert [m["intent"] for m in inbound[10:12]] == ["rate_limited", "rate_limited"]
@@ -274,6 +256,6 @@ async def test_during_an_outage_customers_get_the_apology_without_waiting(
             reply = reply_text((await client.post("/sms", data=form(phone, "here"))).text)
             assert "reception" in (reply or "")
         assert calls == 5  # the last two never reached VirtualQ
-        last = await app.state.store.transcript(phones_[-1])
+        last = await transcript(app.state.store, phones_[-1])
         assert [c["outcome"] for c in last[0]["calls"]] == ["circuit_open"]
         assert "circuit open" in last[0]["calls"][0]["error"]

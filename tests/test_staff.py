@@ -16,7 +16,10 @@ import httpx
 import pytest
 from starlette.routing import Mount, Route
 
-from bot import review, staff
+from bot.conversation import State
+from bot.staff import app as staff
+from bot.staff import auth, queries
+from bot.store.directory import Entry
 
 from .conftest import T0, Clock
 from .helpers import (
@@ -28,6 +31,7 @@ from .helpers import (
     STRANGER,
     TAYLOR,
     Bot,
+    conversation_of,
     form,
     running_bot,
 )
@@ -39,7 +43,7 @@ LEAVER = "+61491570198"  # not in the directory; texts STOP
 
 @pytest.fixture(autouse=True)
 def quick_failed_logins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(staff, "FAILED_LOGIN_DELAY", 0.05)
+    monkeypatch.setattr(auth, "FAILED_LOGIN_DELAY", 0.05)
 
 
 @pytest.fixture
@@ -161,7 +165,7 @@ async def test_one_search_box_finds_a_customer_by_anything_staff_know(
 async def test_the_list_pages_newest_first_without_offsets(
     bot: Bot, desk: httpx.AsyncClient, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(review, "PAGE_SIZE", 3)
+    monkeypatch.setattr(queries, "PAGE_SIZE", 3)
     for _ in range(8):  # eight visits, each a new thread
         await bot.text(STRANGER, "HERE")
         clock.advance(7 * 60)
@@ -246,14 +250,14 @@ async def test_a_transcript_has_states_upstream_calls_and_delivery(
     assert missing.status_code == 404
 
     # A text whose process died before answering, and the undelivered reply, are counted.
-    await bot.store.record_inbound(STRANGER, "SMdied", "HERE", 0, T0 - timedelta(minutes=2))
+    await bot.store.log.record_inbound(STRANGER, "SMdied", "HERE", 0, T0 - timedelta(minutes=2))
     texts = (await get_json(desk, "/staff/dashboard.json"))["texts"]
     assert texts == {"in": 3, "out": 2, "unanswered": 1, "undelivered": 1}
 
 
 async def test_customer_text_and_names_are_shown_as_text(bot: Bot, desk: httpx.AsyncClient) -> None:
     payload = '<script>alert(1)</script><img src=x onerror="alert(2)">'
-    await bot.store.upsert_directory([(STRANGER, "X1", f"Eve {payload}")], T0)
+    await bot.store.directory.upsert([Entry(STRANGER, "X1", f"Eve {payload}")], T0)
     await bot.text(STRANGER, payload)
     [thread] = (await get_json(desk, "/staff/conversations.json", q=STRANGER))["conversations"]
     for path in (
@@ -297,7 +301,7 @@ async def test_the_csv_export_parses_back_to_the_log(
 async def test_the_export_reads_in_batches(
     bot: Bot, desk: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(review, "CSV_BATCH", 3)
+    monkeypatch.setattr(queries, "CSV_BATCH", 3)
     for i in range(5):
         await bot.text(STRANGER, f"text {i}")
     rows = list(csv.DictReader(io.StringIO((await desk.get("/staff/messages.csv")).text)))
@@ -481,15 +485,15 @@ async def test_failed_logins_are_slowed_logged_and_then_refused(
     async with browser(bot) as client:
         started = time.monotonic()
         response = await log_in(client, password="guess")
-        assert time.monotonic() - started >= staff.FAILED_LOGIN_DELAY
+        assert time.monotonic() - started >= auth.FAILED_LOGIN_DELAY
         assert response.status_code == 401 and "Wrong username or password" in response.text
-        for _ in range(staff.FAILED_LOGIN_LIMIT - 1):
+        for _ in range(auth.FAILED_LOGIN_LIMIT - 1):
             await log_in(client, password="guess")
         blocked = await log_in(client)  # even the right password, for a while
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
         assert (await client.get("/staff/dashboard.json", auth=(USER, PASSWORD))).status_code == 429
     failures = [r for r in caplog.records if "failed staff login" in r.getMessage()]
-    assert len(failures) == staff.FAILED_LOGIN_LIMIT
+    assert len(failures) == auth.FAILED_LOGIN_LIMIT
     assert PASSWORD not in caplog.text and "guess" not in caplog.text
 
 
@@ -525,14 +529,14 @@ async def test_purge_deletes_old_conversations_and_keeps_opt_outs(
     await bot.text(LEAVER, "STOP")
     clock.advance(100 * 24 * 60)
     await bot.text(JORDAN, "HERE")
-    done = await bot.store.purge(clock.now - timedelta(days=90))
-    assert (done.conversations, done.messages, done.memories) == (2, 3, 1)
+    done = await bot.store.log.purge(clock.now - timedelta(days=90), ("opted_out",))
+    assert (done.threads, done.messages, done.conversations) == (2, 3, 1)
     assert done.upstream_calls >= 1
     left = await get_json(desk, "/staff/conversations.json")
     assert [c["phone"] for c in left["conversations"]] == [JORDAN]
-    assert await bot.store.is_opted_out(LEAVER)
+    assert (await conversation_of(bot.store, LEAVER)).state is State.OPTED_OUT
     assert await bot.text(LEAVER, "HERE") is None  # still opted out: silence
-    assert await bot.store.purge(clock.now - timedelta(days=90)) == type(done)()
+    assert await bot.store.log.purge(clock.now - timedelta(days=90), ("opted_out",)) == type(done)()
 
 
 # --- helpers ------------------------------------------------------------------------------------

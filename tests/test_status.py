@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from .conftest import Clock
-from .helpers import ALEX, PUBLIC, Bot, form, running_bot, sign
+from .helpers import ALEX, PUBLIC, Bot, form, running_bot, sign, transcript
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ async def _callback(
 
 
 async def _reply(bot: Bot) -> dict[str, Any]:
-    return [m for m in await bot.store.transcript(ALEX) if m["direction"] == "out"][-1]
+    return [m for m in await transcript(bot.store, ALEX) if m["direction"] == "out"][-1]
 
 
 async def test_each_status_is_recorded_on_the_reply(bot: Bot) -> None:

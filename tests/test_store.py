@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from bot.store import PhoneBusy, _AdvisoryLock, open_store, phone_locks
+from bot.errors import PhoneBusy
+from bot.store import open_store
+from bot.store.log import advisory_key
+from bot.store.tables import phone_locks
 
 from .helpers import ALEX, JORDAN
 
@@ -16,17 +19,17 @@ from .helpers import ALEX, JORDAN
 async def test_a_turn_waits_for_the_one_before_it_and_only_for_that_phone(db_url: str) -> None:
     async with open_store(db_url) as first, open_store(db_url) as second:
         # Two engines: as far as the database can tell, two processes.
-        async with first.turn(ALEX, wait=5):
+        async with first.turns.take(ALEX, wait=5):
             with pytest.raises(PhoneBusy):
-                async with second.turn(ALEX, wait=0.3):
+                async with second.turns.take(ALEX, wait=0.3):
                     pass
-            async with second.turn(JORDAN, wait=0.3):
+            async with second.turns.take(JORDAN, wait=0.3):
                 pass  # another phone is not held up
 
         order: list[str] = []
 
         async def take(store_name: str, store: object, hold: float) -> None:
-            async with store.turn(ALEX, wait=5):  # type: ignore[attr-defined]
+            async with store.turns.take(ALEX, wait=5):
                 order.append(f"{store_name} in")
                 await asyncio.sleep(hold)
                 order.append(f"{store_name} out")
@@ -45,13 +48,13 @@ async def test_a_turn_whose_holder_died_is_taken_back(db_url: str, backend: str)
                         phone=ALEX, owner="dead", expires_at=datetime.now(UTC) - timedelta(1)
                     )
                 )
-            async with store.turn(ALEX, wait=1):
+            async with store.turns.take(ALEX, wait=1):
                 pass
         else:
             # Another process holds ALEX's lock, then dies: the server frees it at once.
             other = await asyncpg.connect(db_url)
-            await other.execute("SELECT pg_advisory_lock($1)", _AdvisoryLock.key_for(ALEX))
+            await other.execute("SELECT pg_advisory_lock($1)", advisory_key(ALEX))
             asyncio.get_running_loop().call_later(0.3, other.terminate)
-            async with store.turn(ALEX, wait=5):
+            async with store.turns.take(ALEX, wait=5):
                 pass
             assert other.is_closed()

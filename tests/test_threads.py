@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.outcomes import ThreadOutcome as O
-from bot.outcomes import advance, shown
-from bot.store import THREAD_GAP, engine_at, messages, threads
+from bot.store import engine_at
+from bot.store.log import THREAD_GAP
+from bot.store.tables import messages, threads
+from bot.threads import ThreadOutcome as O
+from bot.threads import advance, shown
 
 from .conftest import T0, Clock
 from .helpers import ALEX, CASEY, JORDAN, PATELS, RILEY, STRANGER, TAYLOR, Bot, running_bot

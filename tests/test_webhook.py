@@ -21,6 +21,7 @@ from .helpers import (
     reply_text,
     running_bot,
     sign,
+    transcript,
 )
 
 SHARED_KEY = "shared-key-secret-for-webhook-settings"
@@ -41,7 +42,7 @@ async def test_a_signed_here_gets_the_ticket_as_twiml(bot: Bot) -> None:
     # The reply names its stored id so its delivery status can be recorded against it.
     message = ET.fromstring(response.text).find("Message")
     assert message is not None
-    reply = [m for m in await bot.store.transcript(ALEX) if m["direction"] == "out"][0]
+    reply = [m for m in await transcript(bot.store, ALEX) if m["direction"] == "out"][0]
     assert message.get("action") == f"{PUBLIC}/sms/status?m={reply['id']}"
     assert message.get("method") == "POST"
 
@@ -203,8 +204,8 @@ async def test_the_fallback_url_answers_the_apology_without_database_or_upstream
     async def down(*args: object, **kwargs: object) -> None:
         raise ConnectionError("everything is down")
 
-    monkeypatch.setattr(bot.store, "record_inbound", down)
-    monkeypatch.setattr(bot.store, "turn", down)
+    monkeypatch.setattr(bot.store.log, "record_inbound", down)
+    monkeypatch.setattr(bot.store.turns, "take", down)
     params = form(ALEX, "HERE", ErrorCode="11200", ErrorUrl=f"{PUBLIC}/sms")
     signature = sign(f"{PUBLIC}/sms/fallback", params)
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -218,7 +219,7 @@ async def test_the_fallback_url_answers_the_apology_without_database_or_upstream
     forged = await bot.client.post("/sms/fallback", content=urlencode(params), headers=headers)
     assert forged.status_code == 403
     assert bot.sim.checkin_requests == 0
-    assert await bot.store.transcript(ALEX) == []
+    assert await transcript(bot.store, ALEX) == []
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 
-from bot.store import UTCDateTime, metadata
+from bot.store.tables import UTCDateTime, metadata
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -21,13 +21,14 @@ import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import phones
-from .outcomes import LABELS, ThreadOutcome, shown
-from .store import conversations, messages, threads, upstream_calls
+from .. import phones
+from ..errors import BadFilter
+from ..store.log import UNANSWERED_AFTER
+from ..store.tables import conversations, messages, threads, upstream_calls
+from ..threads import LABELS, ThreadOutcome, asked_cutoff, shown
 
 PAGE_SIZE = 50
 CSV_BATCH = 1000
-UNANSWERED_AFTER = timedelta(minutes=1)  # an inbound text not handled by then was dropped
 
 # Twilio error codes a front desk meets, in words (the rest link to Twilio's page).
 TWILIO_ERRORS = {
@@ -41,10 +42,6 @@ TWILIO_ERRORS = {
     "30008": "unknown error at the carrier",
     "30034": "sender not registered for US A2P 10DLC",
 }
-
-
-class BadFilter(ValueError):
-    """A filter the staff pages cannot apply (an unreadable date, an unknown outcome)."""
 
 
 @dataclass(frozen=True)
@@ -155,10 +152,10 @@ def _outcome_is(outcome: str, cutoff: datetime) -> sa.ColumnElement[bool]:
     if outcome == ThreadOutcome.EXPIRED:
         return sa.or_(
             threads.c.outcome == outcome,
-            sa.and_(threads.c.outcome == ThreadOutcome.ASKED, threads.c.last_at < cutoff),
+            sa.and_(threads.c.outcome == ThreadOutcome.ASKED, threads.c.last_at <= cutoff),
         )
     if outcome == ThreadOutcome.ASKED:
-        return sa.and_(threads.c.outcome == outcome, threads.c.last_at >= cutoff)
+        return sa.and_(threads.c.outcome == outcome, threads.c.last_at > cutoff)
     return threads.c.outcome == outcome
 
 
@@ -195,7 +192,7 @@ async def conversation_list(
     if chosen.q:
         where.append(_search(chosen.q, region))
     if chosen.outcome:
-        where.append(_outcome_is(chosen.outcome, now - confirm_timeout))
+        where.append(_outcome_is(chosen.outcome, asked_cutoff(now, confirm_timeout)))
     if chosen.period:
         where += [
             threads.c.started_at >= chosen.period.start,
@@ -339,7 +336,7 @@ async def dashboard(
         (
             sa.and_(
                 threads.c.outcome == ThreadOutcome.ASKED,
-                threads.c.last_at < now - confirm_timeout,
+                threads.c.last_at <= asked_cutoff(now, confirm_timeout),
             ),
             ThreadOutcome.EXPIRED.value,
         ),

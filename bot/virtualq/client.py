@@ -6,172 +6,31 @@ Errors are those of `bot.errors`; httpx's own exceptions never leave this module
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import html
-import json
-import logging
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic.alias_generators import to_pascal
+from pydantic import TypeAdapter, ValidationError
 
-from .conversation import CaseView, Refusal
-from .errors import (
+from ..errors import (
     UpstreamAuthError,
     UpstreamRefused,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from .settings import Settings
-
-log = logging.getLogger("checkin_bot.virtualq")
-
-# --- models: validate what the bot uses, tolerate the rest ------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_pascal, validate_by_name=True, extra="ignore")
-
-
-class Customer(_Model):
-    customer_id: int | None = None
-    personal_id: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    email: str | None = None
-    tel_number1: str | None = None
-    tel_number2: str | None = None
-    dob: datetime | None = Field(None, validation_alias=AliasChoices("DOB", "Dob", "dob"))
-    sex: int | None = None  # documented 0..2; samples carry 64
-    is_active: bool | None = None
-    custom_properties: dict[str, Any] | None = None
-
-
-_FINISHED = (8, 15)  # EntityStatus Completed, Cancelled
-
-
-class CaseDetail(_Model):
-    case_id: int
-    process_id: int | None = None
-    ticket: str = Field(min_length=1, max_length=40)
-    case_date_created: datetime | None = None
-    arrival_time: datetime | None = None
-    time_zone_offset: int | None = None
-    case_status: int | None = None  # documented 0/1; samples carry 10
-    process_status: int | None = None
-    customer: Customer | None = None
-    service_id: int | None = None
-    service_name: str | None = None
-    unit_id: int | None = None
-    unit_name: str | None = None
-    location_name: str | None = None
-    language_code: str | None = None
-    entity_status: int | None = None
-    resolution: int | None = None
-    queue_position: int | None = None
-    wait_time_est: int | None = None
-
-    @property
-    def active(self) -> bool:
-        """Still waiting or being served: not closed (CaseStatus 1), completed or cancelled.
-
-        Resolution is not used: a default 0 ("Complete") on an open case is plausible."""
-        return self.case_status != 1 and self.entity_status not in _FINISHED
-
-    def view(self) -> CaseView:
-        position = self.queue_position if (self.queue_position or 0) >= 0 else None
-        wait = max(self.wait_time_est, 0) if self.wait_time_est is not None else None
-        return CaseView(self.case_id, self.ticket.strip(), position, wait, self.active)
-
-
-class WaitingTicket(_Model):
-    """One row of `GET Tickets/Waiting/{unitId}`."""
-
-    case_id: int
-    process_id: int | None = None
-    personal_id: str | None = None
-    q_code: str | None = Field(None, validation_alias=AliasChoices("QCode", "qCode", "q_code"))
-    q_number: int | None = Field(
-        None, validation_alias=AliasChoices("QNumber", "qNumber", "q_number")
-    )
-
-
-class CaseState(_Model):
-    """What a case says about whether it was enqueued (a booking may have no Ticket yet)."""
-
-    entity_status: int | None = None
-    case_status: int | None = None
-
+from ..settings import Settings
+from .breaker import CircuitBreaker
+from .models import ANY_JSON, CASE, EXPECTED, WAITING, CaseDetail, CaseState, WaitingTicket
+from .refusals import RefusalClassifier, error_message
 
 T = TypeVar("T")
-_JSON: TypeAdapter[Any] = TypeAdapter(Any)
-_CASE = TypeAdapter(CaseDetail)
-_WAITING = TypeAdapter(list[WaitingTicket])
-_EXPECTED = 0  # EntityStatus of a booking nobody has checked in yet
-
-
-# --- refusals ---------------------------------------------------------------------------------
-
-
-class RefusalClassifier:
-    """Turns a 4xx answer into a `Refusal` reason with configurable, case-insensitive patterns."""
-
-    def __init__(self, patterns: Mapping[str, list[str]]) -> None:
-        self._patterns = [
-            (Refusal(reason), [re.compile(p, re.IGNORECASE) for p in regexes])
-            for reason, regexes in patterns.items()
-        ]
-
-    def classify(self, status: int, message: str) -> Refusal:
-        for reason, regexes in self._patterns:
-            if any(r.search(message) for r in regexes):
-                return reason
-        return Refusal.NOT_FOUND if status == 404 else Refusal.OTHER
-
-
-_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
-
-
-def error_message(body: str) -> str:
-    """The human words in an error body: JSON Message/message/ExceptionMessage/ModelState, plain
-    text, or the text of an HTML page."""
-    text = body.strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        parts = [
-            str(data[k])
-            for k in ("Message", "message", "ExceptionMessage", "error", "Error", "title")
-            if isinstance(data.get(k), str | int)
-        ]
-        state = data.get("ModelState") or data.get("errors")
-        if isinstance(state, dict):
-            parts += [
-                str(v) for vs in state.values() for v in (vs if isinstance(vs, list) else [vs])
-            ]
-        if parts:
-            return " ".join(parts)[:500]
-    if isinstance(data, str):
-        return data[:500]
-    if "<" in text:
-        text = html.unescape(_TAGS.sub(" ", text))
-    return re.sub(r"\s+", " ", text).strip()[:500]
-
-
-# --- the client -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One upstream call, for the log."""
+    """One upstream call as it happened, for the log."""
 
     operation: str
     request: dict[str, Any]
@@ -183,68 +42,6 @@ class CallRecord:
 
 
 Observer = Callable[[CallRecord], None]
-
-
-class CircuitBreaker:
-    """After `threshold` calls in a row that found VirtualQ unavailable, stop calling it for
-    `seconds`: each call fails at once, so an outage does not make every customer wait for a
-    timeout. Then one trial call goes through: an answer (a ticket or a refusal) closes the
-    circuit, another failure opens it again. One per process; `threshold` 0 turns it off."""
-
-    def __init__(
-        self, threshold: int, seconds: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.threshold = threshold
-        self.seconds = seconds
-        self.clock = clock
-        self.failures = 0
-        self.open_until = 0.0
-        self.trial = False
-
-    def blocked(self) -> str | None:
-        """Why this call must not be made now (None: make it)."""
-        if not self.threshold or self.failures < self.threshold:
-            return None
-        wait = self.open_until - self.clock()
-        if wait > 0:
-            return (
-                f"circuit open: {self.failures} failures in a row; "
-                f"VirtualQ is tried again in {wait:.0f}s"
-            )
-        if self.trial:
-            return "circuit half-open: a trial call to VirtualQ is under way"
-        self.trial = True
-        return None
-
-    @contextlib.contextmanager
-    def watching(self) -> Iterator[None]:
-        """Count the call inside: a refusal or a case is an answer, unavailability a failure."""
-        try:
-            yield
-        except UpstreamRefused:
-            self.answered()
-            raise
-        except UpstreamUnavailable:
-            self.failed()
-            raise
-        self.answered()
-
-    def answered(self) -> None:
-        if self.threshold and self.failures >= self.threshold:
-            log.warning("VirtualQ answers again: circuit closed")
-        self.failures = 0
-        self.trial = False
-
-    def failed(self) -> None:
-        self.failures += 1
-        self.trial = False
-        if self.threshold and self.failures >= self.threshold:
-            self.open_until = self.clock() + self.seconds
-            log.error(
-                "VirtualQ failed %d times in a row: answering at once for %gs (circuit open)",
-                self.failures,
-                self.seconds,
-            )
 
 
 class VirtualQClient:
@@ -283,17 +80,17 @@ class VirtualQClient:
             body["ProcessId"] = process_id
         if len(body) != 2:
             raise ValueError("checkin takes exactly one of personal_id, case_id, process_id")
-        return await self._read("checkin", "POST", "Appointments/Checkin", body, observe, _CASE)
+        return await self._read("checkin", "POST", "Appointments/Checkin", body, observe, CASE)
 
     async def get_case(self, case_id: int, observe: Observer | None = None) -> CaseDetail:
         """GET Cases/{caseId}: the case now, with its queue position and wait."""
         path = f"Cases/{int(case_id)}"
-        return await self._read("get_case", "GET", path, None, observe, _CASE)
+        return await self._read("get_case", "GET", path, None, observe, CASE)
 
     async def waiting(self, unit_id: int, observe: Observer | None = None) -> list[WaitingTicket]:
         """GET Tickets/Waiting/{unitId}: the unit's waiting tickets, oldest first."""
         path = f"Tickets/Waiting/{int(unit_id)}"
-        return await self._read("waiting", "GET", path, None, observe, _WAITING)
+        return await self._read("waiting", "GET", path, None, observe, WAITING)
 
     async def find_checkin(
         self,
@@ -310,11 +107,11 @@ class VirtualQClient:
             if case_id is not None:
                 # A booking nobody checked in may have no Ticket yet: read it loosely first.
                 path = f"Cases/{int(case_id)}"
-                raw = await self._read("get_case", "GET", path, None, observe, _JSON)
+                raw = await self._read("get_case", "GET", path, None, observe, ANY_JSON)
                 state = CaseState.model_validate(raw if isinstance(raw, dict) else {})
                 if state.entity_status is None:
                     raise UpstreamUnavailable("the case has no EntityStatus: enqueued or not?")
-                if state.entity_status == _EXPECTED or state.case_status == 1:
+                if state.entity_status == EXPECTED or state.case_status == 1:
                     return None
                 try:
                     case = CaseDetail.model_validate(raw)

@@ -15,10 +15,7 @@ from twilio.rest import Client
 from . import phones
 from .settings import Settings
 
-log = logging.getLogger("checkin_bot.outbound")
-
-# Twilio's client logs each request's form, phone numbers and texts included, at INFO.
-logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+log = logging.getLogger("checkin_bot.texter")
 
 SEND_TIMEOUT_SECONDS = 10.0
 

@@ -1,4 +1,5 @@
-"""Customer-facing texts and keywords from prompts/<lang>.toml, checked to fit one SMS segment."""
+"""Customer-facing texts and keywords, per language, from bot/prompts/<lang>.toml; each text
+checked at start-up to fit one SMS segment."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import PromptError
+from ..replies import CHOICE_LISTS, PIECES, PLACEHOLDERS, ReplyKey
+
+BUILT_IN = Path(__file__).parent  # the texts shipped with the package, next to this file
+
 SEGMENT_LIMIT = 160
 
 # GSM 03.38 default alphabet; the extension table's characters cost two septets each.
@@ -19,49 +25,6 @@ GSM7_BASIC = (
 )
 GSM7_EXTENSION = "^{}\\[~]|€\f"
 _GSM7 = frozenset(GSM7_BASIC) | frozenset(GSM7_EXTENSION)
-
-# Every reply key the code can send, with the placeholders its text must use.
-PLACEHOLDERS: dict[str, frozenset[str]] = {
-    key: frozenset(names)
-    for key, names in {
-        "checked_in": ("ticket", "position", "wait"),
-        "checked_in_next": ("ticket",),
-        "checked_in_ticket_only": ("ticket",),
-        "status": ("ticket", "position", "wait"),
-        "status_next": ("ticket",),
-        "status_ticket_only": ("ticket",),
-        "status_remembered": ("ticket",),
-        "status_finished": (),
-        "status_not_checked_in": (),
-        "already_checked_in": (),
-        "confirm_early": (),
-        "confirm_late": (),
-        "confirm_prevent_auto_queue": (),
-        "confirm_again": (),
-        "declined": (),
-        "confirm_expired": (),
-        "see_reception_prevent_auto_queue": (),
-        "no_appointment": (),
-        "unknown_number": (),
-        "ask_booking_number": (),
-        "booking_number_not_found": ("number",),
-        "choose": ("options",),
-        "choose_again": ("options",),
-        "upstream_unavailable": (),
-        "checkin_not_done": (),
-        "checkin_unconfirmed": (),
-        "holding": (),
-        "holding_see_reception": (),
-        "rate_limited": (),
-        "help": (),
-        "hint": (),
-        "running_late": (),
-        "leave": (),
-        "opted_in": (),
-        "choice_item": ("number", "name"),
-        "choice_separator": (),
-    }.items()
-}
 
 # The longest values a text can be given (VirtualQ: Ticket <= 20 chars; names from the directory).
 WORST_CASE: dict[str, str] = {
@@ -74,10 +37,6 @@ WORST_CASE: dict[str, str] = {
 MAX_CHOICES = 9
 
 INTENTS = ("arrive", "yes", "no", "status", "help", "leave", "running_late")
-
-
-class PromptError(Exception):
-    """The prompts file for a language is missing a text, or a text is unusable."""
 
 
 def is_gsm7(text: str) -> bool:
@@ -121,22 +80,22 @@ class Prompts:
     opt_out: frozenset[str]
     opt_in: frozenset[str]
 
-    def render(self, key: str, **values: object) -> str:
+    def render(self, key: ReplyKey, **values: object) -> str:
         """The text for a reply key with its values filled in, within one GSM-7 segment."""
         safe = {name: to_gsm7(str(value)) for name, value in values.items()}
         text = self.texts[key].format_map(safe)
         return text if septets(text) <= SEGMENT_LIMIT else _truncate(text)
 
-    def render_choices(self, key: str, names: list[str]) -> str:
+    def render_choices(self, key: ReplyKey, names: list[str]) -> str:
         """A `choose` text listing the names, each shortened as needed to fit one segment."""
         return self.texts[key].format(options=self._options(key, names))
 
-    def _options(self, key: str, names: list[str]) -> str:
+    def _options(self, key: ReplyKey, names: list[str]) -> str:
         """`1 for Alex, 2 for Sam`, shortening names until the whole text fits one segment."""
         names = [to_gsm7(n).strip() for n in names]
         for limit in (50, 20, 12, 8, 5, 3):
-            options = self.texts["choice_separator"].join(
-                self.texts["choice_item"].format(number=i, name=_shorten(name, limit))
+            options = self.texts[ReplyKey.CHOICE_SEPARATOR].join(
+                self.texts[ReplyKey.CHOICE_ITEM].format(number=i, name=_shorten(name, limit))
                 for i, name in enumerate(names, start=1)
             )
             if septets(self.texts[key].format(options=options)) <= SEGMENT_LIMIT:
@@ -170,7 +129,7 @@ def load(directory: Path, language: str) -> Prompts:
     raw_keywords = data.get("keywords", {})
     for key, wanted in PLACEHOLDERS.items():
         if not isinstance(texts.get(key), str):
-            raise PromptError(f"{path}: text {key!r} is missing")
+            raise PromptError(f"{path}: text {str(key)!r} is missing")
         _check_text(path, key, texts[key], wanted)
     keywords: dict[str, tuple[str, ...]] = {}
     for name in (*INTENTS, "typo_exclusions", "opt_out", "opt_in"):
@@ -191,15 +150,16 @@ def load(directory: Path, language: str) -> Prompts:
     return prompts
 
 
-def _check_text(path: Path, key: str, text: str, wanted: frozenset[str]) -> None:
+def _check_text(path: Path, key: ReplyKey, text: str, wanted: frozenset[str]) -> None:
     used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    name = str(key)
     if unknown := used - wanted:
-        raise PromptError(f"{path}: text {key!r} uses unknown placeholder(s) {sorted(unknown)}")
+        raise PromptError(f"{path}: text {name!r} uses unknown placeholder(s) {sorted(unknown)}")
     if missing := wanted - used:
-        raise PromptError(f"{path}: text {key!r} must use placeholder(s) {sorted(missing)}")
+        raise PromptError(f"{path}: text {name!r} must use placeholder(s) {sorted(missing)}")
     if not is_gsm7(text):
         bad = sorted({c for c in text if c not in _GSM7})
-        raise PromptError(f"{path}: text {key!r} has non-GSM-7 character(s) {bad}")
+        raise PromptError(f"{path}: text {str(key)!r} has non-GSM-7 character(s) {bad}")
 
 
 def _check_keywords(path: Path, prompts: Prompts) -> None:
@@ -214,18 +174,18 @@ def _check_keywords(path: Path, prompts: Prompts) -> None:
 
 def _check_lengths(path: Path, prompts: Prompts) -> None:
     for key in PLACEHOLDERS:
-        if key in ("choice_item", "choice_separator"):
+        if key in PIECES:
             continue
         values: dict[str, object] = {
             name: WORST_CASE[name] for name in PLACEHOLDERS[key] if name in WORST_CASE
         }
-        if key in ("choose", "choose_again"):
+        if key in CHOICE_LISTS:
             text = prompts.render_choices(key, [WORST_CASE["name"]] * MAX_CHOICES)
         else:
             text = prompts.texts[key].format_map(values)
         if septets(text) > SEGMENT_LIMIT:
             raise PromptError(
-                f"{path}: text {key!r} is {septets(text)} characters with the longest values; "
+                f"{path}: text {str(key)!r} is {septets(text)} characters with the longest values; "
                 f"one SMS segment holds {SEGMENT_LIMIT}"
             )
 

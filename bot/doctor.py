@@ -1,4 +1,4 @@
-"""Self-checks: what `checkin-bot doctor` prints, and what GET /readyz answers.
+"""`checkin-bot doctor`: self-checks of a deployment, and what GET /readyz answers.
 
 Each check is one line: ok, warn (works, but probably not what you want) or FAIL, with the
 fix for anything that is not ok. Checks never change anything: the upstream and Twilio are
@@ -23,12 +23,12 @@ from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
-from . import phones, schema
+from . import phones
 from . import prompts as prompts_module
-from .errors import UpstreamAuthError, UpstreamUnavailable
-from .prompts import PromptError
+from .errors import PromptError, SchemaError, UpstreamAuthError, UpstreamUnavailable
 from .settings import Settings
-from .store import engine_at
+from .store import engine_at, schema
+from .store.engine import describe
 from .virtualq import VirtualQClient, make_client, make_http_client
 from .webhook import SignatureChecker
 
@@ -72,7 +72,7 @@ async def database(engine: AsyncEngine) -> Check:
     """Reachable, and at this release's schema."""
     try:
         revision = await schema.check(engine)  # connects: a driver error means unreachable
-    except schema.SchemaError as exc:
+    except SchemaError as exc:
         return Check("database", Status.FAIL, "schema is not this release's", str(exc))
     except Exception as exc:  # any driver error: the point is to report it
         return Check(
@@ -420,7 +420,7 @@ async def doctor(
     found += [staff_login(settings), retention(settings)]
     async with engine_at(settings.database_url, settings.database_pool_size) as engine:
         db = await database(engine)
-        where = schema.describe(engine)
+        where = describe(engine)
         found.append(Check(db.name, db.status, f"{where}: {db.detail}", db.fix))
         if db.status is Status.OK:
             found.append(await connection_budget(engine, settings, workers))

@@ -14,15 +14,13 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .errors import CheckinBotError
+from ..errors import SchemaError
+from .engine import describe
+from .tables import metadata
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
 FIRST_REVISION = "0001"  # the schema `create_all` made before migrations existed
 _MIGRATION_LOCK = 7_319_244_117  # any constant: one `migrate` at a time on PostgreSQL
-
-
-class SchemaError(CheckinBotError):
-    """The database is not at this release's schema version; the message says what to run."""
 
 
 def alembic_config() -> Config:
@@ -41,10 +39,6 @@ def head() -> str:
     heads = _scripts().get_heads()
     assert len(heads) == 1, f"migrations have several heads: {heads}"
     return heads[0]
-
-
-def describe(engine: AsyncEngine) -> str:
-    return engine.url.render_as_string(hide_password=True)
 
 
 async def current(engine: AsyncEngine) -> str | None:
@@ -98,7 +92,7 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
 
 
 async def new_revision(engine: AsyncEngine, message: str) -> Path:
-    """(Developers) write the next migration for what changed in bot/store.py's tables; the
+    """(Developers) write the next migration for what changed in bot/store/tables.py; the
     database must be at head. Review the file: autogenerate misses renames and data moves."""
     await check(engine)
     config = alembic_config()
@@ -116,7 +110,5 @@ async def new_revision(engine: AsyncEngine, message: str) -> Path:
 def autogenerate_diff(engine_conn: sa.Connection) -> list[Any]:
     """Differences between the tables in code and the migrated database (for tests)."""
     from alembic.autogenerate import compare_metadata
-
-    from .store import metadata
 
     return list(compare_metadata(MigrationContext.configure(engine_conn), metadata))

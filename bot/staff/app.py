@@ -9,23 +9,16 @@ Content-Security-Policy (no script at all), deny framing and are never cached. P
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import hashlib
 import hmac
 import json
 import logging
 import secrets
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -37,117 +30,22 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Mount, Route
 
-from . import review
-from .errors import BadWebhook
-from .outcomes import LABELS
-from .settings import Settings
-from .store import Store
-from .webhook import read_form
+from ..errors import BadFilter, HttpError
+from ..settings import Settings
+from ..store import Store
+from ..threads import LABELS
+from ..webhook import read_form
+from . import queries
+from .auth import SECURITY_HEADERS, Credentials, LoginThrottle, SecurityHeaders, basic_auth
 
 log = logging.getLogger("checkin_bot.staff")
 
 SESSION_SECONDS = 12 * 3600  # a shift; the cookie is renewed on every page
-FAILED_LOGIN_DELAY = 1.0  # seconds every failed login waits before its answer
-FAILED_LOGIN_LIMIT = 5  # failures per client within the window before logins are refused
-FAILED_LOGIN_WINDOW = 15 * 60
 COOKIE = "checkin_bot_staff"
 
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        b"frame-ancestors 'none'; base-uri 'none'",
-    ),
-    (b"x-frame-options", b"DENY"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
-]
-
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response of the wrapped app (all staff pages hold
-    personal data, so none may be cached, framed or run a script)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in {name for name, _ in SECURITY_HEADERS}
-                ] + SECURITY_HEADERS
-            await send(message)
-
-        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
-
-
-class Credentials:
-    """The staff login, compared in constant time (digests, so lengths leak nothing)."""
-
-    def __init__(self, username: str, password: str, secret: str) -> None:
-        self._user = _digest(username)
-        self._password = _digest(password)
-        # In every session: changing the password or the user signs everyone out.
-        self.fingerprint = hmac.new(
-            secret.encode(), f"{username}\0{password}".encode(), "sha256"
-        ).hexdigest()[:24]
-
-    def check(self, username: str, password: str) -> bool:
-        user_ok = hmac.compare_digest(_digest(username), self._user)
-        password_ok = hmac.compare_digest(_digest(password), self._password)
-        return user_ok & password_ok
-
-
-class LoginThrottle:
-    """Failed logins per client address, in this process: each failure waits
-    FAILED_LOGIN_DELAY, and FAILED_LOGIN_LIMIT of them in the window lock the client out."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, client: str) -> deque[float]:
-        now = self.clock()
-        found = self._failures.get(client, deque())
-        while found and now - found[0] > FAILED_LOGIN_WINDOW:
-            found.popleft()
-        return found
-
-    def retry_after(self, client: str) -> int:
-        """Seconds until this client may try again (0: now)."""
-        found = self._recent(client)
-        if len(found) < FAILED_LOGIN_LIMIT:
-            return 0
-        return max(1, int(FAILED_LOGIN_WINDOW - (self.clock() - found[0])))
-
-    async def failed(self, client: str, username: str, how: str) -> None:
-        found = self._recent(client)
-        found.append(self.clock())
-        if len(self._failures) > 10_000:  # bound the memory a flood of addresses can take
-            self._failures.clear()
-        self._failures[client] = found
-        log.warning(
-            "failed staff login (%s) for user %r from %s: %d in %d min",
-            how,
-            username[:64],
-            client,
-            len(found),
-            FAILED_LOGIN_WINDOW // 60,
-        )
-        await asyncio.sleep(FAILED_LOGIN_DELAY)
 
 
 def _client(request: Request) -> str:
@@ -283,7 +181,7 @@ class Staff:
             wait = self.throttle.retry_after(client)
             if wait:
                 return self._too_many(wait)
-            user, password = _basic(request.headers.get("authorization", ""))
+            user, password = basic_auth(request.headers.get("authorization", ""))
             if user is not None and self.credentials.check(user, password):
                 return await handler(request)
             if user is not None:
@@ -326,10 +224,7 @@ class Staff:
         wait = self.throttle.retry_after(client)
         if wait:
             return self._too_many(wait)
-        try:
-            form = await read_form(request)
-        except BadWebhook as exc:
-            return PlainTextResponse(str(exc), status_code=exc.status)
+        form = await read_form(request)
         target = _safe_next(form.get("next"))
         username = form.get("username", "")[:200]
         if not self._csrf_ok(request, form):
@@ -360,10 +255,7 @@ class Staff:
         return RedirectResponse(target, status_code=303)
 
     async def logout(self, request: Request) -> Response:
-        try:
-            form = await read_form(request)
-        except BadWebhook as exc:
-            return PlainTextResponse(str(exc), status_code=exc.status)
+        form = await read_form(request)
         if not self._csrf_ok(request, form):
             return PlainTextResponse("stale form: reload the page and try again", status_code=403)
         log.info("staff logout for user %r from %s", self.signed_in(request), _client(request))
@@ -373,22 +265,22 @@ class Staff:
     # --- pages and their twins ----------------------------------------------------------------
 
     def _today(self) -> date:
-        return review.local_today(self.zone, self.clock())
+        return queries.local_today(self.zone, self.clock())
 
     async def _dashboard(self, request: Request) -> dict[str, Any]:
         params = request.query_params
-        chosen = review.period(params.get("from"), params.get("to"), self.zone, self._today())
-        return await review.dashboard(
+        chosen = queries.period(params.get("from"), params.get("to"), self.zone, self._today())
+        return await queries.dashboard(
             self.store.engine, chosen, now=self.clock(), confirm_timeout=self.timeout
         )
 
     async def _list(self, request: Request) -> dict[str, Any]:
         params = dict(request.query_params)
-        chosen = review.filters(params, self.zone, self._today())
+        chosen = queries.filters(params, self.zone, self._today())
         before = params.get("before", "")
         if before and not before.isdigit():
-            raise review.BadFilter("before: expected a conversation number")
-        return await review.conversation_list(
+            raise BadFilter("before: expected a conversation number")
+        return await queries.conversation_list(
             self.store.engine,
             chosen,
             before=int(before) if before else None,
@@ -396,11 +288,11 @@ class Staff:
             region=self.settings.default_region,
             now=self.clock(),
             confirm_timeout=self.timeout,
-            limit=review.PAGE_SIZE,
+            limit=queries.PAGE_SIZE,
         )
 
     async def _detail(self, request: Request) -> dict[str, Any] | None:
-        return await review.conversation_detail(
+        return await queries.conversation_detail(
             self.store.engine,
             int(request.path_params["thread_id"]),
             zone=self.zone,
@@ -410,12 +302,9 @@ class Staff:
 
     def twin(self, read: Callable[[Request], Awaitable[dict[str, Any] | None]]) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            try:
-                found = await read(request)
-            except review.BadFilter as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
+            found = await read(request)
             if found is None:
-                return JSONResponse({"error": "no such conversation"}, status_code=404)
+                raise BadFilter("no such conversation", 404)
             return JSONResponse(found)
 
         return endpoint
@@ -424,12 +313,9 @@ class Staff:
         self, read: Callable[[Request], Awaitable[dict[str, Any] | None]], template: str
     ) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            try:
-                found = await read(request)
-            except review.BadFilter as exc:
-                return self.render(request, "error.html", status=400, message=str(exc))
+            found = await read(request)
             if found is None:
-                return self.render(request, "error.html", status=404, message="No such page.")
+                raise BadFilter("no such conversation", 404)
             return self.render(
                 request,
                 template,
@@ -444,14 +330,11 @@ class Staff:
 
     async def export(self, request: Request) -> Response:
         params = request.query_params
-        try:
-            chosen = review.period(params.get("from"), params.get("to"), self.zone, self._today())
-        except review.BadFilter as exc:
-            return PlainTextResponse(str(exc), status_code=400)
+        chosen = queries.period(params.get("from"), params.get("to"), self.zone, self._today())
         name = f"checkin-bot-messages-{chosen.first}-to-{chosen.last}.csv"
         log.info("CSV export of %s to %s by %s", chosen.first, chosen.last, _client(request))
         return StreamingResponse(
-            review.messages_csv(self.store.engine, chosen),
+            queries.messages_csv(self.store.engine, chosen),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
@@ -478,24 +361,20 @@ class Staff:
             Route("/messages.csv", data(self.export)),
         ]
 
-
-def _basic(header: str) -> tuple[str | None, str]:
-    """(user, password) from an HTTP Basic Authorization header; (None, "") if there is none."""
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return None, ""
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, ""
-    user, _, password = decoded.partition(":")
-    return user, password
+    def error(self, request: Request, exc: HttpError) -> Response:
+        """A 4xx of ours as staff see it: the error page, or JSON for a .json twin."""
+        if request.url.path.endswith(".json"):
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        if request.url.path.endswith(".csv") or "session" not in request.scope:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        return self.render(request, "error.html", status=exc.status, message=str(exc))
 
 
-def create_staff_app(
+def staff_mount(
     settings: Settings, store: Store, clock: Callable[[], datetime] | None = None
-) -> Starlette:
-    """The /staff app; when no staff login is configured, every route says how to set one."""
+) -> tuple[Mount, Staff | None]:
+    """The /staff pages, and their Staff (None when no staff login is configured: then every
+    route says how to set one)."""
     if not settings.staff_enabled():
 
         async def off(request: Request) -> Response:
@@ -504,24 +383,24 @@ def create_staff_app(
                 status_code=503,
             )
 
-        return Starlette(
-            routes=[Route("/{path:path}", off)], middleware=[Middleware(SecurityHeaders)]
-        )
+        routes = [Route("/{path:path}", off)]
+        return Mount("/staff", routes=routes, middleware=[Middleware(SecurityHeaders)]), None
     assert settings.secret_key is not None
     staff = Staff(settings, store, clock or (lambda: datetime.now(UTC)))
     https = (settings.public_base_url or "").startswith("https://")
-    return Starlette(
-        routes=staff.routes(),
-        middleware=[
-            Middleware(SecurityHeaders),  # outermost: on every answer, errors included
-            Middleware(
-                SessionMiddleware,
-                secret_key=settings.secret_key.get_secret_value(),
-                session_cookie=COOKIE,
-                max_age=SESSION_SECONDS,
-                path="/staff",
-                same_site="lax",
-                https_only=https,
-            ),
-        ],
-    )
+    middleware = [
+        Middleware(SecurityHeaders),  # outermost: on every answer
+        Middleware(
+            SessionMiddleware,
+            secret_key=settings.secret_key.get_secret_value(),
+            session_cookie=COOKIE,
+            max_age=SESSION_SECONDS,
+            path="/staff",
+            same_site="lax",
+            https_only=https,
+        ),
+    ]
+    return Mount("/staff", routes=staff.routes(), middleware=middleware), staff
+
+
+__all__ = ["SECURITY_HEADERS", "Staff", "staff_mount"]

@@ -1,0 +1,87 @@
+"""Texts a stopped process left unanswered: found in the log and answered once, by text."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime, timedelta
+
+from . import logs, phones
+from .errors import PhoneBusy
+from .late import Answer
+from .service import Service
+from .store.log import UNANSWERED_AFTER, Handled, Unanswered
+
+log = logging.getLogger("checkin_bot.reclaimer")
+
+# After RECLAIM_WITHIN it is too late to act on a text: the customer was sent to reception by
+# the Fallback URL, or left.
+RECLAIM_WITHIN = timedelta(minutes=10)
+RECLAIM_EVERY_SECONDS = 30.0
+
+
+class Reclaimer:
+    """Answers texts whose process died before answering them (any process may run this: a
+    text is answered once, under its phone's turn)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def reclaim(self) -> int:
+        """Answer the unanswered texts, texting the answers; how many were answered. Texts
+        older than RECLAIM_WITHIN are only marked as abandoned."""
+        now = self.service.clock()
+        answered = 0
+        for text in await self.service.store.log.unanswered(now - UNANSWERED_AFTER):
+            answer = await self._reclaim(text, now)
+            if answer is not None:
+                answered += 1
+                await self.service.late.deliver(text.phone, answer)
+        return answered
+
+    async def _reclaim(self, text: Unanswered, now: datetime) -> Answer | None:
+        service = self.service
+        logs.conversation.set(service.log_key(text.phone))
+        try:
+            async with service.store.turns.take(text.phone, 0.5) as turn:
+                if await turn.handled(text.id):
+                    return None
+                if now - text.created_at > RECLAIM_WITHIN:
+                    log.warning(
+                        "a text from %s was never answered; too old to act on now",
+                        phones.mask(text.phone),
+                    )
+                    state = (await turn.conversation()).state
+                    await turn.finish(
+                        Handled(
+                            inbound_id=text.id,
+                            phone=text.phone,
+                            state_before=state,
+                            state_after=None,
+                            data_after=None,
+                            intent="abandoned",
+                            reply=None,
+                            reply_key=None,
+                            segments=None,
+                            calls=(),
+                            now=now,
+                        )
+                    )
+                    return None
+                log.warning(
+                    "answering a text from %s that a stopped process left unanswered",
+                    phones.mask(text.phone),
+                )
+                return await service.answer(turn, text.id, text.phone, text.body)
+        except PhoneBusy:
+            return None  # someone is answering this phone: they will see it next time
+
+    async def keep_reclaiming(self, every: float = RECLAIM_EVERY_SECONDS) -> None:
+        """Run `reclaim` now and then, for as long as the process lives."""
+        while True:
+            try:
+                await self.reclaim()
+            except Exception as exc:
+                log.warning("could not look for unanswered texts: %s", exc)
+            await asyncio.sleep(every * random.uniform(0.5, 1.5))

@@ -1,0 +1,484 @@
+"""The log: every text in and out, grouped into threads (one visit each), with the VirtualQ
+calls each caused and each reply's delivery status; and its retention (purge)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import conversations as saved_conversations
+from .tables import conversations, messages, threads, upstream_calls
+
+THREAD_GAP = timedelta(hours=6)  # silence after which a phone's next text starts a new thread
+# An inbound text still unanswered this long after it arrived was dropped (its process died):
+# staff see it flagged, and the reclaimer answers it.
+UNANSWERED_AFTER = timedelta(seconds=60)
+
+# Twilio's message statuses in the order they can happen; a callback never moves one back.
+STATUS_RANK = {
+    "replied": 0,  # ours: answered as TwiML, nothing heard from Twilio yet
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+    "unsent": 6,  # ours: an answer we could not send (no REST credentials, or Twilio refused)
+}
+
+
+def advisory_key(name: str) -> int:
+    """A 64-bit PostgreSQL advisory lock key for a name; a collision only makes two names
+    take turns."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A stored inbound message; `duplicate` when Twilio delivered this MessageSid before."""
+
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored outbound text: its id (for delivery status) and body."""
+
+    id: int
+    body: str
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """An inbound text nobody answered."""
+
+    id: int
+    phone: str
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Call:
+    """One upstream call, as the log keeps it."""
+
+    operation: str
+    request: Mapping[str, Any]
+    status: int | None
+    latency_ms: int
+    outcome: str
+    response: str | None
+    error: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Who:
+    """A thread's customer, for staff search: any field may be unknown (None)."""
+
+    personal_id: str | None = None
+    name: str | None = None
+    ticket: str | None = None
+    case_id: int | None = None
+
+
+# Moves a thread's outcome on: (outcome now) -> (outcome after, whether that gave a ticket).
+Advance = Callable[[str], tuple[str, bool]]
+
+
+@dataclass(frozen=True)
+class Handled:
+    """One message's outcome, written in one transaction: its upstream calls, the reply, the
+    thread's summary and the phone's conversation (`state_after` None: not ours to change,
+    e.g. another message from this phone still holds the turn)."""
+
+    inbound_id: int
+    phone: str
+    state_before: str
+    state_after: str | None
+    data_after: Mapping[str, Any] | None
+    intent: str
+    reply: str | None
+    reply_key: str | None
+    segments: int | None
+    calls: tuple[Call, ...]
+    now: datetime
+    advance: Advance | None = None
+    who: Who | None = None
+
+
+@dataclass
+class Purged:
+    """What a purge deleted."""
+
+    threads: int = 0
+    messages: int = 0
+    upstream_calls: int = 0
+    conversations: int = 0  # phones' conversation rows
+
+    def add(self, threads: int, messages: int, upstream_calls: int) -> None:
+        self.threads += threads
+        self.messages += messages
+        self.upstream_calls += upstream_calls
+
+
+class Log:
+    """Reads and writes of the message log outside a phone's turn; each its own transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def record_inbound(
+        self,
+        phone: str,
+        sid: str,
+        body: str,
+        num_media: int,
+        now: datetime,
+        idempotency_token: str | None = None,
+    ) -> Inbound:
+        """Store an inbound message before anything else; a repeated MessageSid is flagged."""
+        row = dict(
+            phone=phone,
+            direction="in",
+            body=body,
+            message_sid=sid,
+            idempotency_token=idempotency_token,
+            num_media=num_media,
+            created_at=now,
+        )
+        try:
+            async with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Two first texts at once must not open two threads (SQLite's writes are
+                    # serialised already: the insert below takes the database's write lock).
+                    key = advisory_key(f"thread:{phone}")
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+                new_id = await conn.scalar(messages.insert().values(**row).returning(messages.c.id))
+                thread_id = await _thread_for(conn, phone, now)
+                await conn.execute(
+                    messages.update().where(messages.c.id == new_id).values(thread_id=thread_id)
+                )
+                return Inbound(int(new_id), False)
+        except sa.exc.IntegrityError:
+            async with self.engine.connect() as conn:
+                found = await conn.scalar(
+                    sa.select(messages.c.id).where(messages.c.message_sid == sid)
+                )
+            if found is None:
+                raise
+            return Inbound(int(found), True)
+
+    async def answer_to(
+        self, inbound_id: int, wait: float, poll: float = 0.05
+    ) -> tuple[bool, Stored | None]:
+        """(handled, its reply) for an inbound message, waiting up to `wait` seconds."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            async with self.engine.connect() as conn:
+                handled = await conn.scalar(
+                    sa.select(messages.c.handled_at).where(messages.c.id == inbound_id)
+                )
+                if handled is not None:
+                    reply = (
+                        await conn.execute(
+                            sa.select(messages.c.id, messages.c.body)
+                            .where(messages.c.reply_to == inbound_id, messages.c.direction == "out")
+                            .order_by(messages.c.id)
+                            .limit(1)
+                        )
+                    ).first()
+                    return True, None if reply is None else Stored(reply.id, reply.body)
+            if asyncio.get_running_loop().time() >= deadline:
+                return False, None
+            await asyncio.sleep(poll)
+
+    async def record_status(
+        self, reply_id: int | None, sid: str | None, status: str, error_code: str | None
+    ) -> bool:
+        """Record an outbound text's delivery status from Twilio's callback, or what Twilio's
+        REST API said to a text we sent ourselves (no `sid`: "unsent"); False when there is no
+        such text or it already has a later status (a callback can beat the API's answer)."""
+        if reply_id is None and sid is None:
+            raise ValueError("record_status needs the reply's id or its MessageSid")
+        rank = STATUS_RANK.get(status, 0)
+        current_rank = sa.case(STATUS_RANK, value=messages.c.status, else_=0)
+        if reply_id is not None:
+            # A duplicate webhook delivery sends the reply twice: the first SID reported wins.
+            which = sa.and_(
+                messages.c.id == reply_id,
+                sa.or_(messages.c.message_sid.is_(None), messages.c.message_sid == sid),
+            )
+        else:
+            which = messages.c.message_sid == sid
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                messages.update()
+                .where(which, messages.c.direction == "out", current_rank <= rank)
+                .values(
+                    message_sid=sa.func.coalesce(sid, messages.c.message_sid),
+                    status=status,
+                    error_code=sa.func.coalesce(error_code, messages.c.error_code),
+                )
+            )
+        return bool(result.rowcount)
+
+    async def record_reply(
+        self, inbound_id: int, phone: str, text: str, reply_key: str, segments: int, now: datetime
+    ) -> int:
+        """An extra reply to a message that is still being handled (the holding reply)."""
+        async with self.engine.begin() as conn:
+            state = (await saved_conversations.load(conn, phone)).state
+            thread_id = await _thread_of(conn, inbound_id)
+            reply_id = await _insert_reply(
+                conn, phone, thread_id, inbound_id, text, reply_key, (state, state), segments, now
+            )
+            await conn.execute(
+                threads.update()
+                .where(threads.c.id == thread_id)
+                .values(message_count=threads.c.message_count + 1)
+            )
+            return reply_id
+
+    async def unanswered(self, before: datetime, limit: int = 20) -> list[Unanswered]:
+        """Inbound texts stored before `before` whose answer was never decided: the process
+        handling them died (or the database failed it), oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        messages.c.id, messages.c.phone, messages.c.body, messages.c.created_at
+                    )
+                    .where(
+                        messages.c.direction == "in",
+                        messages.c.handled_at.is_(None),
+                        messages.c.created_at < before,
+                    )
+                    .order_by(messages.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [Unanswered(r.id, r.phone, r.body, r.created_at) for r in rows]
+
+    async def inbound_since(self, phone: str, since: datetime) -> int:
+        """How many texts a phone sent from `since` on (for the rate limit)."""
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(messages)
+                .where(
+                    messages.c.phone == phone,
+                    messages.c.direction == "in",
+                    messages.c.created_at >= since,
+                )
+            )
+        return int(found or 0)
+
+    async def finish(self, handled: Handled) -> int | None:
+        """Persist a message's outcome outside a turn, in one transaction; the reply's id."""
+        async with self.engine.begin() as conn:
+            return await finish(conn, handled)
+
+    async def state_of(self, phone: str) -> str:
+        """The phone's conversation state as stored."""
+        async with self.engine.connect() as conn:
+            return (await saved_conversations.load(conn, phone)).state
+
+    async def purge(
+        self, before: datetime, keep_states: tuple[str, ...], batch: int = 500
+    ) -> Purged:
+        """Delete threads whose last text is older than `before`, with their messages and
+        upstream calls, and phones' conversations last touched before it unless their state
+        is one of `keep_states`. Short transactions of `batch` threads, so the bot keeps
+        answering while a purge runs."""
+        purged = Purged()
+        while True:
+            async with self.engine.begin() as conn:
+                ids = (
+                    (
+                        await conn.execute(
+                            sa.select(threads.c.id).where(threads.c.last_at < before).limit(batch)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                if not ids:
+                    break
+                in_threads = sa.select(messages.c.id).where(messages.c.thread_id.in_(ids))
+                calls = await conn.execute(
+                    upstream_calls.delete().where(upstream_calls.c.message_id.in_(in_threads))
+                )
+                texts = await conn.execute(messages.delete().where(messages.c.thread_id.in_(ids)))
+                await conn.execute(threads.delete().where(threads.c.id.in_(ids)))
+                purged.add(len(ids), texts.rowcount, calls.rowcount)
+        async with self.engine.begin() as conn:
+            orphans = sa.select(messages.c.id).where(
+                messages.c.thread_id.is_(None), messages.c.created_at < before
+            )
+            calls = await conn.execute(
+                upstream_calls.delete().where(upstream_calls.c.message_id.in_(orphans))
+            )
+            texts = await conn.execute(
+                messages.delete().where(
+                    messages.c.thread_id.is_(None), messages.c.created_at < before
+                )
+            )
+            purged.add(0, texts.rowcount, calls.rowcount)
+            memory = await conn.execute(
+                conversations.delete().where(
+                    conversations.c.updated_at < before, conversations.c.state.not_in(keep_states)
+                )
+            )
+            purged.conversations = memory.rowcount
+        return purged
+
+
+async def handled(conn: AsyncConnection, inbound_id: int) -> bool:
+    """Whether an inbound message's answer has been decided."""
+    at = await conn.scalar(sa.select(messages.c.handled_at).where(messages.c.id == inbound_id))
+    return at is not None
+
+
+async def finish(conn: AsyncConnection, h: Handled) -> int | None:
+    """Write a message's outcome; the id of the reply stored (None: it was silent)."""
+    state_after = h.state_after if h.state_after is not None else h.state_before
+    thread_id = await _thread_of(conn, h.inbound_id)
+    if h.calls:
+        await conn.execute(
+            upstream_calls.insert(),
+            [
+                dict(
+                    message_id=h.inbound_id,
+                    operation=c.operation,
+                    request=dict(c.request),
+                    status=c.status,
+                    latency_ms=c.latency_ms,
+                    outcome=c.outcome,
+                    response=c.response,
+                    error=c.error,
+                    created_at=c.at,
+                )
+                for c in h.calls
+            ],
+        )
+    reply_id = None
+    if h.reply is not None:
+        states = (h.state_before, state_after)
+        reply_id = await _insert_reply(
+            conn, h.phone, thread_id, h.inbound_id, h.reply, h.reply_key, states, h.segments, h.now
+        )
+    await conn.execute(
+        messages.update()
+        .where(messages.c.id == h.inbound_id)
+        .values(
+            intent=h.intent[:64],
+            state_before=h.state_before,
+            state_after=state_after,
+            handled_at=h.now,
+        )
+    )
+    if thread_id is not None:
+        await _update_thread(conn, thread_id, h)
+    if h.state_after is not None:
+        await saved_conversations.save(conn, h.phone, h.state_after, h.data_after or {}, h.now)
+    return None if reply_id is None else int(reply_id)
+
+
+async def _thread_for(conn: AsyncConnection, phone: str, now: datetime) -> int:
+    """The phone's current thread, counting one more message in it; a new one after a gap."""
+    latest = (
+        await conn.execute(
+            sa.select(threads.c.id, threads.c.last_at)
+            .where(threads.c.phone == phone)
+            .order_by(threads.c.started_at.desc(), threads.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if latest is None or now - latest.last_at > THREAD_GAP:
+        new_id = await conn.scalar(
+            threads.insert()
+            .values(phone=phone, started_at=now, last_at=now, outcome="other", message_count=1)
+            .returning(threads.c.id)
+        )
+        return int(new_id)
+    await conn.execute(
+        threads.update()
+        .where(threads.c.id == latest.id)
+        .values(last_at=max(now, latest.last_at), message_count=threads.c.message_count + 1)
+    )
+    return int(latest.id)
+
+
+async def _update_thread(conn: AsyncConnection, thread_id: int, h: Handled) -> None:
+    """Move the thread's outcome on and note what this message told us about the customer."""
+    row = (
+        await conn.execute(
+            sa.select(threads.c.outcome, threads.c.last_at).where(threads.c.id == thread_id)
+        )
+    ).first()
+    if row is None:
+        return
+    values: dict[str, Any] = dict(
+        last_at=max(h.now, row.last_at),
+        message_count=threads.c.message_count + (1 if h.reply is not None else 0),
+    )
+    if h.advance is not None:
+        values["outcome"], ticketed = h.advance(row.outcome)
+        if ticketed:
+            values["ticket_at"] = h.now
+    if h.who is not None:
+        known = {k: v for k, v in vars(h.who).items() if v is not None}
+        if "name" in known:
+            known["name"] = str(known["name"])[:200]
+        values |= known
+    await conn.execute(threads.update().where(threads.c.id == thread_id).values(**values))
+
+
+async def _thread_of(conn: AsyncConnection, message_id: int) -> int | None:
+    found = await conn.scalar(sa.select(messages.c.thread_id).where(messages.c.id == message_id))
+    return None if found is None else int(found)
+
+
+async def _insert_reply(
+    conn: AsyncConnection,
+    phone: str,
+    thread_id: int | None,
+    inbound_id: int,
+    text: str,
+    reply_key: str | None,
+    states: tuple[str, str],
+    segments: int | None,
+    now: datetime,
+) -> int:
+    reply_id = await conn.scalar(
+        messages.insert()
+        .values(
+            phone=phone,
+            thread_id=thread_id,
+            direction="out",
+            body=text,
+            prompt=reply_key,
+            reply_to=inbound_id,
+            state_before=states[0],
+            state_after=states[1],
+            segments=segments,
+            status="replied",
+            created_at=now,
+        )
+        .returning(messages.c.id)
+    )
+    return int(reply_id)

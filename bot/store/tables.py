@@ -1,0 +1,140 @@
+"""Every table the bot keeps, as SQLAlchemy Core: add a table here, then write its migration
+(`checkin-bot migrate --new-revision "what changed"`); tests/test_schema.py keeps them equal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset of its own)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+metadata = sa.MetaData()
+
+conversations = sa.Table(
+    # The bot's memory of each phone: where its conversation stands (bot.conversation).
+    "conversations",
+    metadata,
+    sa.Column("phone", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+threads = sa.Table(
+    # One visit's texts from one phone, for staff (the staff pages call it a conversation): a
+    # new thread starts when a phone texts after THREAD_GAP of silence. Its summary columns are
+    # kept up to date as messages are handled.
+    "threads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("phone", sa.String(64), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("last_at", UTCDateTime, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("personal_id", sa.String(30)),
+    sa.Column("name", sa.String(200)),
+    sa.Column("ticket", sa.String(32)),
+    sa.Column("case_id", sa.BigInteger),
+    sa.Column("ticket_at", UTCDateTime),  # when the bot first gave them a ticket
+    sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_threads_started", "started_at", "id"),
+    sa.Index("ix_threads_outcome_started", "outcome", "started_at", "id"),
+    sa.Index("ix_threads_phone_started", "phone", "started_at", "id"),
+    sa.Index("ix_threads_personal_id", "personal_id"),
+    sa.Index("ix_threads_ticket", "ticket"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("phone", sa.String(64), nullable=False),
+    sa.Column("thread_id", sa.Integer, sa.ForeignKey("threads.id", name="fk_messages_thread_id")),
+    sa.Column("direction", sa.String(3), nullable=False),  # in / out
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("message_sid", sa.String(64), unique=True),  # inbound: Twilio's; out: once sent
+    # Twilio's I-Twilio-Idempotency-Token: the same on every retry of one webhook delivery.
+    sa.Column("idempotency_token", sa.String(128)),
+    sa.Column("reply_to", sa.Integer, sa.ForeignKey("messages.id")),
+    sa.Column("intent", sa.String(64)),
+    sa.Column("prompt", sa.String(64)),  # outbound: the ReplyKey of the text sent
+    sa.Column("state_before", sa.String(32)),
+    sa.Column("state_after", sa.String(32)),
+    sa.Column("segments", sa.Integer),
+    sa.Column("num_media", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16)),  # delivery status of outbound texts
+    sa.Column("error_code", sa.String(16)),
+    sa.Column("handled_at", UTCDateTime),  # inbound: when its answer was decided
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_messages_phone_id", "phone", "id"),
+    sa.Index("ix_messages_reply_to", "reply_to"),
+    sa.Index("ix_messages_created_at", "created_at"),
+    sa.Index("ix_messages_thread_id", "thread_id", "id"),
+)
+
+upstream_calls = sa.Table(
+    "upstream_calls",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.Integer, sa.ForeignKey("messages.id"), index=True),
+    sa.Column("operation", sa.String(32), nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(64), nullable=False),  # the call's classified result
+    sa.Column("response", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_upstream_calls_created_at", "created_at"),
+)
+
+directory = sa.Table(
+    # Phone -> PersonalId, imported by `checkin-bot directory import` (bot.directory_file).
+    "directory",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("phone", sa.String(32), nullable=False, index=True),
+    sa.Column("personal_id", sa.String(30), nullable=False),
+    sa.Column("name", sa.String(100)),
+    sa.Column("language", sa.String(8)),  # the customer's language (ISO 639-1), if known
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("phone", "personal_id", name="uq_directory_phone_personal_id"),
+)
+
+opt_outs = sa.Table(
+    # Unused since schema 0005: a phone's opt-out is its conversation's `opted_out` state, the
+    # one place that is read. Kept until a later release drops it, since the release phase
+    # migrates while the previous release still runs and writes here.
+    "opt_outs",
+    metadata,
+    sa.Column("phone", sa.String(64), primary_key=True),
+    sa.Column("keyword", sa.String(32)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+phone_locks = sa.Table(
+    # Per-phone leases on SQLite, where several worker processes share one file; PostgreSQL
+    # uses advisory locks instead (bot.store.turns).
+    "phone_locks",
+    metadata,
+    sa.Column("phone", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,95 @@
+"""VirtualQ's payloads: validate what the bot uses, tolerate the rest (VIRTUALQ.md: the help
+pages' samples carry out-of-range values, seven-digit fractions and unknown fields)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.alias_generators import to_pascal
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_pascal, validate_by_name=True, extra="ignore")
+
+
+class Customer(_Model):
+    customer_id: int | None = None
+    personal_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    tel_number1: str | None = None
+    tel_number2: str | None = None
+    dob: datetime | None = Field(None, validation_alias=AliasChoices("DOB", "Dob", "dob"))
+    sex: int | None = None  # documented 0..2; samples carry 64
+    is_active: bool | None = None
+    custom_properties: dict[str, Any] | None = None
+
+
+_FINISHED = (8, 15)  # EntityStatus Completed, Cancelled
+
+
+class CaseDetail(_Model):
+    case_id: int
+    process_id: int | None = None
+    ticket: str = Field(min_length=1, max_length=40)
+    case_date_created: datetime | None = None
+    arrival_time: datetime | None = None
+    time_zone_offset: int | None = None
+    case_status: int | None = None  # documented 0/1; samples carry 10
+    process_status: int | None = None
+    customer: Customer | None = None
+    service_id: int | None = None
+    service_name: str | None = None
+    unit_id: int | None = None
+    unit_name: str | None = None
+    location_name: str | None = None
+    language_code: str | None = None
+    entity_status: int | None = None
+    resolution: int | None = None
+    queue_position: int | None = None
+    wait_time_est: int | None = None
+
+    @property
+    def active(self) -> bool:
+        """Still waiting or being served: not closed (CaseStatus 1), completed or cancelled.
+
+        Resolution is not used: a default 0 ("Complete") on an open case is plausible."""
+        return self.case_status != 1 and self.entity_status not in _FINISHED
+
+    @property
+    def position(self) -> int | None:
+        """0-based place in line (QueuePosition); None when VirtualQ gave none or nonsense."""
+        return self.queue_position if (self.queue_position or 0) >= 0 else None
+
+    @property
+    def wait(self) -> int | None:
+        """Estimated minutes left (WaitTimeEst), never negative."""
+        return max(self.wait_time_est, 0) if self.wait_time_est is not None else None
+
+
+class WaitingTicket(_Model):
+    """One row of `GET Tickets/Waiting/{unitId}`."""
+
+    case_id: int
+    process_id: int | None = None
+    personal_id: str | None = None
+    q_code: str | None = Field(None, validation_alias=AliasChoices("QCode", "qCode", "q_code"))
+    q_number: int | None = Field(
+        None, validation_alias=AliasChoices("QNumber", "qNumber", "q_number")
+    )
+
+
+class CaseState(_Model):
+    """What a case says about whether it was enqueued (a booking may have no Ticket yet)."""
+
+    entity_status: int | None = None
+    case_status: int | None = None
+
+
+ANY_JSON: TypeAdapter[Any] = TypeAdapter(Any)
+CASE = TypeAdapter(CaseDetail)
+WAITING = TypeAdapter(list[WaitingTicket])
+EXPECTED = 0  # EntityStatus of a booking nobody has checked in yet
