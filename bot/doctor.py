@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlencode, urlsplit
@@ -177,6 +179,24 @@ def staff_login(settings: Settings) -> Check:
             "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )
     return _ok("staff login", f"/staff/ for {settings.staff_username}")
+
+
+def proxies(environ: Mapping[str, str]) -> Check:
+    """FORWARDED_ALLOW_IPS (uvicorn's): whose X-Forwarded-For is believed for client
+    addresses (logs, the staff login throttle)."""
+    trusted = environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    if trusted == "*":
+        return Check(
+            "proxies",
+            Status.WARN,
+            "FORWARDED_ALLOW_IPS=* believes X-Forwarded-For from any address",
+            "fine when every request comes through the platform's router (Heroku, Render…): "
+            "the bot reads the address the router saw, the right-most hop. If the app's port "
+            "is reachable directly, list the router's addresses instead",
+        )
+    if not trusted:
+        return _ok("proxies", "X-Forwarded-For believed from 127.0.0.1 only (uvicorn's default)")
+    return _ok("proxies", f"X-Forwarded-For believed from {trusted}")
 
 
 def retention(settings: Settings) -> Check:
@@ -417,7 +437,7 @@ async def doctor(
     Twilio (tests pass one with a fake transport); `live=False` skips both."""
     found = [_ok("settings", "read from the environment"), prompts(settings)]
     found += [webhook_security(settings), public_url(settings), signature_round_trip(settings)]
-    found += [staff_login(settings), retention(settings)]
+    found += [staff_login(settings), proxies(os.environ), retention(settings)]
     async with engine_at(settings.database_url, settings.database_pool_size) as engine:
         db = await database(engine)
         where = describe(engine)

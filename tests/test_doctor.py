@@ -97,6 +97,7 @@ async def test_a_good_configuration_passes_every_check(
         "public url",
         "signature trip",
         "staff login",
+        "proxies",
         "retention",
         "database",
         "connections",

@@ -36,7 +36,31 @@ def test_two_short_names_are_offered_whole(prompts: Prompts) -> None:
 def test_values_outside_gsm7_are_made_safe(prompts: Prompts) -> None:
     text = prompts.render_choices("choose", ["Zoë Ñúñez", "李 Wang 🙂"])
     assert P.is_gsm7(text)
-    assert text == "Who is checking in? Reply 1 for Zoe Ñuñez, 2 for Wang."
+    assert text == "Who is checking in? Reply 1 for Zoe Ñuñez, 2 for Li Wang."
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Дмитрий Иванов", "Dmitriy Ivanov"),
+        ("王芳", "WangFang"),
+        ("Łukasz", "Lukasz"),
+        ("Σοφία Παπαδοπούλου", "Sofia Papadopoulou"),
+        ("Nguyễn Thị Hương", "Nguyen Thi Huong"),
+        ("José", "José"),  # é is GSM-7: kept
+    ],
+)
+def test_names_in_any_script_survive_into_a_one_segment_reply(
+    prompts: Prompts, name: str, shown: str
+) -> None:
+    text = prompts.render_choices("choose", [name, "Mia Patel"])
+    assert P.is_gsm7(text) and P.segments(text) == 1
+    assert text == f"Who is checking in? Reply 1 for {shown}, 2 for Mia Patel."
+
+
+def test_a_name_with_nothing_to_show_is_listed_by_its_number(prompts: Prompts) -> None:
+    text = prompts.render_choices("choose", ["🙂🙂", "Mia"])
+    assert text == "Who is checking in? Reply 1 for #1, 2 for Mia."
 
 
 def test_segments_counts_gsm7_and_unicode() -> None:

@@ -202,13 +202,6 @@ async def test_booking_number_fallback_end_to_end(db_url: str, clock: Clock) -> 
         assert "Ticket A003" in (await b.text(STRANGER, "100001") or "")
 
 
-def test_settings_refuse_a_bad_value_naming_it() -> None:
-    from bot.settings import SettingsError, load_settings
-
-    with pytest.raises(SettingsError, match="PERSONAL_ID_SOURCE"):
-        load_settings(personal_id_source="fax")
-
-
 async def test_a_message_that_cannot_get_its_turn_is_answered_and_logged(
     bot: Bot, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

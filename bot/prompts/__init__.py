@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from anyascii import anyascii
+
 from ..errors import PromptError
 from ..replies import CHOICE_LISTS, PIECES, PLACEHOLDERS, ReplyKey
 
@@ -58,15 +60,28 @@ def segments(text: str) -> int:
 
 
 def to_gsm7(value: str) -> str:
-    """A value made GSM-7 safe: accents dropped where that helps, other characters removed."""
-    out = []
-    for char in value:
-        if char in _GSM7:
-            out.append(char)
-            continue
-        base = unicodedata.normalize("NFKD", char)
-        out.append("".join(c for c in base if c in _GSM7 and not unicodedata.combining(c)))
-    return "".join(out)
+    """A value made GSM-7 safe, so a reply never falls back to 70-character UCS-2 segments:
+    a word whose accents are all it lacks loses them (Zoë: Zoe); a word in another script is
+    transliterated whole (Łukasz: Lukasz, Σοφία: Sofia, 王芳: WangFang); symbols and emoji
+    that GSM-7 cannot show are left out."""
+    words = []
+    for word in value.split():
+        kept = "".join(c for c in word if c in _GSM7 or unicodedata.category(c)[0] in "LNM")
+        plain = "".join(c if c in _GSM7 else _unaccented(c) for c in kept)
+        if not all(c in _GSM7 for c in plain):
+            for greek, latin in _GREEK_DIGRAPHS.items():  # anyascii reads ου as "oy"
+                kept = kept.replace(greek, latin)
+            plain = "".join(c for c in anyascii(kept) if c in _GSM7)
+        if plain:
+            words.append(plain)
+    return " ".join(words)
+
+
+_GREEK_DIGRAPHS = {"ου": "ou", "ού": "ou", "Ου": "Ou", "ΟΥ": "OU"}
+
+
+def _unaccented(char: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
 
 
 @dataclass(frozen=True)
@@ -92,7 +107,8 @@ class Prompts:
 
     def _options(self, key: ReplyKey, names: list[str]) -> str:
         """`1 for Alex, 2 for Sam`, shortening names until the whole text fits one segment."""
-        names = [to_gsm7(n).strip() for n in names]
+        # A name with nothing GSM-7 can show (emoji only) is listed by its number.
+        names = [to_gsm7(n) or f"#{i}" for i, n in enumerate(names, start=1)]
         for limit in (50, 20, 12, 8, 5, 3):
             options = self.texts[ReplyKey.CHOICE_SEPARATOR].join(
                 self.texts[ReplyKey.CHOICE_ITEM].format(number=i, name=_shorten(name, limit))

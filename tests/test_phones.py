@@ -1,0 +1,44 @@
+"""Phone numbers: E.164 from any format, PersonalId formats, and masks for the logs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import phones
+from bot.settings import PhoneIdFormat
+
+
+@pytest.mark.parametrize(
+    "raw", ["0491 570 156", "+61 491 570 156", "(04) 9157 0156", "0491-570-156", "+61491570156"]
+)
+def test_any_format_is_the_same_number(raw: str) -> None:
+    assert phones.normalise(raw, "AU") == "+61491570156"
+
+
+@pytest.mark.parametrize("raw", ["", "12", "not a phone", "0" * 50, "+999 1234"])
+def test_what_is_not_a_number_is_none(raw: str) -> None:
+    assert phones.normalise(raw, "AU") is None
+
+
+def test_senders_that_are_not_numbers_keep_a_conversation_key() -> None:
+    assert phones.sender_key("MyClinic", "AU") == "MyClinic"
+    assert phones.sender_key(" 0491 570 156 ", "AU") == "+61491570156"
+    assert len(phones.sender_key("x" * 100, "AU")) == 64
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        (PhoneIdFormat.E164, "+61491570156"),
+        (PhoneIdFormat.E164_DIGITS, "61491570156"),
+        (PhoneIdFormat.NATIONAL_DIGITS, "0491570156"),
+    ],
+)
+def test_a_number_as_personal_id(fmt: PhoneIdFormat, expected: str) -> None:
+    assert phones.as_personal_id("+61491570156", fmt) == expected
+
+
+def test_masks_hide_the_middle_digits() -> None:
+    assert phones.mask("+61491570156") == "+61 4** *** 156"
+    assert phones.mask("12345") == "***"
+    assert "570" not in phones.mask("+1 415 570 2671")
