@@ -16,17 +16,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import doctor, phones
 from . import prompts as prompts_module
-from .errors import HttpError, NotHandled, SchemaError
+from .errors import ClientGone, HttpError, NotHandled, SchemaError
 from .logs import RequestId
-from .prompts import Prompts
+from .prompts import Catalogue
+from .proxy import ForwardedFor
 from .reclaimer import Reclaimer
 from .replies import ReplyKey
 from .service import Service
 from .settings import Settings
-from .staff.app import SECURITY_HEADERS, Staff, staff_mount
+from .staff.app import Staff, staff_mount
+from .staff.auth import SecurityHeaders
 from .store import schema, store_at
 from .virtualq import make_client, make_http_client
 from .webhook import SignatureChecker, Webhooks, healthz, twiml
@@ -37,7 +40,7 @@ log = logging.getLogger("checkin_bot.app")
 def create_app(
     settings: Settings,
     *,
-    prompts: Prompts | None = None,
+    catalogue: Catalogue | None = None,
     virtualq_transport: httpx.AsyncBaseTransport | None = None,
     virtualq_base_url: str | None = None,
     clock: Callable[[], datetime] | None = None,
@@ -45,17 +48,19 @@ def create_app(
 ) -> Starlette:
     """The bot's web app on a store and VirtualQ: Twilio's webhooks (/sms, /sms/fallback,
     /sms/status), health (/healthz, /readyz) and the staff pages (/staff/…, /static/…)."""
-    prompts = prompts or prompts_module.load(settings.prompts_dir, settings.language)
+    catalogue = catalogue or prompts_module.load_catalogue(
+        settings.prompts_dir, settings.default_language
+    )
     store = store_at(settings.database_url, settings.database_pool_size)
     http = make_http_client(settings, virtualq_transport, virtualq_base_url)
-    service = Service(settings, store, make_client(settings, http), prompts, clock)
+    service = Service(settings, store, make_client(settings, http), catalogue, clock)
     checker = SignatureChecker(settings)
     if checker.enabled and not settings.public_base_url:
         log.warning(
             "PUBLIC_BASE_URL is not set: signatures are checked against the URL this "
             "process sees, which behind a proxy is usually wrong"
         )
-    apology = prompts.render(ReplyKey.UPSTREAM_UNAVAILABLE)
+    apology = service.prompts.render(ReplyKey.UPSTREAM_UNAVAILABLE)
     webhooks = Webhooks(service, checker, apology)
     readiness = doctor.Readiness(store.engine, service.client)
     staff_pages, staff = staff_mount(settings, store, clock)
@@ -102,7 +107,15 @@ def create_app(
             staff_pages,
             Mount("/static", app=StaticFiles(packages=[("bot", "static")]), name="static"),
         ],
-        middleware=[Middleware(RequestId)],
+        # Outermost first: every request gets an id; any error a handler below did not
+        # answer becomes a plain 500 here (the connection kept); staff answers, whatever
+        # made them, carry the security headers.
+        middleware=[
+            Middleware(ForwardedFor, trusted=settings.forwarded_allow_ips),
+            Middleware(RequestId),
+            Middleware(SecurityHeaders, prefix="/staff"),
+            Middleware(ErrorBoundary),
+        ],
         exception_handlers=exception_handlers(apology, staff),
         lifespan=lifespan,
     )
@@ -114,18 +127,17 @@ def create_app(
 def exception_handlers(
     apology: str, staff: Staff | None
 ) -> dict[type[Exception] | int, Callable[[Request, Exception], Response]]:
-    """The one error sink of requests: our 4xx errors as their status says, a text we could
-    not handle as the apology TwiML, anything else as a plain 500 (staff answers with their
-    security headers)."""
+    """How requests' errors become responses: our 4xx errors as their status says, a text we
+    could not handle as the apology TwiML, a client gone as nothing. Anything else is
+    ErrorBoundary's plain 500."""
 
     def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HttpError)
         path = request.url.path
         log.warning("rejected %s %s (%d): %s", request.method, path, exc.status, exc)
         if staff is not None and path.startswith("/staff"):
-            return _with_staff_headers(staff.error(request, exc))
-        response = PlainTextResponse(str(exc), status_code=exc.status)
-        return _with_staff_headers(response) if path.startswith("/staff") else response
+            return staff.error(request, exc)
+        return PlainTextResponse(str(exc), status_code=exc.status)
 
     def not_handled(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NotHandled)
@@ -137,17 +149,43 @@ def exception_handlers(
             return twiml(apology)
         return PlainTextResponse("not recorded", status_code=503)
 
-    def crashed(request: Request, exc: Exception) -> Response:
-        response = PlainTextResponse("Internal Server Error", status_code=500)
-        return _with_staff_headers(response) if request.url.path.startswith("/staff") else response
+    def gone(request: Request, exc: Exception) -> Response:
+        log.info("%s %s: %s", request.method, request.url.path, exc)
+        return Response(status_code=400)  # never read: the client has gone
 
-    return {HttpError: http_error, NotHandled: not_handled, Exception: crashed}
+    return {
+        HttpError: http_error,
+        NotHandled: not_handled,
+        ClientGone: gone,
+    }
 
 
-def _with_staff_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS:
-        response.headers[name.decode()] = value.decode()
-    return response
+class ErrorBoundary:
+    """The last error sink: an exception no handler answered is logged with its traceback and
+    answered with a plain 500, instead of reaching the server (which logs it as an ASGI crash
+    and drops the connection). After the response has started, nothing can be answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
 
 
 def _cause(exc: BaseException) -> str:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlencode, urlsplit
@@ -29,6 +27,7 @@ from . import phones
 from . import prompts as prompts_module
 from .errors import PromptError, SchemaError, UpstreamAuthError, UpstreamUnavailable
 from .settings import Settings
+from .staff.accounts import password_problem
 from .store import engine_at, schema
 from .store.engine import describe
 from .virtualq import VirtualQClient, make_client, make_http_client
@@ -121,10 +120,14 @@ async def upstream(client: VirtualQClient) -> Check:
 
 def prompts(settings: Settings) -> Check:
     try:
-        loaded = prompts_module.load(settings.prompts_dir, settings.language)
+        loaded = prompts_module.load_catalogue(settings.prompts_dir, settings.default_language)
     except PromptError as exc:
         return Check("prompts", Status.FAIL, str(exc), "fix the prompts file it names")
-    return _ok("prompts", f"{settings.language}: {len(loaded.texts)} texts, each one SMS")
+    names = ", ".join(sorted(loaded.languages))
+    texts = len(loaded.prompts().texts)
+    return _ok(
+        "prompts", f"{names} (default {settings.default_language}): {texts} texts each, all fit"
+    )
 
 
 def webhook_security(settings: Settings) -> Check:
@@ -146,45 +149,49 @@ def webhook_security(settings: Settings) -> Check:
 
 
 def staff_login(settings: Settings) -> Check:
-    """The staff pages guard personal data: all three settings, and not guessable."""
-    names = ("STAFF_USERNAME", "STAFF_PASSWORD", "SECRET_KEY")
-    values = (settings.staff_username, settings.staff_password, settings.secret_key)
-    missing = [n for n, v in zip(names, values, strict=True) if not v]
-    if len(missing) == 3:
+    """The staff pages guard personal data: a SECRET_KEY, and logins that are not guessable."""
+    env = (settings.staff_username, settings.staff_password)
+    if not settings.secret_key:
+        if any(env):
+            return Check(
+                "staff login",
+                Status.FAIL,
+                "SECRET_KEY not set: the staff pages are off",
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            )
         return Check(
             "staff login",
             Status.WARN,
             "the staff pages are off",
-            "set STAFF_USERNAME, STAFF_PASSWORD and SECRET_KEY to turn them on",
+            "set SECRET_KEY, then STAFF_USERNAME and STAFF_PASSWORD or `checkin-bot staff add`",
         )
-    if missing:
-        return Check(
-            "staff login", Status.FAIL, f"{', '.join(missing)} not set", "set all three, or none"
-        )
-    assert settings.staff_password and settings.secret_key and settings.staff_username
-    password = settings.staff_password.get_secret_value()
     secret = settings.secret_key.get_secret_value()
-    if len(password) < 12 or password.lower() == settings.staff_username.lower():
-        return Check(
-            "staff login",
-            Status.FAIL,
-            "STAFF_PASSWORD is too easy to guess (under 12 characters, or the username)",
-            "choose a passphrase of 12 characters or more",
-        )
-    if len(secret) < 32 or secret == password:
+    password = settings.staff_password.get_secret_value() if settings.staff_password else ""
+    if len(secret) < 32 or (password and secret == password):
         return Check(
             "staff login",
             Status.FAIL,
             "SECRET_KEY is too short to sign sessions safely (or equals the password)",
             "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )
-    return _ok("staff login", f"/staff/ for {settings.staff_username}")
+    if any(env) and not all(env):
+        missing = "STAFF_PASSWORD" if settings.staff_username else "STAFF_USERNAME"
+        return Check("staff login", Status.FAIL, f"{missing} not set", "set both, or neither")
+    if settings.staff_username and password_problem(settings.staff_username, password):
+        return Check(
+            "staff login",
+            Status.FAIL,
+            "STAFF_PASSWORD is too easy to guess (under 12 characters, or the username)",
+            "choose a passphrase of 12 characters or more",
+        )
+    who = f"admin {settings.staff_username}, and " if settings.staff_username else ""
+    return _ok("staff login", f"/staff/ for {who}the accounts `checkin-bot staff list` shows")
 
 
-def proxies(environ: Mapping[str, str]) -> Check:
-    """FORWARDED_ALLOW_IPS (uvicorn's): whose X-Forwarded-For is believed for client
-    addresses (logs, the staff login throttle)."""
-    trusted = environ.get("FORWARDED_ALLOW_IPS", "").strip()
+def proxies(settings: Settings) -> Check:
+    """FORWARDED_ALLOW_IPS: whose X-Forwarded-For is believed for client addresses (logs,
+    the staff login throttle)."""
+    trusted = settings.forwarded_allow_ips.strip()
     if trusted == "*":
         return Check(
             "proxies",
@@ -194,9 +201,7 @@ def proxies(environ: Mapping[str, str]) -> Check:
             "the bot reads the address the router saw, the right-most hop. If the app's port "
             "is reachable directly, list the router's addresses instead",
         )
-    if not trusted:
-        return _ok("proxies", "X-Forwarded-For believed from 127.0.0.1 only (uvicorn's default)")
-    return _ok("proxies", f"X-Forwarded-For believed from {trusted}")
+    return _ok("proxies", f"X-Forwarded-For believed from {trusted or 'no one'}")
 
 
 def retention(settings: Settings) -> Check:
@@ -437,7 +442,7 @@ async def doctor(
     Twilio (tests pass one with a fake transport); `live=False` skips both."""
     found = [_ok("settings", "read from the environment"), prompts(settings)]
     found += [webhook_security(settings), public_url(settings), signature_round_trip(settings)]
-    found += [staff_login(settings), proxies(os.environ), retention(settings)]
+    found += [staff_login(settings), proxies(settings), retention(settings)]
     async with engine_at(settings.database_url, settings.database_pool_size) as engine:
         db = await database(engine)
         where = describe(engine)

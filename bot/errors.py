@@ -14,6 +14,7 @@
     │   │   └── UpstreamAuthError     401/403: a configuration error for the deployer
     │   └── UpstreamRefused           a 4xx answer, classified into a `Refusal`
     ├── PhoneBusy                     another text from this phone held its turn too long
+    ├── ClientGone                    the client hung up mid-request: nothing to answer
     ├── NotHandled                    a webhook could not be handled (the database, a bug): the
     │                                 cause is chained; /sms answers the apology
     └── HttpError                     a request we answer with a 4xx of our own (`status`)
@@ -102,6 +103,10 @@ class UpstreamRefused(UpstreamError):
 
 class PhoneBusy(CheckinBotError):
     """Another text from this phone held its turn for longer than we could wait."""
+
+
+class ClientGone(CheckinBotError):
+    """The client hung up before its request was read: there is no one to answer."""
 
 
 class NotHandled(CheckinBotError):

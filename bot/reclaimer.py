@@ -47,10 +47,16 @@ class Reclaimer:
             async with service.store.turns.take(text.phone, 0.5) as turn:
                 if await turn.handled(text.id):
                     return None
-                if now - text.created_at > RECLAIM_WITHIN:
+                why = None
+                if await turn.superseded(text.id):
+                    why = "superseded"  # they texted again and got an answer: that one stands
+                elif now - text.created_at > RECLAIM_WITHIN:
+                    why = "abandoned"
+                if why is not None:
                     log.warning(
-                        "a text from %s was never answered; too old to act on now",
+                        "a text from %s was never answered; %s",
                         phones.mask(text.phone),
+                        "a later one was" if why == "superseded" else "too old to act on now",
                     )
                     state = (await turn.conversation()).state
                     await turn.finish(
@@ -60,7 +66,7 @@ class Reclaimer:
                             state_before=state,
                             state_after=None,
                             data_after=None,
-                            intent="abandoned",
+                            intent=why,
                             reply=None,
                             reply_key=None,
                             segments=None,

@@ -42,8 +42,38 @@ class ReplyKey(StrEnum):
     RUNNING_LATE = "running_late"
     LEAVE = "leave"
     OPTED_IN = "opted_in"
-    # Pieces of the CHOOSE texts: one per person, joined with the separator.
+    CLARIFY_ARRIVAL = "clarify_arrival"
+    CHOOSE_MORE = "choose_more"
+    STATUS_PERSON = "status_person"
+    STATUS_PERSON_NEXT = "status_person_next"
+    STATUS_SEPARATOR = "status_separator"
+    WELCOME = "welcome"
+    WELCOME_IDLE = "welcome_idle"
+    HINT_CHECKED_IN = "hint_checked_in"
+    GREETING = "greeting"
+    QUESTION = "question"
+    LANGUAGE_SET = "language_set"
+    LANGUAGE_LIST = "language_list"
+    NOTIFY_ALMOST = "notify_almost"
+    NOTIFY_ALMOST_FOR = "notify_almost_for"
+    NOTIFY_CALLED = "notify_called"
+    NOTIFY_CALLED_FOR = "notify_called_for"
+    NOTIFY_CALLED_DESK = "notify_called_desk"
+    NOTIFY_CALLED_DESK_FOR = "notify_called_desk_for"
+    NOTIFY_MISSED = "notify_missed"
+    NOTIFY_MISSED_REQUEUE = "notify_missed_requeue"
+    LEAVE_CONFIRM = "leave_confirm"
+    LEFT_QUEUE = "left_queue"
+    LEAVE_KEPT = "leave_kept"
+    LEAVE_FAILED = "leave_failed"
+    CANCEL_BOOKING_CONFIRM = "cancel_booking_confirm"
+    ASK_BOOKING_NUMBER_CANCEL = "ask_booking_number_cancel"
+    CHECKED_IN_PEOPLE = "checked_in_people"
+    STATUS_PEOPLE = "status_people"
+    BOOKING_CANCELLED = "booking_cancelled"
+    # Pieces of the CHOOSE texts: one per person, "everyone", joined with the separator.
     CHOICE_ITEM = "choice_item"
+    CHOICE_ALL = "choice_all"
     CHOICE_SEPARATOR = "choice_separator"
 
 
@@ -60,7 +90,24 @@ _VALUES: dict[ReplyKey, tuple[str, ...]] = {
     K.BOOKING_NUMBER_NOT_FOUND: ("number",),
     K.CHOOSE: ("options",),
     K.CHOOSE_AGAIN: ("options",),
+    K.CHOOSE_MORE: ("options",),
     K.CHOICE_ITEM: ("number", "name"),
+    K.CHOICE_ALL: ("number",),
+    K.STATUS_PERSON: ("name", "ticket", "position", "wait"),
+    K.STATUS_PERSON_NEXT: ("name", "ticket"),
+    K.NOTIFY_ALMOST: ("ticket", "position"),
+    K.NOTIFY_ALMOST_FOR: ("name", "ticket", "position"),
+    K.NOTIFY_CALLED: ("ticket", "counter"),
+    K.NOTIFY_CALLED_FOR: ("name", "ticket", "counter"),
+    K.NOTIFY_CALLED_DESK: ("ticket",),
+    K.NOTIFY_CALLED_DESK_FOR: ("name", "ticket"),
+    K.NOTIFY_MISSED: ("ticket",),
+    K.NOTIFY_MISSED_REQUEUE: ("ticket",),
+    K.LEAVE_CONFIRM: ("ticket",),
+    K.LEFT_QUEUE: ("ticket",),
+    K.LEAVE_KEPT: ("ticket",),
+    K.CHECKED_IN_PEOPLE: ("lines",),
+    K.STATUS_PEOPLE: ("lines",),
 }
 # The placeholders each text must use (and may not go beyond); the rest use none.
 PLACEHOLDERS: dict[ReplyKey, frozenset[str]] = {
@@ -69,8 +116,22 @@ PLACEHOLDERS: dict[ReplyKey, frozenset[str]] = {
 
 # Texts that list people (rendered with Prompts.render_choices), and pieces that are never
 # sent on their own.
-CHOICE_LISTS = frozenset({K.CHOOSE, K.CHOOSE_AGAIN})
-PIECES = frozenset({K.CHOICE_ITEM, K.CHOICE_SEPARATOR})
+CHOICE_LISTS = frozenset({K.CHOOSE, K.CHOOSE_AGAIN, K.CHOOSE_MORE})
+PIECES = frozenset(
+    {
+        K.CHOICE_ITEM,
+        K.CHOICE_ALL,
+        K.CHOICE_SEPARATOR,
+        K.STATUS_PERSON,
+        K.STATUS_PERSON_NEXT,
+        K.STATUS_SEPARATOR,
+    }
+)
+
+# Texts made of several people's lines (rendered with Prompts.render_lines).
+LINES = frozenset({K.CHECKED_IN_PEOPLE, K.STATUS_PEOPLE})
 
 # A ticket given, for the threads' outcome (and the ticket's time).
-TICKET_GIVEN = frozenset({K.CHECKED_IN, K.CHECKED_IN_NEXT, K.CHECKED_IN_TICKET_ONLY})
+TICKET_GIVEN = frozenset(
+    {K.CHECKED_IN, K.CHECKED_IN_NEXT, K.CHECKED_IN_TICKET_ONLY, K.CHECKED_IN_PEOPLE}
+)

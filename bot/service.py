@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import identity, intents, logs, phones, threads
+from . import identity, logs, phones, threads
 from .conversation import (
     UNCONFIRMED,
     Action,
+    CancelCase,
     Candidate,
     CaseView,
     Checkin,
     Context,
     Conversation,
     Decision,
+    Done,
     NotEnqueued,
     Policy,
     Reconcile,
@@ -34,24 +36,29 @@ from .conversation import (
     State,
     Unavailable,
     Unconfirmed,
+    expecting,
     resume,
     step,
     unconfirmed_data,
+    visits,
 )
 from .errors import NotHandled, PhoneBusy, UpstreamRefused, UpstreamUnavailable
 from .late import Answer, LateAnswers, Progress
-from .prompts import Prompts, segments
-from .replies import ReplyKey
+from .prompts import Catalogue, Prompts
+from .replies import CHOICE_LISTS, LINES, ReplyKey
 from .settings import Settings
+from .sms import segments
 from .store import Store
 from .store.log import Call, Handled, Who
 from .store.turns import Turn
 from .texter import Texter
+from .understanding import Reading, read
 from .virtualq import CallRecord, CaseDetail, VirtualQClient
 
 log = logging.getLogger("checkin_bot.service")
 
-MAX_UPSTREAM_HOPS = 3  # e.g. a finished case looked up, then a fresh check-in
+# e.g. a finished case looked up, then a fresh check-in; or a family checked in one by one
+MAX_UPSTREAM_HOPS = 12
 DUPLICATE_WAIT_SECONDS = 10.0
 PHONE_TURN_WAIT_SECONDS = 10.0  # a message waits this long for the one before it (any process)
 # A message's VirtualQ calls stop after this long (inside the SQLite lease of turns.LEASE_SECONDS).
@@ -77,17 +84,18 @@ class Service:
         settings: Settings,
         store: Store,
         client: VirtualQClient,
-        prompts: Prompts,
+        catalogue: Catalogue,
         clock: Callable[[], datetime] | None = None,
         texter: Texter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.client = client
-        self.prompts = prompts
+        self.catalogue = catalogue
+        self.prompts = catalogue.prompts(settings.default_language)  # the default language's
         self.clock = clock or (lambda: datetime.now(UTC))
         self.late = LateAnswers(
-            settings, store.log, prompts, texter or Texter(settings), self.clock
+            settings, store.log, self.prompts, texter or Texter(settings), self.clock
         )
         secret = settings.secret_key or settings.twilio_auth_token
         self._log_key = secret.get_secret_value() if secret else "checkin-bot"
@@ -96,6 +104,7 @@ class Service:
             checked_in_memory=timedelta(hours=settings.checked_in_memory_hours),
             force_prevent_auto_queue=settings.force_prevent_auto_queue,
             booking_number_fallback=settings.booking_number_fallback,
+            allow_cancel_booking=settings.allow_cancel_booking,
         )
 
     # --- the webhook's calls ------------------------------------------------------------------
@@ -146,12 +155,17 @@ class Service:
         message's whole outcome in one transaction (the caller holds the phone's turn)."""
         saved = await turn.conversation()
         before = Conversation(State(saved.state), saved.data)
-        parsed = intents.parse(body, self.prompts)
         candidates = identity.candidates(self.settings, phone, await turn.directory())
+        ctx = Context(self.clock(), candidates, self.policy)
+        reading = read(body, self.catalogue.lexicon, expecting(before, ctx), prefer=saved.language)
         calls: list[Call] = []
-        decision = await self._decide(turn, phone, before, parsed, candidates, calls)
+        seen: list[CaseView] = []
+        decision = await self._decide(turn, phone, before, reading, ctx, calls, seen)
         after = Conversation(decision.state, decision.data)
-        text = self.render(decision.reply)
+        language = self._language(
+            saved.language, saved.language_source, reading, decision, seen, candidates
+        )
+        text = self.render(decision.reply, language[0])
         key = decision.reply.key if decision.reply else None
         opted_out = after.state is State.OPTED_OUT and before.state is not State.OPTED_OUT
         reply_id = await turn.finish(
@@ -161,7 +175,7 @@ class Service:
                 state_before=before.state.value,
                 state_after=after.state.value,
                 data_after=after.data,
-                intent=",".join(sorted(parsed.intents)) or ("number" if parsed.number else ""),
+                intent=reading.label,
                 reply=text,
                 reply_key=key,
                 segments=segments(text) if text else None,
@@ -169,33 +183,69 @@ class Service:
                 now=self.clock(),
                 advance=threads.advancing(key, opted_out),
                 who=_who(candidates, before, after),
+                understood=reading.why,
+                language=reading.language,
+                reply_language=language[0] if text else None,
+                remember_language=language,
             )
         )
         log.info(
-            "%s: %s -> %s (%s)",
+            "%s: %s -> %s (%s, read as %s)",
             phones.mask(phone),
             before.state.value,
             after.state.value,
             key or "silent",
+            reading.label,
         )
         return Answer(text, reply_id)
+
+    def _language(
+        self,
+        saved: str | None,
+        source: str | None,
+        reading: Reading,
+        decision: Decision,
+        seen: list[CaseView],
+        candidates: tuple[Candidate, ...],
+    ) -> tuple[str, str]:
+        """The language to reply in, and why, in this order: the customer's own choice, the
+        language this text was confidently written in, the one remembered from their earlier
+        texts, VirtualQ's LanguageCode, the directory's, DEFAULT_LANGUAGE."""
+        knows = self.catalogue.knows
+        if knows(decision.language):
+            return str(decision.language), "chosen"
+        if source == "chosen" and knows(saved):
+            return str(saved), "chosen"
+        if knows(reading.language):
+            return str(reading.language), "detected"
+        if source == "detected" and knows(saved):
+            return str(saved), "detected"
+        for case in seen:
+            if knows(case.language):
+                return str(case.language), "virtualq"
+        if source == "virtualq" and knows(saved):
+            return str(saved), "virtualq"
+        for candidate in candidates:
+            if knows(candidate.language):
+                return str(candidate.language), "directory"
+        return self.settings.default_language, "default"
 
     async def _decide(
         self,
         turn: Turn,
         phone: str,
         before: Conversation,
-        parsed: intents.Parsed,
-        candidates: tuple[Candidate, ...],
+        reading: Reading,
+        ctx: Context,
         calls: list[Call],
+        seen: list[CaseView],
     ) -> Decision:
         """Step the conversation, performing the VirtualQ actions it asks for in turn. The one
         error sink of a text: whatever fails, the customer gets the apology and a check-in
         that may have happened is kept to reconcile on the next text."""
         sent: dict[str, Any] = {}  # a check-in sent whose outcome we do not know yet
         try:
-            ctx = Context(self.clock(), candidates, self.policy)
-            decision = step(before, parsed, ctx)
+            decision = step(before, reading, ctx)
             async with asyncio.timeout(HANDLING_LIMIT_SECONDS):
                 for _ in range(MAX_UPSTREAM_HOPS):
                     action = decision.action
@@ -209,9 +259,11 @@ class Service:
                             before.state.value, {**before.data, **sent}, self.clock()
                         )
                     result = await self._perform(action, calls, phone)
+                    if isinstance(result, CaseView):
+                        seen.append(result)
                     if _settled(action, result):
                         sent = {}  # we know what became of the check-in
-                    decision = resume(action, result, ctx, before)
+                    decision = resume(decision, result, ctx)
                 if decision.action is None:
                     return decision
                 log.error(
@@ -255,6 +307,20 @@ class Service:
                     force=action.force,
                     observe=observe,
                 )
+            elif isinstance(action, CancelCase):
+                await self.client.cancel_case(
+                    action.case_id,
+                    note="booking cancelled by the customer by text"
+                    if action.booking
+                    else "the customer left the queue by text",
+                    observe=observe,
+                )
+                log.info(
+                    "%s for %s",
+                    "booking cancelled" if action.booking else "left the queue",
+                    phones.mask(phone),
+                )
+                return Done()
             elif isinstance(action, Reconcile):
                 found = await self.client.find_checkin(
                     personal_id=action.target.personal_id,
@@ -273,6 +339,9 @@ class Service:
             else:
                 case = await self.client.get_case(action.case_id, observe=observe)
         except UpstreamRefused as exc:
+            if isinstance(action, CancelCase):
+                log.warning("VirtualQ refused to cancel for %s: %s", phones.mask(phone), exc.cause)
+                return Unavailable(exc.cause)
             log.info(
                 "VirtualQ refused %s for %s: %s",
                 type(action).__name__,
@@ -340,21 +409,31 @@ class Service:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def render(self, reply: Reply | None) -> str | None:
-        """A reply's text in the customer's language (None: silence)."""
-        if reply is None:
-            return None
-        if reply.choices is not None:
-            return self.prompts.render_choices(reply.key, list(reply.choices))
-        return self.prompts.render(reply.key, **reply.values)
+    def render(self, reply: Reply | None, language: str | None = None) -> str | None:
+        """A reply's text in a language (None: silence)."""
+        return render(self.catalogue.prompts(language), reply)
 
     def log_key(self, phone: str) -> str:
         """The phone's conversation key in log lines (never the number itself)."""
         return logs.conversation_key(phone, self._log_key)
 
 
+def render(prompts: Prompts, reply: Reply | None) -> str | None:
+    """A conversation's reply in one language's words (None: silence)."""
+    if reply is None:
+        return None
+    if reply.key in CHOICE_LISTS:
+        return prompts.render_choices(reply.key, reply.choices or (), reply.everyone)
+    if reply.key in LINES:
+        return prompts.render_lines(reply.key, reply.lines)
+    return prompts.render(reply.key, **reply.values)
+
+
 def _view(case: CaseDetail) -> CaseView:
-    return CaseView(case.case_id, case.ticket.strip(), case.position, case.wait, case.active)
+    language = (case.language_code or "").strip().lower().replace("_", "-").split("-")[0]
+    return CaseView(
+        case.case_id, case.ticket.strip(), case.position, case.wait, case.active, language or None
+    )
 
 
 def _settled(action: Action, result: Result) -> bool:
@@ -377,8 +456,9 @@ def _gave_up(before: Conversation, sent: dict[str, Any]) -> Decision:
 
 def _who(candidates: tuple[Candidate, ...], before: Conversation, after: Conversation) -> Who:
     """What one message showed of whom the phone belongs to, for the staff pages' search."""
-    checked_in = after.data if after.state is State.CHECKED_IN else {}
-    target = after.data.get("target") or before.data.get("target") or {}
+    people = visits(after.data) if after.state is State.CHECKED_IN else []
+    checked_in = people[0].to_data() if people else {}
+    target = checked_in.get("target") or after.data.get("target") or before.data.get("target") or {}
     personal_id = target.get("personal_id")
     chosen = [c for c in candidates if c.personal_id == personal_id]
     if chosen:
@@ -387,5 +467,7 @@ def _who(candidates: tuple[Candidate, ...], before: Conversation, after: Convers
         personal_id, name = candidates[0].personal_id, candidates[0].name
     else:
         name = ", ".join(c.name for c in candidates if c.name) or None
+    if len(people) > 1:
+        name = ", ".join(p.target.name or p.ticket for p in people)
     case_id = checked_in.get("case_id") or target.get("case_id")
     return Who(personal_id, name, checked_in.get("ticket"), int(case_id) if case_id else None)

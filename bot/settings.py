@@ -177,7 +177,18 @@ class Settings(BaseSettings):
         description="Texts a phone may send in a minute; past it the bot says why once, then "
         "stays silent until the minute has passed (every text is still logged).",
     )
-    language: str = Field("en", description="Language of the prompts/ file used for replies.")
+    default_language: str = Field(
+        "en",
+        validation_alias=AliasChoices("DEFAULT_LANGUAGE", "LANGUAGE", "default_language"),
+        description="Reply language when nothing else says which (a bot/prompts/<lang>.toml). "
+        "A customer's own choice, the language they write in, VirtualQ's LanguageCode and the "
+        "directory's language column come first.",
+    )
+    allow_cancel_booking: bool = Field(
+        False,
+        description="Let customers cancel a booking (not only leave the queue) by text, after "
+        "giving its booking number and confirming.",
+    )
     prompts_dir: Path = Field(
         BUILT_IN_PROMPTS,
         description="Folder of the per-language prompt files (default: the ones shipped in the "
@@ -204,16 +215,24 @@ class Settings(BaseSettings):
     )
     staff_username: str | None = Field(
         None,
-        description="Staff page login name. The staff pages are off until it, "
-        "STAFF_PASSWORD and SECRET_KEY are set.",
+        description="An admin login for the staff pages, kept in the environment (small sites); "
+        "named accounts are added with `checkin-bot staff add`.",
     )
     staff_password: SecretStr | None = Field(
-        None, description="Staff page password (12 characters or more)."
+        None, description="That login's password (12 characters or more)."
     )
     secret_key: SecretStr | None = Field(
         None,
         description="Signs staff session cookies: a long random string, e.g. from "
-        "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+        "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`. The staff pages are "
+        "off without it.",
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        validation_alias=AliasChoices("FORWARDED_ALLOW_IPS", "forwarded_allow_ips"),
+        description="Proxies whose X-Forwarded-For is believed, comma-separated addresses or "
+        "networks; `*` on a platform whose router addresses vary (every request comes through "
+        "it). The client is the right-most hop a trusted proxy wrote.",
     )
     timezone: str = Field(
         "UTC",
@@ -259,7 +278,17 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     def staff_enabled(self) -> bool:
-        return bool(self.staff_username and self.staff_password and self.secret_key)
+        """The staff pages are on (accounts may still be missing: see doctor)."""
+        return bool(self.secret_key)
+
+    def env_staff(self) -> bool:
+        """STAFF_USERNAME and STAFF_PASSWORD make an admin account."""
+        return bool(self.staff_username and self.staff_password)
+
+    @field_validator("default_language")
+    @classmethod
+    def _language_code(cls, value: str) -> str:
+        return value.strip().lower()
 
     @field_validator("default_region")
     @classmethod

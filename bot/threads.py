@@ -29,6 +29,7 @@ class ThreadOutcome(StrEnum):
     NO_APPOINTMENT = "no_appointment"
     UPSTREAM_FAILURE = "upstream_failure"
     OPTED_OUT = "opted_out"
+    LEFT = "left"  # checked in, then left the queue by text (or cancelled the booking)
     OTHER = "other"  # no check-in attempted (help, status, a question…)
 
 
@@ -44,6 +45,7 @@ LABELS: dict[ThreadOutcome, str] = {
     ThreadOutcome.NO_APPOINTMENT: "No appointment",
     ThreadOutcome.UPSTREAM_FAILURE: "VirtualQ failure",
     ThreadOutcome.OPTED_OUT: "Opted out",
+    ThreadOutcome.LEFT: "Left the queue (or cancelled)",
     ThreadOutcome.OTHER: "Other (no check-in)",
 }
 
@@ -64,12 +66,18 @@ _BY_REPLY: dict[ReplyKey, ThreadOutcome] = {
     K.CHECKIN_NOT_DONE: ThreadOutcome.UPSTREAM_FAILURE,
     K.CHECKIN_UNCONFIRMED: ThreadOutcome.UPSTREAM_FAILURE,
     K.HOLDING_SEE_RECEPTION: ThreadOutcome.UPSTREAM_FAILURE,
+    K.CLARIFY_ARRIVAL: ThreadOutcome.ASKED,
+    K.CANCEL_BOOKING_CONFIRM: ThreadOutcome.ASKED,
 }
+# Replies that end a visit whatever it reached, a ticket included.
+_FINAL = {K.LEFT_QUEUE: ThreadOutcome.LEFT, K.BOOKING_CANCELLED: ThreadOutcome.LEFT}
 
 
 def advance(current: ThreadOutcome, reply: ReplyKey | None, opted_out: bool) -> ThreadOutcome:
     """The thread's outcome after the bot answered with `reply` (None: silence);
     `opted_out` when this message opted the phone out."""
+    if reply in _FINAL:
+        return _FINAL[reply]
     if current in TICKETED:
         return current
     if reply in TICKET_GIVEN:

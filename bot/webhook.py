@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.datastructures import ImmutableMultiDict
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from twilio.request_validator import (
     SIGNATURE_HEADER,
@@ -19,20 +20,56 @@ from twilio.request_validator import (
 from twilio.twiml.messaging_response import MessagingResponse
 
 from . import phones
-from .errors import BadWebhook
+from .errors import BadWebhook, ClientGone
 from .service import InboundText, Service
 from .settings import Settings
 
 log = logging.getLogger("checkin_bot.webhook")
 
 MAX_BODY_BYTES = 64 * 1024
+BODY_SECONDS = 5.0  # a client that declares a body must send it in this long (else 408)
+MAX_MEDIA = 10  # Twilio delivers at most ten media items with a text
+MAX_ROW_ID = 2**31 - 1  # the log's ids are 32-bit integers on PostgreSQL
+# Twilio's message statuses (MessageStatus / SmsStatus), as it documents them.
+TWILIO_STATUSES = frozenset(
+    {
+        "accepted",
+        "scheduled",
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "read",
+        "canceled",
+        "receiving",
+        "received",
+        "partially_delivered",
+    }
+)
 
 
 def _count(value: Any) -> int:
+    """NumMedia as a number the log can hold, whatever was posted ("99999999999999999999",
+    "-3", "two"): 0 to MAX_MEDIA."""
     try:
-        return max(int(value), 0)
+        return min(max(int(str(value).strip()), 0), MAX_MEDIA)
     except (TypeError, ValueError):
         return 0
+
+
+def _error_code(value: Any) -> str | None:
+    """Twilio's ErrorCode is a number: anything else is dropped, not stored."""
+    text = str(value or "").strip()
+    return text if text.isdigit() and len(text) <= 10 else None
+
+
+def _status(value: Any) -> str:
+    text = str(value or "").strip().lower()
+    if text not in TWILIO_STATUSES:
+        raise ValueError("not a Twilio message status")
+    return text
 
 
 def _storable(value: Any) -> Any:
@@ -59,15 +96,22 @@ class InboundSms(BaseModel):
 
 
 class StatusCallback(BaseModel):
-    """Twilio's message status callback, the fields the bot records."""
+    """Twilio's message status callback, the fields the bot records (sanitised like /sms:
+    what is stored cannot fail to be stored)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    message_sid: str = Field(alias="MessageSid", min_length=1, max_length=64)
-    status: str = Field(
-        validation_alias=AliasChoices("MessageStatus", "SmsStatus"), min_length=1, max_length=16
+    message_sid: Storable = Field(alias="MessageSid", min_length=1, max_length=64)
+    status: Annotated[str, BeforeValidator(_status)] = Field(
+        validation_alias=AliasChoices("MessageStatus", "SmsStatus")
     )
-    error_code: str | None = Field(None, alias="ErrorCode", max_length=16)
+    error_code: Annotated[str | None, BeforeValidator(_error_code)] = Field(None, alias="ErrorCode")
+
+
+def reply_id(raw: str) -> int | None:
+    """The stored reply a status callback's `?m=` names; None when it names none we could
+    have stored (a 32-bit row id)."""
+    return int(raw) if raw.isdigit() and 0 < len(raw) <= 10 and 0 < int(raw) <= MAX_ROW_ID else None
 
 
 class SignatureChecker:
@@ -100,15 +144,22 @@ class SignatureChecker:
 
 
 async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
-    """The url-encoded form, refusing oversized or undecodable bodies (BadWebhook)."""
+    """The url-encoded form, refusing oversized (413), slow (408) or undecodable (400) bodies;
+    a client that hangs up mid-body is a ClientGone, logged as one line."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BadWebhook("body too large", status=413)
     raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise BadWebhook("body too large", status=413)
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > MAX_BODY_BYTES:
+                    raise BadWebhook("body too large", status=413)
+    except TimeoutError:
+        raise BadWebhook(f"body not sent within {BODY_SECONDS:g}s", status=408) from None
+    except ClientDisconnect:
+        raise ClientGone("the client hung up before sending its whole body") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -186,14 +237,17 @@ class Webhooks:
         callback, form = await verified_model(
             request, self.checker, StatusCallback, "status callback"
         )
-        reply_id = request.query_params.get("m", "")
-        if reply_id and not (reply_id.isdigit() and len(reply_id) < 19):
+        raw_id = request.query_params.get("m", "")
+        if raw_id and not raw_id.isdigit():
             raise BadWebhook("bad status callback: m")
+        stored = reply_id(raw_id)
+        if raw_id and stored is None:
+            # Not a reply of ours (we name them by 32-bit ids): nothing to record, and Twilio
+            # would only retry an error.
+            log.info("delivery status for an unknown reply id %r ignored", raw_id[:24])
+            return Response(status_code=204)
         updated = await self.service.record_delivery(
-            int(reply_id) if reply_id else None,
-            callback.message_sid,
-            callback.status.lower(),
-            callback.error_code or None,
+            stored, callback.message_sid, callback.status, callback.error_code
         )
         failed = callback.status.lower() in ("failed", "undelivered")
         log.log(

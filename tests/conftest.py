@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot import prompts as prompts_module
-from bot.prompts import BUILT_IN, Prompts
+from bot.prompts import BUILT_IN, Catalogue, Prompts
 
 from .databases import Postgres, Sqlite, postgres_cluster
 
@@ -27,6 +27,11 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def prompts() -> Prompts:
     return prompts_module.load(BUILT_IN, "en")
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> Catalogue:
+    return prompts_module.load_catalogue(BUILT_IN)
 
 
 @pytest.fixture

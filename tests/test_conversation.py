@@ -9,11 +9,14 @@ import pytest
 
 from bot.conversation import (
     Action,
+    CancelCase,
     Candidate,
     CaseView,
     Checkin,
     Context,
     Conversation,
+    Decision,
+    Done,
     GetCase,
     NotEnqueued,
     Policy,
@@ -23,17 +26,20 @@ from bot.conversation import (
     Target,
     Unavailable,
     Unconfirmed,
+    expecting,
     resume,
     step,
 )
 from bot.errors import Refusal
-from bot.intents import Intent, parse
-from bot.prompts import Prompts
+from bot.prompts import Catalogue
+from bot.service import render
+from bot.understanding import read
 
 from .conftest import T0
 
 ALEX = Candidate("S1001", "Alex Smith")
 SAM = Candidate("S1002", "Sam Smith")
+ALEX_T = Target("S1001", None, "Alex Smith")
 CASE = CaseView(case_id=42, ticket="A012", position=2, wait=15)
 NEXT = replace(CASE, position=0, wait=0)
 DONE = replace(CASE, active=False)
@@ -52,7 +58,7 @@ class Turn:
 
 
 def converse(
-    prompts: Prompts,
+    catalogue: Catalogue,
     turns: list[Turn],
     candidates: tuple[Candidate, ...] = (ALEX,),
     policy: Policy | None = None,
@@ -62,30 +68,26 @@ def converse(
     conv = start or Conversation()
     for number, turn in enumerate(turns, start=1):
         ctx = Context(T0 + timedelta(minutes=turn.minutes), candidates, policy or Policy())
-        outcome = step(conv, parse(turn.text, prompts), ctx)
+        reading = read(turn.text, catalogue.lexicon, expecting(conv, ctx))
+        decision: Decision = step(conv, reading, ctx)
         answers, performed = list(turn.upstream), []
-        while outcome.action is not None:
-            assert answers, f"turn {number} {turn.text!r}: unexpected call {outcome.action}"
-            performed.append(outcome.action)
-            outcome = resume(outcome.action, answers.pop(0), ctx, conv)
-        where = f"turn {number} {turn.text!r}"
+        while decision.action is not None:
+            assert answers, f"turn {number} {turn.text!r}: unexpected call {decision.action}"
+            performed.append(decision.action)
+            decision = resume(decision, answers.pop(0), ctx)
+        where = f"turn {number} {turn.text!r} ({reading.why})"
         assert not answers, f"{where}: upstream answers left over: {answers}"
-        assert (outcome.reply.key if outcome.reply else None) == turn.reply, where
-        assert outcome.state is turn.state, where
+        assert (decision.reply.key if decision.reply else None) == turn.reply, where
+        assert decision.state is turn.state, where
         if turn.actions is not None:
             assert performed == turn.actions, where
-        if outcome.reply:
-            prompts.render(
-                outcome.reply.key, **outcome.reply.values
-            ) if outcome.reply.choices is None else prompts.render_choices(
-                outcome.reply.key, list(outcome.reply.choices)
-            )
-        conv = Conversation(outcome.state, outcome.data)
+        render(catalogue.prompts(), decision.reply)  # every reply renders
+        conv = Conversation(decision.state, decision.data)
     return conv
 
 
-ALEX_NOW = Checkin(Target(personal_id="S1001"))
-ALEX_FORCED = Checkin(Target(personal_id="S1001"), force=True)
+ALEX_NOW = Checkin(ALEX_T)
+ALEX_FORCED = Checkin(ALEX_T, force=True)
 C = State.CHECKED_IN
 
 TRANSCRIPTS: dict[str, list[Turn]] = {
@@ -96,7 +98,7 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
             [LOST, CASE],
             "checked_in",
             C,
-            actions=[ALEX_NOW, Reconcile(Target(personal_id="S1001"), T0.isoformat())],
+            actions=[ALEX_NOW, Reconcile(ALEX_T, T0.isoformat())],
         ),
     ],
     "answer lost, nothing enqueued: asked to text HERE again": [
@@ -114,7 +116,7 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
             C,
             minutes=3,
             actions=[
-                Reconcile(Target(personal_id="S1001"), T0.isoformat(), Intent.ARRIVE),
+                Reconcile(ALEX_T, T0.isoformat(), arrival=True),
                 ALEX_NOW,
             ],
         ),
@@ -155,7 +157,7 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
     "early, yes double-texted: the second gets the status": [
         Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
         Turn("yes", [CASE], "checked_in", C, actions=[ALEX_FORCED]),
-        Turn("yes", [CASE], "status", C, actions=[GetCase(42, Intent.STATUS)]),
+        Turn("yes", [CASE], "status", C, actions=[GetCase(42)]),
     ],
     "early, garbled answer asked again once then help": [
         Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
@@ -203,12 +205,12 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
             "status",
             C,
             minutes=5,
-            actions=[GetCase(42, Intent.ARRIVE)],
+            actions=[GetCase(42, arrival=True)],
         ),
     ],
     "status while checked in": [
         Turn("here", [CASE], "checked_in", C),
-        Turn("STATUS", [NEXT], "status_next", C, actions=[GetCase(42, Intent.STATUS)]),
+        Turn("STATUS", [NEXT], "status_next", C, actions=[GetCase(42)]),
         Turn("how long?", [replace(CASE, wait=None)], "status_ticket_only", C),
     ],
     "status with upstream down remembers the ticket": [
@@ -223,7 +225,7 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
             "checked_in",
             C,
             minutes=90,
-            actions=[GetCase(42, Intent.ARRIVE), ALEX_NOW],
+            actions=[GetCase(42, arrival=True), ALEX_NOW],
         ),
     ],
     "here when the case vanished checks in anew": [
@@ -245,14 +247,58 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
         Turn("help", [], "help", State.AWAITING_CONFIRM),
         Turn("yes", [CASE], "checked_in", C),
     ],
-    "unrecognised text": [Turn("what time do you close", [], "hint")],
+    "a question the bot cannot answer": [Turn("what time do you close", [], "question")],
+    "unrecognised text": [Turn("purple monkey dishwasher", [], "hint")],
     "empty mms body": [Turn("", [], "hint")],
     "yes out of the blue": [Turn("yes", [], "hint")],
     "running late": [Turn("running late, 10 min", [], "running_late")],
     "leave": [Turn("I want to leave", [], "leave")],
-    "leave while checked in": [
+    "leave while checked in: asked, then the case is cancelled": [
         Turn("here", [CASE], "checked_in", C),
-        Turn("leave", [], "leave", C),
+        Turn("I can't make it anymore", [], "leave_confirm", State.AWAITING_LEAVE),
+        Turn("yes", [Done()], "left_queue", State.IDLE, actions=[CancelCase(42)]),
+    ],
+    "leave while checked in, then no: still in the queue": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("take me off the list", [], "leave_confirm", State.AWAITING_LEAVE),
+        Turn("no actually I'll stay", [], "leave_kept", C),
+        Turn("status", [NEXT], "status_next", C),
+    ],
+    "leaving fails upstream: still checked in, told to see reception": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("leave", [], "leave_confirm", State.AWAITING_LEAVE),
+        Turn("yes", [DOWN], "leave_failed", C),
+    ],
+    "thanks after the ticket is acknowledged, never 'text HERE'": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("Great, thanks!", [], "welcome", C),
+        Turn("🙏", [], "welcome", C),
+    ],
+    "unsure: asked, then yes checks in": [
+        Turn("in the car park", [], "clarify_arrival", State.AWAITING_ARRIVAL),
+        Turn("yes I'm inside now", [CASE], "checked_in", C, actions=[ALEX_NOW]),
+    ],
+    "unsure: asked, then not yet": [
+        Turn("J'arrive", [], "clarify_arrival", State.AWAITING_ARRIVAL),
+        Turn("no 5 min away", [], "running_late"),
+    ],
+    "questions, negations and the future never check in": [
+        Turn("How do I check in?", [], "help"),
+        Turn("I won't be here until 3", [], "running_late"),
+        Turn("I'll be there in 10", [], "running_late"),
+        Turn("what time should I arrive?", [], "question"),
+        Turn("Is it ok to arrive early?", [], "question"),
+    ],
+    "ok I'll wait declines the early check-in": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("ok I'll wait", [], "declined"),
+    ],
+    "no problem, check me in is a yes": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("no problem, check me in", [CASE], "checked_in", C, actions=[ALEX_FORCED]),
+    ],
+    "a language asked for is remembered by the service": [
+        Turn("español", [], "language_set"),
     ],
     "opt out is silent and sticks": [
         Turn("STOP", [], None, State.OPTED_OUT),
@@ -273,16 +319,48 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
 
 
 @pytest.mark.parametrize("name", TRANSCRIPTS)
-def test_transcript(prompts: Prompts, name: str) -> None:
-    converse(prompts, TRANSCRIPTS[name])
+def test_transcript(catalogue: Catalogue, name: str) -> None:
+    converse(catalogue, TRANSCRIPTS[name])
 
 
 SHARED = (ALEX, SAM)
 
+SAM_T = Target("S1002", None, "Sam Smith")
+SAM_CASE = CaseView(case_id=43, ticket="C004", position=0, wait=0)
+
 SHARED_PHONE: dict[str, list[Turn]] = {
+    "both checks everyone in, one after the other": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn(
+            "both of us",
+            [CASE, SAM_CASE],
+            "checked_in_people",
+            C,
+            actions=[Checkin(ALEX_T), Checkin(SAM_T)],
+        ),
+        Turn("status", [CASE, SAM_CASE], "status_people", C),
+    ],
+    "one, then HERE again offers the other": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn("It's Alex", [CASE], "checked_in", C, actions=[ALEX_NOW]),
+        Turn("here", [], "choose_more", State.AWAITING_CHOICE, minutes=5),
+        Turn("sam", [SAM_CASE], "checked_in_next", C, actions=[Checkin(SAM_T)]),
+        Turn("how long", [CASE, SAM_CASE], "status_people", C),
+    ],
+    "one, then HERE again and no: the status": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn("the first one", [CASE], "checked_in", C),
+        Turn("here", [], "choose_more", State.AWAITING_CHOICE),
+        Turn("no", [CASE], "status", C, actions=[GetCase(42)]),
+    ],
+    "everyone, the second early: asked, then forced": [
+        Turn("here", [], "choose", State.AWAITING_CHOICE),
+        Turn("3", [CASE, Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("yes", [SAM_CASE], "checked_in_people", C, actions=[Checkin(SAM_T, force=True)]),
+    ],
     "choose by number": [
         Turn("here", [], "choose", State.AWAITING_CHOICE),
-        Turn("2", [CASE], "checked_in", C, actions=[Checkin(Target(personal_id="S1002"))]),
+        Turn("2", [CASE], "checked_in", C, actions=[Checkin(SAM_T)]),
     ],
     "choose by first name": [
         Turn("here", [], "choose", State.AWAITING_CHOICE),
@@ -306,12 +384,12 @@ SHARED_PHONE: dict[str, list[Turn]] = {
 
 
 @pytest.mark.parametrize("name", SHARED_PHONE)
-def test_shared_phone_transcript(prompts: Prompts, name: str) -> None:
-    converse(prompts, SHARED_PHONE[name], candidates=SHARED)
+def test_shared_phone_transcript(catalogue: Catalogue, name: str) -> None:
+    converse(catalogue, SHARED_PHONE[name], candidates=SHARED)
 
 
-def test_unknown_number_is_sent_to_reception(prompts: Prompts) -> None:
-    converse(prompts, [Turn("here", [], "unknown_number")], candidates=())
+def test_unknown_number_is_sent_to_reception(catalogue: Catalogue) -> None:
+    converse(catalogue, [Turn("here", [], "unknown_number")], candidates=())
 
 
 FALLBACK = Policy(booking_number_fallback=True)
@@ -335,22 +413,30 @@ BOOKING = Checkin(Target(case_id=123456))
             ),
             Turn("654321", [CASE], "checked_in", C),
         ],
-        [Turn("123456", [CASE], "checked_in", C, actions=[BOOKING])],
+        [
+            Turn("123456", [], "clarify_arrival", State.AWAITING_ARRIVAL),
+            Turn("yes", [CASE], "checked_in", C, actions=[BOOKING]),
+        ],
         [
             Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
             Turn("dunno", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
             Turn("dunno", [], "help"),
         ],
     ],
-    ids=["asked then given", "wrong number then right", "number straight away", "gives up"],
+    ids=[
+        "asked then given",
+        "wrong number then right",
+        "a number alone is asked about",
+        "gives up",
+    ],
 )
-def test_booking_number_fallback(prompts: Prompts, turns: list[Turn]) -> None:
-    converse(prompts, turns, candidates=(), policy=FALLBACK)
+def test_booking_number_fallback(catalogue: Catalogue, turns: list[Turn]) -> None:
+    converse(catalogue, turns, candidates=(), policy=FALLBACK)
 
 
-def test_prevent_auto_queue_can_be_forced_when_the_deployer_allows(prompts: Prompts) -> None:
+def test_prevent_auto_queue_can_be_forced_when_the_deployer_allows(catalogue: Catalogue) -> None:
     converse(
-        prompts,
+        catalogue,
         [
             Turn(
                 "here",
@@ -364,12 +450,13 @@ def test_prevent_auto_queue_can_be_forced_when_the_deployer_allows(prompts: Prom
     )
 
 
-def test_checked_in_replies_count_from_one(prompts: Prompts) -> None:
-    outcome = resume(ALEX_NOW, CASE, Context(T0, (ALEX,)), Conversation())
-    assert outcome.reply is not None
-    text = prompts.render(outcome.reply.key, **outcome.reply.values)
+def test_checked_in_replies_count_from_one(catalogue: Catalogue) -> None:
+    pending = Decision(State.IDLE, {}, None, ALEX_NOW)
+    decision = resume(pending, CASE, Context(T0, (ALEX,)))
+    text = render(catalogue.prompts(), decision.reply)
+    assert text is not None
     assert "Ticket A012" in text and "number 3 in line" in text and "15 min" in text
-    assert outcome.data["case_id"] == 42
+    assert decision.data["case_id"] == 42
 
 
 def test_every_state_has_a_transcript() -> None:

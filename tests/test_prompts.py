@@ -6,36 +6,43 @@ from pathlib import Path
 import pytest
 
 from bot import prompts as P
+from bot import sms
 from bot.errors import PromptError
 from bot.prompts import Prompts
+from bot.replies import CHOICE_LISTS, LINES, PIECES, PLACEHOLDERS, ReplyKey
+
+K = ReplyKey
 
 
-def _worst_case_render(prompts: Prompts, key: str) -> str:
-    if key in ("choose", "choose_again"):
-        return prompts.render_choices(key, [P.WORST_CASE["name"]] * P.MAX_CHOICES)
-    values = {name: P.WORST_CASE[name] for name in P.PLACEHOLDERS[key]}
+def _worst_case_render(prompts: Prompts, key: ReplyKey) -> str:
+    if key in CHOICE_LISTS:
+        return prompts.render_choices(key, [P.WORST_CASE["name"]] * P.MAX_CHOICES, True)
+    if key in LINES:
+        line = {"name": "N" * 20, "ticket": "W" * 20, "position": 999, "wait": 999}
+        return prompts.render_lines(key, [(K.STATUS_PERSON, line)] * 4)
+    values = {name: P.WORST_CASE[name] for name in PLACEHOLDERS[key]}
     return prompts.render(key, **values)
 
 
-@pytest.mark.parametrize("key", sorted(set(P.PLACEHOLDERS) - {"choice_item", "choice_separator"}))
+@pytest.mark.parametrize("key", sorted(set(ReplyKey) - PIECES))
 def test_every_text_fits_one_gsm7_segment_with_worst_case_values(
-    prompts: Prompts, key: str
+    prompts: Prompts, key: ReplyKey
 ) -> None:
     text = _worst_case_render(prompts, key)
-    assert P.is_gsm7(text), key
-    assert P.septets(text) <= 160, (key, len(text))
-    assert P.segments(text) == 1
+    assert sms.is_gsm7(text), key
+    assert sms.septets(text) <= 160, (key, len(text))
+    assert sms.segments(text) == 1
     assert "{" not in text
 
 
 def test_two_short_names_are_offered_whole(prompts: Prompts) -> None:
-    text = prompts.render_choices("choose", ["Alex Smith", "Sam Smith"])
-    assert text == "Who is checking in? Reply 1 for Alex Smith, 2 for Sam Smith."
+    text = prompts.render_choices(K.CHOOSE, ["Alex Smith", "Sam Smith"], everyone=True)
+    assert text == "Who is checking in? Reply 1 for Alex Smith, 2 for Sam Smith, 3 for everyone."
 
 
 def test_values_outside_gsm7_are_made_safe(prompts: Prompts) -> None:
     text = prompts.render_choices("choose", ["Zoë Ñúñez", "李 Wang 🙂"])
-    assert P.is_gsm7(text)
+    assert sms.is_gsm7(text)
     assert text == "Who is checking in? Reply 1 for Zoe Ñuñez, 2 for Li Wang."
 
 
@@ -54,7 +61,7 @@ def test_names_in_any_script_survive_into_a_one_segment_reply(
     prompts: Prompts, name: str, shown: str
 ) -> None:
     text = prompts.render_choices("choose", [name, "Mia Patel"])
-    assert P.is_gsm7(text) and P.segments(text) == 1
+    assert sms.is_gsm7(text) and sms.segments(text) == 1
     assert text == f"Who is checking in? Reply 1 for {shown}, 2 for Mia Patel."
 
 
@@ -64,10 +71,10 @@ def test_a_name_with_nothing_to_show_is_listed_by_its_number(prompts: Prompts) -
 
 
 def test_segments_counts_gsm7_and_unicode() -> None:
-    assert P.segments("a" * 160) == 1
-    assert P.segments("a" * 161) == 2
-    assert P.segments("€" * 80) == 1  # extension characters cost two septets
-    assert P.segments("🙂" * 36) == 2  # UCS-2: 70 code units a segment, emoji take two
+    assert sms.segments("a" * 160) == 1
+    assert sms.segments("a" * 161) == 2
+    assert sms.segments("€" * 80) == 1  # extension characters cost two septets
+    assert sms.segments("🙂" * 36) == 2  # UCS-2: 70 code units a segment, emoji take two
 
 
 def _copy(src: Path, dest: Path, edit: tuple[str, str] | None = None) -> Path:
@@ -86,16 +93,18 @@ def _copy(src: Path, dest: Path, edit: tuple[str, str] | None = None) -> Path:
         ((r"\{ticket\}\. You're number", "{tiket}. You're number"), "unknown placeholder"),
         ((r"^declined = .*$", 'declined = "No problem 😀"'), "non-GSM-7"),
         ((r"^help = .*$", 'help = "' + "x" * 161 + '"'), "161 characters"),
-        ((r'^yes = \["yes"', 'yes = ["stop"'), "opt-out word"),
-        ((r"^no = .*$", ""), "keyword list 'no'"),
+        ((r'^  "yes", "y", "yeah"', '  "stop", "y", "yeah"'), "opt-out word"),
+        ((r"^greeting = \[.*$", 'greeting = "hi"'), "'greeting' must be a list of text"),
         ((r"^choose = .*$", 'choose = "Who is it?"'), "must use placeholder"),
+        ((r'^script = "latin"', 'script = "klingon"'), "script must be one of"),
+        ((r"^\[understand\]", "[understand]\nrainbows = []"), "'rainbows' is not a list"),
     ],
 )
 def test_start_up_fails_loudly_naming_the_key(
     prompts_dir: Path, tmp_path: Path, edit: tuple[str, str], message: str
 ) -> None:
     with pytest.raises(PromptError, match=re.escape(message)):
-        P.load(_copy(prompts_dir, tmp_path, edit), "en")
+        P.load_catalogue(_copy(prompts_dir, tmp_path, edit))
 
 
 def test_a_missing_language_names_the_file(tmp_path: Path) -> None:

@@ -236,6 +236,18 @@ async def test_a_text_left_unanswered_too_long_is_only_marked(bot: FaultyBot) ->
     assert bot.upstream.texts.sent == [] and bot.upstream.requests == 0
 
 
+async def test_a_text_answered_by_a_later_one_is_not_answered_again(bot: FaultyBot) -> None:
+    """Its process died; the customer texted again and got an answer: the reclaimer must not
+    text them a second time."""
+    await bot.store.log.record_inbound(ALEX, "SMdied", "here", 0, bot.clock())
+    assert await bot.text(ALEX, "here") is not None  # answered, by another process
+    bot.clock.advance(2)
+    assert await Reclaimer(bot.service).reclaim() == 0
+    first = (await transcript(bot.store, ALEX))[0]
+    assert first["intent"] == "superseded" and first["handled_at"] is not None
+    assert bot.upstream.texts.sent == [] and bot.sim.checkins == 1
+
+
 async def test_a_late_answer_that_fails_is_followed_by_the_apology(
     db_url: str, clock: Clock
 ) -> None:

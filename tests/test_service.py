@@ -91,7 +91,7 @@ async def test_prevent_auto_queue_and_no_appointment_and_unknown(bot: Bot) -> No
 
 async def test_a_shared_phone_chooses_who_is_checking_in(bot: Bot) -> None:
     ask = await bot.text(PATELS, "here")
-    assert ask == "Who is checking in? Reply 1 for Sam Patel, 2 for Mia Patel."
+    assert ask == "Who is checking in? Reply 1 for Sam Patel, 2 for Mia Patel, 3 for everyone."
     assert "Ticket C002" in (await bot.text(PATELS, "2") or "")
 
 

@@ -169,6 +169,7 @@ async def test_the_list_pages_newest_first_without_offsets(
     for _ in range(8):  # eight visits, each a new thread
         await bot.text(STRANGER, "HERE")
         clock.advance(7 * 60)
+    await log_in(desk)  # 56 hours later: the session has ended
     seen: list[int] = []
     cursor: dict[str, str] = {}
     pages = 0
@@ -189,6 +190,7 @@ async def test_filters_by_outcome_and_days(bot: Bot, desk: httpx.AsyncClient, cl
     await bot.text(ALEX, "HERE")
     await bot.text(STRANGER, "HERE")
     clock.advance(24 * 60)
+    await log_in(desk)  # a day later: the session has ended
     await bot.text(STRANGER, "HERE")
 
     async def ids(**params: str) -> list[str]:
@@ -252,7 +254,7 @@ async def test_a_transcript_has_states_upstream_calls_and_delivery(
     # A text whose process died before answering, and the undelivered reply, are counted.
     await bot.store.log.record_inbound(STRANGER, "SMdied", "HERE", 0, T0 - timedelta(minutes=2))
     texts = (await get_json(desk, "/staff/dashboard.json"))["texts"]
-    assert texts == {"in": 3, "out": 2, "unanswered": 1, "undelivered": 1}
+    assert texts == {"in": 3, "out": 2, "unanswered": 1, "undelivered": 1, "not_understood": 0}
 
 
 async def test_customer_text_and_names_are_shown_as_text(bot: Bot, desk: httpx.AsyncClient) -> None:
@@ -280,6 +282,7 @@ async def test_the_csv_export_parses_back_to_the_log(
     for body in tricky:
         await bot.text(STRANGER, body)
     clock.advance(24 * 60)
+    await log_in(desk)  # a day later: the session has ended
     await bot.text(ALEX, "HERE")  # the next day: not in the export below
     response = await desk.get("/staff/messages.csv", params={"from": "2026-11-24"})
     assert response.status_code == 200
@@ -318,8 +321,10 @@ STAFF_PAGES = {
     "/staff/dashboard",
     "/staff/conversations",
     "/staff/conversations/{thread_id:int}",
+    "/staff/unread",
 }
 STAFF_DATA = {
+    "/staff/unread.json",
     "/staff/dashboard.json",
     "/staff/conversations.json",
     "/staff/conversations/{thread_id:int}.json",
@@ -516,7 +521,87 @@ async def test_without_a_staff_login_configured_the_pages_are_off(
     async with running_bot(db_url, clock) as plain, browser(plain) as client:
         for path in ("/staff/", "/staff/login", "/staff/dashboard.json"):
             response = await client.get(path)
-            assert response.status_code == 503 and "STAFF_PASSWORD" in response.text
+            assert response.status_code == 503 and "SECRET_KEY" in response.text
+
+
+async def test_logging_out_ends_the_session_everywhere_it_was_copied(
+    bot: Bot, desk: httpx.AsyncClient
+) -> None:
+    stolen = desk.cookies.get(staff.COOKIE)
+    assert stolen
+    page = await desk.get("/staff/dashboard")
+    await desk.post("/staff/logout", data={"csrf": csrf_of(page.text)})
+    async with browser(bot) as thief:
+        thief.cookies.set(staff.COOKIE, stolen, path="/staff")
+        assert (await thief.get("/staff/conversations.json")).status_code == 401
+        assert (await thief.get("/staff/dashboard")).status_code == 303
+
+
+async def test_a_session_ends_after_a_shift_idle_and_at_most_a_day_after_login(
+    bot: Bot, desk: httpx.AsyncClient, clock: Clock
+) -> None:
+    for _ in range(2):  # working: every page moves the idle limit on
+        clock.advance(11 * 60)
+        assert (await desk.get("/staff/dashboard")).status_code == 200
+    clock.advance(3 * 60)  # 25 hours after login, 3 after the last page: over the day's cap
+    assert (await desk.get("/staff/dashboard")).status_code == 303
+    await log_in(desk)
+    clock.advance(12 * 60 + 1)  # idle for longer than a shift
+    assert (await desk.get("/staff/dashboard")).status_code == 303
+
+
+async def test_the_throttle_holds_behind_a_proxy_that_any_client_can_prepend_to(
+    db_url: str, clock: Clock
+) -> None:
+    """FORWARDED_ALLOW_IPS=*: an attacker varying the left of X-Forwarded-For is still the
+    address the router appended, on the right."""
+    async with running_bot(
+        db_url,
+        clock,
+        staff_username=USER,
+        staff_password=PASSWORD,
+        secret_key=SECRET,
+        forwarded_allow_ips="*",
+    ) as behind:
+        statuses = []
+        for attempt in range(auth.FAILED_LOGIN_LIMIT + 2):
+            headers = {"X-Forwarded-For": f"10.8.0.{attempt}, 203.0.113.7"}
+            async with browser(behind) as client:
+                client.headers.update(headers)
+                statuses.append((await log_in(client, password="guess")).status_code)
+        assert statuses[-1] == 429, statuses
+        async with browser(behind) as client:  # someone else, through the same router
+            client.headers.update({"X-Forwarded-For": "198.51.100.4"})
+            assert (await log_in(client)).status_code == 303
+
+
+async def test_a_user_name_is_throttled_from_any_address(db_url: str, clock: Clock) -> None:
+    async with running_bot(
+        db_url,
+        clock,
+        staff_username=USER,
+        staff_password=PASSWORD,
+        secret_key=SECRET,
+        forwarded_allow_ips="*",
+    ) as behind:
+        for attempt in range(auth.USER_FAILURE_LIMIT):
+            async with browser(behind) as client:
+                client.headers.update({"X-Forwarded-For": f"198.51.100.{attempt}"})
+                await log_in(client, password="guess")
+        async with browser(behind) as client:
+            client.headers.update({"X-Forwarded-For": "192.0.2.99"})
+            assert (await log_in(client)).status_code == 429
+
+
+async def test_a_password_typed_as_a_user_name_is_never_logged(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with browser(bot) as client:
+        page = await client.get("/staff/login")
+        data = {"csrf": csrf_of(page.text), "username": "a different long passphrase"}
+        await client.post("/staff/login", data=data | {"password": "x"})
+    assert "a different long passphrase" not in caplog.text
+    assert "unknown-" in caplog.text
 
 
 # --- purge --------------------------------------------------------------------------------------
@@ -528,6 +613,7 @@ async def test_purge_deletes_old_conversations_and_keeps_opt_outs(
     await bot.text(ALEX, "HERE")
     await bot.text(LEAVER, "STOP")
     clock.advance(100 * 24 * 60)
+    await log_in(desk)  # a day later: the session has ended
     await bot.text(JORDAN, "HERE")
     done = await bot.store.log.purge(clock.now - timedelta(days=90), ("opted_out",))
     assert (done.threads, done.messages, done.conversations) == (2, 3, 1)
@@ -545,3 +631,23 @@ async def test_purge_deletes_old_conversations_and_keeps_opt_outs(
 async def _status(bot: Bot, url: str, status: str, **extra: str) -> None:
     params = {"MessageSid": "SM" + "f" * 32, "MessageStatus": status, **extra}
     assert (await bot.post_signed(url, params)).status_code == 204
+
+
+async def test_texts_the_bot_did_not_understand_are_listed_grouped_with_why(
+    bot: Bot, desk: httpx.AsyncClient
+) -> None:
+    await bot.text(ALEX, "purple monkey dishwasher")
+    await bot.text(JORDAN, "Purple monkey dishwasher!")
+    await bot.text(CASEY, "where do I park?")
+    await bot.text(RILEY, "HERE")
+    found = await get_json(desk, "/staff/unread.json")
+    assert [(t["read_as"], t["count"]) for t in found["texts"]] == [("unknown", 2), ("question", 1)]
+    page = await desk.get("/staff/unread")
+    assert "purple monkey dishwasher" in page.text.lower() and "where do I park?" in page.text
+    dashboard = await get_json(desk, "/staff/dashboard.json")
+    assert dashboard["texts"]["not_understood"] == 3
+    [thread] = (await get_json(desk, "/staff/conversations.json", q=CASEY))["conversations"]
+    detail = await get_json(desk, f"/staff/conversations/{thread['id']}.json")
+    [inbound] = [m for m in detail["messages"] if m["direction"] == "in"]
+    assert inbound["intent"] == "question" and "'where is' (en)" not in inbound["understood"]
+    assert inbound["understood"].startswith("a question:")

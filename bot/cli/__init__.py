@@ -56,4 +56,4 @@ def require_free_port(host: str, port: int, option: str = "--port") -> None:
 
 
 # The command modules register themselves on `main`.
-from . import directory, manage, run_bot  # noqa: E402, F401
+from . import directory, manage, run_bot, staff  # noqa: E402, F401

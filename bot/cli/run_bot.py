@@ -62,7 +62,7 @@ def serve(host: str, port: int, workers: int) -> None:
     config = settings()
     _require_serve_settings(config)
     try:
-        prompts_module.load(config.prompts_dir, config.language)
+        prompts_module.load_catalogue(config.prompts_dir, config.default_language)
     except PromptError as exc:
         raise click.ClickException(str(exc)) from exc
     run(_check_schema(config.database_url))
@@ -73,7 +73,9 @@ def serve(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,  # trusted from FORWARDED_ALLOW_IPS only (uvicorn's rule)
+        # The app reads X-Forwarded-For itself (bot.proxy): uvicorn's reading believes the
+        # left-most hop, which the client chose.
+        proxy_headers=False,
         timeout_graceful_shutdown=20,  # finish in-flight webhooks inside a PaaS's 30 s stop
         log_config=log_config(config.log_format),
     )
@@ -209,7 +211,7 @@ def chat(sender: str) -> None:
 
 async def _chat(config: Settings, sender: str) -> None:
     try:
-        prompts = prompts_module.load(config.prompts_dir, config.language)
+        catalogue = prompts_module.load_catalogue(config.prompts_dir, config.default_language)
     except PromptError as exc:
         raise click.ClickException(str(exc)) from exc
     transport: httpx.AsyncBaseTransport | None = None
@@ -229,7 +231,7 @@ async def _chat(config: Settings, sender: str) -> None:
         ):
             if built_in:
                 await seed_demo_directory(store, datetime.now(UTC))
-            service = Service(config, store, make_client(config, http), prompts)
+            service = Service(config, store, make_client(config, http), catalogue)
             await _converse(service, config, sender, built_in)
 
 

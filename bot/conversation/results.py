@@ -1,21 +1,25 @@
 """The conversation's second half: what VirtualQ's answer to an action means for it.
 
-`resume` turns an action's classified result into the next decision (which may ask for one
-more action: a case that finished looked up, then a fresh check-in). Pure.
+`resume(pending, result, ctx)` reads the classified result of `pending.action` and returns the
+next decision, which may ask for one more action: the next person of a family, the next case
+to look up, a finished case's fresh check-in. The pending decision's data carries what the
+actions so far found. Pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from ..errors import Refusal
-from ..intents import Intent
 from ..replies import ReplyKey as K
 from .model import (
-    Action,
+    CancelCase,
     CaseView,
     Checkin,
     Context,
-    Conversation,
     Decision,
+    Done,
     GetCase,
     NotEnqueued,
     Reconcile,
@@ -25,13 +29,15 @@ from .model import (
     Target,
     Unavailable,
     Unconfirmed,
-    checkin,
+    Visit,
+    checked_in,
     expiry,
     say,
     unconfirmed_data,
+    visits,
 )
 
-# The reply for a ticket (given now, or looked up for STATUS): full, next in line, ticket only.
+# The reply for one ticket (given now, or looked up for STATUS): full, next in line, ticket only.
 _TICKET_REPLIES = {
     K.CHECKED_IN: (K.CHECKED_IN, K.CHECKED_IN_NEXT, K.CHECKED_IN_TICKET_ONLY),
     K.STATUS: (K.STATUS, K.STATUS_NEXT, K.STATUS_TICKET_ONLY),
@@ -43,86 +49,201 @@ _CONFIRM = {
 }
 
 
-def resume(action: Action, result: Result, ctx: Context, before: Conversation) -> Decision:
-    """The decision once the queue system has answered `action` with `result`."""
+def resume(pending: Decision, result: Result, ctx: Context) -> Decision:
+    """The decision once the queue system has answered `pending.action` with `result`."""
+    action = pending.action
     if isinstance(action, Checkin):
-        return _after_checkin(action, result, ctx)
+        return _after_checkin(action, pending.data, result, ctx)
     if isinstance(action, Reconcile):
-        return _after_reconcile(action, result, ctx)
-    return _after_get_case(action, result, ctx, before)
+        return _after_reconcile(action, pending.data, result, ctx)
+    if isinstance(action, GetCase):
+        return _after_lookup(action, pending.data, result, ctx)
+    assert isinstance(action, CancelCase)
+    return _after_cancel(action, pending.data, result)
 
 
-def _after_checkin(action: Checkin, result: Result, ctx: Context) -> Decision:
+# --- check-ins ------------------------------------------------------------------------------------
+
+
+def _after_checkin(
+    action: Checkin, data: Mapping[str, Any], result: Result, ctx: Context
+) -> Decision:
+    done = [Visit.from_data(v) for v in data.get("done", [])]
+    queue = list(data.get("queue", []))
     if isinstance(result, CaseView):
-        return _checked_in(result, action.target, ctx, K.CHECKED_IN)
+        visit = Visit(result.case_id, result.ticket, action.target, ctx.now.isoformat())
+        return _checked_in_one(visit, result, data)
     if isinstance(result, Unconfirmed):
-        return Decision(State.IDLE, {}, None, Reconcile(action.target, ctx.now.isoformat()))
+        since = ctx.now.isoformat()
+        return Decision(
+            State.IDLE, {"done": data.get("done", [])}, None, Reconcile(action.target, since)
+        )
     if isinstance(result, Unavailable):
-        return say(State.IDLE, K.UPSTREAM_UNAVAILABLE)
+        return _stop(done, K.UPSTREAM_UNAVAILABLE)
     if result in (Refusal.EARLY, Refusal.LATE) and not action.force:
-        return _question(action.target, result, ctx)
+        return _question(action.target, result, ctx, data)
     if result is Refusal.PREVENT_AUTO_QUEUE:
         if ctx.policy.force_prevent_auto_queue and not action.force:
-            return _question(action.target, result, ctx)
-        return say(State.IDLE, K.SEE_RECEPTION_PREVENT_AUTO_QUEUE)
+            return _question(action.target, result, ctx, data)
+        return _next_or_stop(done, queue, K.SEE_RECEPTION_PREVENT_AUTO_QUEUE)
     if result is Refusal.NOT_FOUND:
-        if action.target.case_id is not None:
-            data = {"expires_at": expiry(ctx), "asked_again": True}
+        if action.target.case_id is not None and not done:
+            data = {"expires_at": expiry(ctx), "asked_again": True, "purpose": "checkin"}
             reply = Reply(K.BOOKING_NUMBER_NOT_FOUND, {"number": action.target.case_id})
             return Decision(State.AWAITING_IDENTIFIER, data, reply)
-        return say(State.IDLE, K.NO_APPOINTMENT)
+        return _next_or_stop(done, queue, K.NO_APPOINTMENT)
     if result is Refusal.ALREADY_CHECKED_IN:
-        return say(State.IDLE, K.ALREADY_CHECKED_IN)
-    return say(State.IDLE, K.UPSTREAM_UNAVAILABLE)
+        return _next_or_stop(done, queue, K.ALREADY_CHECKED_IN)
+    return _stop(done, K.UPSTREAM_UNAVAILABLE)
 
 
-def _after_reconcile(action: Reconcile, result: Result, ctx: Context) -> Decision:
+def _checked_in_one(visit: Visit, case: CaseView, data: Mapping[str, Any]) -> Decision:
+    """One more person in the queue: on to the next of the family, or the reply (about those
+    checked in by this text: `seen` holds their places in line)."""
+    done = [*(Visit.from_data(v) for v in data.get("done", [])), visit]
+    seen = {**data.get("seen", {}), str(visit.case_id): _view_data(case)}
+    queue = list(data.get("queue", []))
+    if queue:
+        following = {"queue": queue[1:], "done": [v.to_data() for v in done], "seen": seen}
+        return Decision(State.IDLE, following, None, Checkin(Target.from_data(queue[0])))
+    fresh = [p for p in done if str(p.case_id) in seen]
+    if len(fresh) == 1:
+        return Decision(State.CHECKED_IN, checked_in(done), _ticket_reply(K.CHECKED_IN, case))
+    reply = _people_reply(K.CHECKED_IN_PEOPLE, fresh, seen)
+    return Decision(State.CHECKED_IN, checked_in(done), reply)
+
+
+def _question(
+    target: Target, reason: Refusal, ctx: Context, progress: Mapping[str, Any]
+) -> Decision:
+    """Early or late: ask before forcing it (the family still to check in, and those already
+    checked in by this text, wait with the question)."""
+    data = {
+        "target": target.to_data(),
+        "reason": reason.value,
+        "expires_at": expiry(ctx),
+        "queue": list(progress.get("queue", [])),
+        "done": list(progress.get("done", [])),
+        "seen": dict(progress.get("seen", {})),
+    }
+    return Decision(State.AWAITING_CONFIRM, data, Reply(_CONFIRM[reason]))
+
+
+def _next_or_stop(done: list[Visit], queue: list[Mapping[str, Any]], key: K) -> Decision:
+    """A family member could not be checked in: the others still are, then say why."""
+    if queue:
+        target = Target.from_data(queue[0])
+        data = {"queue": queue[1:], "done": [v.to_data() for v in done]}
+        return Decision(State.IDLE, data, None, Checkin(target))
+    return _stop(done, key)
+
+
+def _stop(done: Sequence[Visit], key: K) -> Decision:
+    if done:
+        return Decision(State.CHECKED_IN, checked_in(done), Reply(key))
+    return say(State.IDLE, key)
+
+
+def _after_reconcile(
+    action: Reconcile, data: Mapping[str, Any], result: Result, ctx: Context
+) -> Decision:
+    done = [Visit.from_data(v) for v in data.get("done", [])]
     if isinstance(result, CaseView) and result.active:
-        return _checked_in(result, action.target, ctx, K.CHECKED_IN, since=action.since)
+        visit = Visit(result.case_id, result.ticket, action.target, action.since)
+        return _checked_in_one(visit, result, {"done": data.get("done", [])})
     if isinstance(result, NotEnqueued | CaseView):
-        if action.purpose is Intent.ARRIVE:
-            return checkin(action.target)  # nothing was enqueued: this HERE may check in
-        return say(State.IDLE, K.CHECKIN_NOT_DONE)
+        if action.arrival:
+            return Decision(State.IDLE, {}, None, Checkin(action.target))  # this HERE may check in
+        return _stop(done, K.CHECKIN_NOT_DONE)
     # VirtualQ cannot tell us yet: keep asking it on their next text, never re-send blindly.
     data = unconfirmed_data(action.target, action.since)
     return Decision(State.IDLE, data, Reply(K.CHECKIN_UNCONFIRMED))
 
 
-def _after_get_case(
-    action: GetCase, result: Result, ctx: Context, before: Conversation
+# --- looking cases up -----------------------------------------------------------------------------
+
+
+def _after_lookup(
+    action: GetCase, data: Mapping[str, Any], result: Result, ctx: Context
 ) -> Decision:
-    target = Target.from_data(before.data.get("target", {}))
-    if isinstance(result, CaseView) and result.active:
-        return _checked_in(result, target, ctx, K.STATUS, since=before.data.get("at"))
+    people = visits(data)
+    left = [c for c in data.get("lookup", []) if c != action.case_id]
+    seen = dict(data.get("seen", {}))
     if isinstance(result, Unavailable):
-        ticket = before.data.get("ticket")
-        return Decision(before.state, before.data, Reply(K.STATUS_REMEMBERED, {"ticket": ticket}))
-    # The case has finished (or vanished): a new HERE is a new arrival.
-    if action.purpose is Intent.ARRIVE and (target.personal_id or target.case_id):
-        return checkin(target)
-    return say(State.IDLE, K.STATUS_FINISHED)
+        remembered = Reply(K.STATUS_REMEMBERED, {"ticket": _tickets(people)})
+        return Decision(State.CHECKED_IN, checked_in(people), remembered)
+    if isinstance(result, CaseView) and result.active:
+        seen[str(action.case_id)] = _view_data(result)
+    if left:
+        next_data = {**data, "lookup": left, "seen": seen}
+        return Decision(State.CHECKED_IN, next_data, None, GetCase(left[0], action.arrival))
+    waiting = [p for p in people if str(p.case_id) in seen]
+    if not waiting:
+        # Their cases have finished (or vanished): a new HERE is a new arrival.
+        targets = [p.target for p in people if p.target.personal_id or p.target.case_id]
+        if action.arrival and targets:
+            queue = [t.to_data() for t in targets[1:]]
+            return Decision(State.IDLE, {"queue": queue, "done": []}, None, Checkin(targets[0]))
+        return say(State.IDLE, K.STATUS_FINISHED)
+    if len(waiting) == 1:
+        case = _view(waiting[0].case_id, seen[str(waiting[0].case_id)])
+        return Decision(State.CHECKED_IN, checked_in(waiting), _ticket_reply(K.STATUS, case))
+    reply = _people_reply(K.STATUS_PEOPLE, waiting, seen)
+    return Decision(State.CHECKED_IN, checked_in(waiting), reply)
 
 
-def _checked_in(
-    case: CaseView, target: Target, ctx: Context, kind: K, since: str | None = None
-) -> Decision:
-    data = {
-        "case_id": case.case_id,
-        "ticket": case.ticket,
-        "target": target.to_data(),
-        "at": since or ctx.now.isoformat(),
-    }
+# --- leaving --------------------------------------------------------------------------------------
+
+
+def _after_cancel(action: CancelCase, data: Mapping[str, Any], result: Result) -> Decision:
+    if action.booking:
+        if isinstance(result, Done):
+            return say(State.IDLE, K.BOOKING_CANCELLED)
+        return say(State.IDLE, K.UPSTREAM_UNAVAILABLE)
+    people = visits(data)
+    if not isinstance(result, Done):
+        return Decision(State.CHECKED_IN, checked_in(people), Reply(K.LEAVE_FAILED))
+    left = [c for c in data.get("left", []) if c != action.case_id]
+    if left:
+        return Decision(State.CHECKED_IN, {**data, "left": left}, None, CancelCase(left[0]))
+    return Decision(State.IDLE, {}, Reply(K.LEFT_QUEUE, {"ticket": _tickets(people)}))
+
+
+# --- replies ---------------------------------------------------------------------------------
+
+
+def _ticket_reply(kind: K, case: CaseView) -> Reply:
     full, next_in_line, ticket_only = _TICKET_REPLIES[kind]
     if case.position is None or case.wait is None:
-        reply = Reply(ticket_only, {"ticket": case.ticket})
-    elif case.position == 0:
-        reply = Reply(next_in_line, {"ticket": case.ticket})
-    else:
-        values = {"ticket": case.ticket, "position": case.position + 1, "wait": case.wait}
-        reply = Reply(full, values)
-    return Decision(State.CHECKED_IN, data, reply)
+        return Reply(ticket_only, {"ticket": case.ticket})
+    if case.position == 0:
+        return Reply(next_in_line, {"ticket": case.ticket})
+    values = {"ticket": case.ticket, "position": case.position + 1, "wait": case.wait}
+    return Reply(full, values)
 
 
-def _question(target: Target, reason: Refusal, ctx: Context) -> Decision:
-    data = {"target": target.to_data(), "reason": reason.value, "expires_at": expiry(ctx)}
-    return Decision(State.AWAITING_CONFIRM, data, Reply(_CONFIRM[reason]))
+def _people_reply(kind: K, people: Sequence[Visit], seen: Mapping[str, Mapping[str, Any]]) -> Reply:
+    """One line per person: "Sam A012: number 3, about 12 min; Mia C004: next in line"."""
+    lines: list[tuple[K, Mapping[str, object]]] = []
+    for person in people:
+        view = seen.get(str(person.case_id), {})
+        name = (person.target.name or "").split(" ")[0] or person.ticket
+        position, wait = view.get("position"), view.get("wait")
+        if position is not None and wait is not None and position > 0:
+            values = {"name": name, "ticket": person.ticket, "position": position + 1, "wait": wait}
+            lines.append((K.STATUS_PERSON, values))
+        else:  # next in line, or VirtualQ gave no place: the ticket is what matters
+            lines.append((K.STATUS_PERSON_NEXT, {"name": name, "ticket": person.ticket}))
+    return Reply(kind, lines=tuple(lines))
+
+
+def _tickets(people: Sequence[Visit]) -> str:
+    return ", ".join(p.ticket for p in people) or "?"
+
+
+def _view_data(case: CaseView) -> dict[str, Any]:
+    return {"ticket": case.ticket, "position": case.position, "wait": case.wait}
+
+
+def _view(case_id: int, data: Mapping[str, Any]) -> CaseView:
+    return CaseView(case_id, str(data.get("ticket", "")), data.get("position"), data.get("wait"))

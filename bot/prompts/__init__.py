@@ -1,122 +1,129 @@
-"""Customer-facing texts and keywords, per language, from bot/prompts/<lang>.toml; each text
-checked at start-up to fit one SMS segment."""
+"""Every word a customer reads, and every phrase the bot listens for, per language, from
+bot/prompts/<lang>.toml (or PROMPTS_DIR): loaded and checked at start-up, loudly.
+
+A language is a file and nothing else: its [texts] (each with exactly its placeholders, fitting
+its segments with the longest values), its [understand] phrases (see bot.understanding), and
+[quick_replies] for staff. `load_catalogue` reads them all; `Catalogue.prompts(lang)` renders.
+"""
 
 from __future__ import annotations
 
-import re
 import string
 import tomllib
-import unicodedata
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from anyascii import anyascii
 
 from ..errors import PromptError
 from ..replies import CHOICE_LISTS, PIECES, PLACEHOLDERS, ReplyKey
+from ..sms import (
+    GSM7_SEGMENT,
+    UCS2_TWO_SEGMENTS,
+    is_gsm7,
+    segments,
+    septets,
+    to_gsm7,
+    ucs2_units,
+)
+from ..understanding import Lexicon, build
+from ..understanding.lexicon import LISTS
 
 BUILT_IN = Path(__file__).parent  # the texts shipped with the package, next to this file
 
-SEGMENT_LIMIT = 160
-
-# GSM 03.38 default alphabet; the extension table's characters cost two septets each.
-GSM7_BASIC = (
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENSION = "^{}\\[~]|€\f"
-_GSM7 = frozenset(GSM7_BASIC) | frozenset(GSM7_EXTENSION)
-
-# The longest values a text can be given (VirtualQ: Ticket <= 20 chars; names from the directory).
+# The longest values a text can be given: VirtualQ's Ticket is at most 20 characters; people are
+# named by their first name, cut to 20; a counter (LocationName) is cut to 24.
 WORST_CASE: dict[str, str] = {
     "ticket": "W" * 20,
     "position": "999",
     "wait": "999",
     "number": "9" * 12,
-    "name": "N" * 50,
+    "name": "N" * 20,
+    "counter": "C" * 24,
+    "lines": "L" * 100,  # several people's status lines; cut to fit when longer
 }
 MAX_CHOICES = 9
-
-INTENTS = ("arrive", "yes", "no", "status", "help", "leave", "running_late")
-
-
-def is_gsm7(text: str) -> bool:
-    return all(char in _GSM7 for char in text)
-
-
-def septets(text: str) -> int:
-    """Length of a GSM-7 text in septets (extension characters count twice)."""
-    return sum(2 if char in GSM7_EXTENSION else 1 for char in text)
-
-
-def segments(text: str) -> int:
-    """How many SMS segments a text needs (GSM-7 when it can be, else UCS-2)."""
-    if is_gsm7(text):
-        length, single, multi = septets(text), 160, 153
-    else:
-        length, single, multi = len(text.encode("utf-16-le")) // 2, 70, 67
-    return 1 if length <= single else -(-length // multi)
-
-
-def to_gsm7(value: str) -> str:
-    """A value made GSM-7 safe, so a reply never falls back to 70-character UCS-2 segments:
-    a word whose accents are all it lacks loses them (Zoë: Zoe); a word in another script is
-    transliterated whole (Łukasz: Lukasz, Σοφία: Sofia, 王芳: WangFang); symbols and emoji
-    that GSM-7 cannot show are left out."""
-    words = []
-    for word in value.split():
-        kept = "".join(c for c in word if c in _GSM7 or unicodedata.category(c)[0] in "LNM")
-        plain = "".join(c if c in _GSM7 else _unaccented(c) for c in kept)
-        if not all(c in _GSM7 for c in plain):
-            for greek, latin in _GREEK_DIGRAPHS.items():  # anyascii reads ου as "oy"
-                kept = kept.replace(greek, latin)
-            plain = "".join(c for c in anyascii(kept) if c in _GSM7)
-        if plain:
-            words.append(plain)
-    return " ".join(words)
-
-
-_GREEK_DIGRAPHS = {"ου": "ou", "ού": "ou", "Ου": "Ou", "ΟΥ": "OU"}
-
-
-def _unaccented(char: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+SCRIPTS = ("latin", "other")
+# [understand] keys besides the phrase lists.
+_UNDERSTAND_EXTRA = {
+    "numbers",
+    "ordinals",
+    "aliases",
+    "typo_ok",
+    "typo_never",
+    "names",
+    "commands",
+    "language_words",
+    "opt_out",
+    "opt_in",
+}
+# Kept for the segment counters of anything that imports them from here.
+__all__ = ["BUILT_IN", "Catalogue", "Prompts", "load", "load_catalogue", "segments", "to_gsm7"]
 
 
 @dataclass(frozen=True)
 class Prompts:
-    """One language's texts and keyword lists."""
+    """One language's texts: rendered with their values, within their segments."""
 
     language: str
+    name: str
+    script: str  # latin (GSM-7, one segment) or other (UCS-2, up to two)
     texts: Mapping[str, str]
-    keywords: Mapping[str, tuple[str, ...]]
-    typo_exclusions: frozenset[str]
-    opt_out: frozenset[str]
-    opt_in: frozenset[str]
+    quick_replies: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def limit(self) -> int:
+        return GSM7_SEGMENT if self.script == "latin" else UCS2_TWO_SEGMENTS
+
+    def fits(self, text: str) -> bool:
+        if self.script == "latin":
+            return is_gsm7(text) and septets(text) <= GSM7_SEGMENT
+        return ucs2_units(text) <= UCS2_TWO_SEGMENTS
+
+    def value(self, name: str, value: object) -> str:
+        """A value as a text may show it: cut to its longest, and GSM-7 in a latin language
+        (names are transliterated, never dropped)."""
+        text = " ".join(str(value).split())
+        if self.script == "latin":
+            text = to_gsm7(text)
+        longest = len(WORST_CASE.get(name, "")) or 60
+        return text[:longest].rstrip()
 
     def render(self, key: ReplyKey, **values: object) -> str:
-        """The text for a reply key with its values filled in, within one GSM-7 segment."""
-        safe = {name: to_gsm7(str(value)) for name, value in values.items()}
-        text = self.texts[key].format_map(safe)
-        return text if septets(text) <= SEGMENT_LIMIT else _truncate(text)
+        """The text for a reply key with its values filled in, within its segments."""
+        safe = {name: self.value(name, value) for name, value in values.items()}
+        return self._fitted(self.texts[key].format_map(safe))
 
-    def render_choices(self, key: ReplyKey, names: list[str]) -> str:
-        """A `choose` text listing the names, each shortened as needed to fit one segment."""
-        return self.texts[key].format(options=self._options(key, names))
-
-    def _options(self, key: ReplyKey, names: list[str]) -> str:
-        """`1 for Alex, 2 for Sam`, shortening names until the whole text fits one segment."""
-        # A name with nothing GSM-7 can show (emoji only) is listed by its number.
-        names = [to_gsm7(n) or f"#{i}" for i, n in enumerate(names, start=1)]
-        for limit in (50, 20, 12, 8, 5, 3):
-            options = self.texts[ReplyKey.CHOICE_SEPARATOR].join(
+    def render_choices(self, key: ReplyKey, names: Sequence[str], everyone: bool = False) -> str:
+        """A choose text listing people (and "N for everyone"), each name shortened as needed
+        to fit. A name with nothing to show (emoji only) is listed by its number."""
+        shown = [self.value("name", n) or f"#{i}" for i, n in enumerate(names, start=1)]
+        for limit in (20, 12, 8, 5, 3):
+            items = [
                 self.texts[ReplyKey.CHOICE_ITEM].format(number=i, name=_shorten(name, limit))
-                for i, name in enumerate(names, start=1)
-            )
-            if septets(self.texts[key].format(options=options)) <= SEGMENT_LIMIT:
-                break
-        return options
+                for i, name in enumerate(shown, start=1)
+            ]
+            if everyone:
+                items.append(self.texts[ReplyKey.CHOICE_ALL].format(number=len(shown) + 1))
+            text = self.texts[key].format(options=self.texts[ReplyKey.CHOICE_SEPARATOR].join(items))
+            if self.fits(text):
+                return text
+        return self._fitted(text)
+
+    def render_lines(
+        self, key: ReplyKey, lines: Sequence[tuple[ReplyKey, Mapping[str, object]]]
+    ) -> str:
+        """A text of several people's status, one line each, joined (cut to fit)."""
+        parts = [
+            self.texts[line].format_map({n: self.value(n, v) for n, v in values.items()})
+            for line, values in lines
+        ]
+        joined = self.texts[ReplyKey.STATUS_SEPARATOR].join(parts)
+        return self._fitted(self.texts[key].format(lines=joined))
+
+    def _fitted(self, text: str) -> str:
+        while not self.fits(text) and len(text) > 4:
+            text = text[: len(text) - 4].rstrip() + "..."
+        return text
 
 
 def _shorten(name: str, limit: int) -> str:
@@ -126,92 +133,162 @@ def _shorten(name: str, limit: int) -> str:
     return first if len(first) <= limit else first[:limit]
 
 
-def _truncate(text: str) -> str:
-    while septets(text) > SEGMENT_LIMIT - 3:
-        text = text[:-1]
-    return text.rstrip() + "..."
+@dataclass(frozen=True)
+class Catalogue:
+    """Every language's prompts, the default one, and every language's phrases."""
+
+    languages: Mapping[str, Prompts]
+    default: str
+    lexicon: Lexicon
+
+    def prompts(self, language: str | None = None) -> Prompts:
+        """A language's prompts (the default language's when it has none)."""
+        return self.languages.get(language or self.default) or self.languages[self.default]
+
+    def knows(self, language: str | None) -> bool:
+        return language is not None and language in self.languages
+
+
+def load_catalogue(directory: Path, default: str = "en") -> Catalogue:
+    """Every <lang>.toml in `directory`, checked; PromptError naming the file and the key if
+    anything is off, or if the default language has no file."""
+    files = sorted(p for p in directory.glob("*.toml") if not p.name.startswith("_"))
+    tables: dict[str, dict[str, object]] = {}
+    languages: dict[str, Prompts] = {}
+    for path in files:
+        data = _read(path)
+        languages[path.stem] = _prompts(path, data)
+        tables[path.stem] = _understand(path, data)
+    if default not in languages:
+        raise PromptError(f"no prompts file for language {default!r} in {directory}")
+    lexicon = build(tables)
+    _check_opt_out(directory, tables, lexicon.opt_out | lexicon.opt_in)
+    return Catalogue(languages, default, lexicon)
 
 
 def load(directory: Path, language: str) -> Prompts:
-    """Load and check one language's prompts; fail loudly, naming the key, if anything is off."""
+    """One language's prompts, checked (the whole catalogue is checked by load_catalogue)."""
     path = directory / f"{language}.toml"
+    return _prompts(path, _read(path))
+
+
+def _read(path: Path) -> dict[str, object]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise PromptError(f"no prompts file for language {language!r} at {path}") from exc
+        raise PromptError(f"no prompts file for language {path.stem!r} at {path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PromptError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _prompts(path: Path, data: Mapping[str, object]) -> Prompts:
+    meta = data.get("meta", {})
+    meta = meta if isinstance(meta, Mapping) else {}
+    script = meta.get("script", "latin")
+    if script not in SCRIPTS:
+        raise PromptError(f"{path}: [meta] script must be one of {', '.join(SCRIPTS)}")
     texts = data.get("texts", {})
-    raw_keywords = data.get("keywords", {})
+    if not isinstance(texts, Mapping):
+        raise PromptError(f"{path}: [texts] must be a table")
     for key, wanted in PLACEHOLDERS.items():
         if not isinstance(texts.get(key), str):
             raise PromptError(f"{path}: text {str(key)!r} is missing")
-        _check_text(path, key, texts[key], wanted)
-    keywords: dict[str, tuple[str, ...]] = {}
-    for name in (*INTENTS, "typo_exclusions", "opt_out", "opt_in"):
-        words = raw_keywords.get(name)
-        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-            raise PromptError(f"{path}: keyword list {name!r} is missing or not a list of text")
-        keywords[name] = tuple(w.casefold().strip() for w in words if w.strip())
+        _check_text(path, key, str(texts[key]), wanted, script)
+    unknown = sorted(set(texts) - {k.value for k in ReplyKey})
+    if unknown:
+        raise PromptError(f"{path}: unknown text(s) {unknown}: no reply uses them")
+    quick = data.get("quick_replies", {})
+    if not isinstance(quick, Mapping) or not all(isinstance(v, str) for v in quick.values()):
+        raise PromptError(f"{path}: [quick_replies] must be a table of texts")
     prompts = Prompts(
-        language=language,
-        texts=dict(texts),
-        keywords={name: keywords[name] for name in INTENTS},
-        typo_exclusions=frozenset(keywords["typo_exclusions"]),
-        opt_out=frozenset(keywords["opt_out"]),
-        opt_in=frozenset(keywords["opt_in"]),
+        language=path.stem,
+        name=str(meta.get("name", path.stem)),
+        script=str(script),
+        texts={str(k): str(v) for k, v in texts.items()},
+        quick_replies={str(k): str(v) for k, v in quick.items()},
     )
-    _check_keywords(path, prompts)
     _check_lengths(path, prompts)
     return prompts
 
 
-def _check_text(path: Path, key: ReplyKey, text: str, wanted: frozenset[str]) -> None:
+def _check_text(path: Path, key: ReplyKey, text: str, wanted: frozenset[str], script: str) -> None:
     used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     name = str(key)
     if unknown := used - wanted:
         raise PromptError(f"{path}: text {name!r} uses unknown placeholder(s) {sorted(unknown)}")
     if missing := wanted - used:
         raise PromptError(f"{path}: text {name!r} must use placeholder(s) {sorted(missing)}")
-    if not is_gsm7(text):
-        bad = sorted({c for c in text if c not in _GSM7})
-        raise PromptError(f"{path}: text {str(key)!r} has non-GSM-7 character(s) {bad}")
-
-
-def _check_keywords(path: Path, prompts: Prompts) -> None:
-    for intent, words in prompts.keywords.items():
-        for word in words:
-            if normalise_text(word) in prompts.opt_out:
-                raise PromptError(
-                    f"{path}: keyword {word!r} of {intent!r} is a Twilio opt-out word; "
-                    "the bot must never use one as its own command"
-                )
+    if script == "latin" and not is_gsm7(text):
+        bad = sorted({c for c in text if not is_gsm7(c)})
+        raise PromptError(
+            f"{path}: text {name!r} has non-GSM-7 character(s) {bad}: leave the accents out, or "
+            'set [meta] script = "other" (two UCS-2 segments a text)'
+        )
 
 
 def _check_lengths(path: Path, prompts: Prompts) -> None:
+    what = "one SMS segment (160 GSM-7)" if prompts.script == "latin" else "two UCS-2 segments"
     for key in PLACEHOLDERS:
         if key in PIECES:
             continue
-        values: dict[str, object] = {
-            name: WORST_CASE[name] for name in PLACEHOLDERS[key] if name in WORST_CASE
-        }
+        values = {name: WORST_CASE[name] for name in PLACEHOLDERS[key] if name in WORST_CASE}
         if key in CHOICE_LISTS:
-            text = prompts.render_choices(key, [WORST_CASE["name"]] * MAX_CHOICES)
+            text = prompts.render_choices(key, [WORST_CASE["name"]] * 3, everyone=True)
         else:
             text = prompts.texts[key].format_map(values)
-        if septets(text) > SEGMENT_LIMIT:
+        if not prompts.fits(text):
             raise PromptError(
-                f"{path}: text {str(key)!r} is {septets(text)} characters with the longest values; "
-                f"one SMS segment holds {SEGMENT_LIMIT}"
+                f"{path}: text {str(key)!r} is {len(text)} characters ({segments(text)} "
+                f"segments) with the longest values; it must fit {what}"
             )
+    for name, text in prompts.quick_replies.items():
+        if not prompts.fits(text):
+            raise PromptError(f"{path}: quick reply {name!r} must fit {what}")
 
 
-_APOSTROPHES = re.compile(r"['’`´]")
-_NON_WORD = re.compile(r"[^0-9a-z]+")
+def _understand(path: Path, data: Mapping[str, object]) -> dict[str, object]:
+    table = data.get("understand", {})
+    if not isinstance(table, Mapping):
+        raise PromptError(f"{path}: [understand] must be a table")
+    for key, value in table.items():
+        if key in LISTS or key in {
+            "typo_ok",
+            "typo_never",
+            "names",
+            "commands",
+            "language_words",
+            "opt_out",
+            "opt_in",
+        }:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PromptError(f"{path}: [understand] {key!r} must be a list of text")
+        elif key in ("numbers", "ordinals"):
+            if not isinstance(value, Mapping) or not all(
+                isinstance(v, int) for v in value.values()
+            ):
+                raise PromptError(f"{path}: [understand] {key!r} must map words to numbers")
+        elif key == "aliases":
+            if not isinstance(value, Mapping) or not all(
+                isinstance(v, str) for v in value.values()
+            ):
+                raise PromptError(f"{path}: [understand] aliases must map words to words")
+        elif key not in _UNDERSTAND_EXTRA:
+            raise PromptError(f"{path}: [understand] {key!r} is not a list the bot reads")
+    return dict(table)
 
 
-def normalise_text(text: str) -> str:
-    """Lower-case ASCII words separated by single spaces: accents, punctuation and emoji gone."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _NON_WORD.sub(" ", _APOSTROPHES.sub("", plain)).strip()
+def _check_opt_out(
+    directory: Path, tables: Mapping[str, Mapping[str, object]], words: set[str] | frozenset[str]
+) -> None:
+    """The bot never uses a Twilio opt-out word as a command of its own."""
+    from ..understanding.lexicon import phrase_words
+
+    for language, table in tables.items():
+        for kind in LISTS:
+            phrases = table.get(kind, ())
+            for phrase in phrases if isinstance(phrases, list) else ():
+                if isinstance(phrase, str) and " ".join(phrase_words(phrase)[0]) in words:
+                    raise PromptError(
+                        f"{directory / (language + '.toml')}: {phrase!r} in {kind!r} is a "
+                        "Twilio opt-out word; the bot must never use one as its own command"
+                    )

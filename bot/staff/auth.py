@@ -1,5 +1,5 @@
-"""Who may see the staff pages: the staff login compared in constant time, failed logins
-slowed and counted, HTTP Basic for scripts, and the security headers every answer carries."""
+"""Who may see the staff pages: server-side sessions, failed logins slowed and counted across
+processes, HTTP Basic for scripts, and the security headers every answer carries."""
 
 from __future__ import annotations
 
@@ -9,17 +9,25 @@ import binascii
 import hashlib
 import hmac
 import logging
-import time
-from collections import deque
+import secrets
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..store.staff import StaffStore
+from .accounts import Account, Roster
 
 log = logging.getLogger("checkin_bot.staff")
 
 FAILED_LOGIN_DELAY = 1.0  # seconds every failed login waits before its answer
-FAILED_LOGIN_LIMIT = 5  # failures per client within the window before logins are refused
+FAILED_LOGIN_LIMIT = 5  # failures from one address within the window before it is locked out
+USER_FAILURE_LIMIT = 10  # failures for one user name, from anywhere, before it is locked out
 FAILED_LOGIN_WINDOW = 15 * 60
+SESSION_IDLE = timedelta(hours=12)  # a shift: a session ends this long after the last page
+SESSION_MAX = timedelta(hours=24)  # and at the latest this long after logging in
+TOUCH_EVERY = timedelta(minutes=1)  # a session's last page is written at most this often
 
 SECURITY_HEADERS = [
     (
@@ -35,13 +43,18 @@ SECURITY_HEADERS = [
 
 
 class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response of the wrapped app (all staff pages hold
-    personal data, so none may be cached, framed or run a script)."""
+    """Adds SECURITY_HEADERS to every response under `prefix` (all staff pages hold personal
+    data, so none may be cached, framed or run a script): pages, errors, redirects alike."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, prefix: str = "") -> None:
         self.app = app
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [
@@ -51,66 +64,101 @@ class SecurityHeaders:
                 ] + SECURITY_HEADERS
             await send(message)
 
-        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
+        await self.app(scope, receive, with_headers)
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
+class Sessions:
+    """Staff sessions kept in the database: the signed cookie carries a random token, the
+    `staff_sessions` row its hash. A session ends SESSION_IDLE after the last page, at the
+    latest SESSION_MAX after logging in, at logout (every copy of the cookie with it), and
+    when its account's password changes or the account is removed."""
 
-
-class Credentials:
-    """The staff login, compared in constant time (digests, so lengths leak nothing)."""
-
-    def __init__(self, username: str, password: str, secret: str) -> None:
-        self._user = _digest(username)
-        self._password = _digest(password)
-        # In every session: changing the password or the user signs everyone out.
-        self.fingerprint = hmac.new(
-            secret.encode(), f"{username}\0{password}".encode(), "sha256"
-        ).hexdigest()[:24]
-
-    def check(self, username: str, password: str) -> bool:
-        user_ok = hmac.compare_digest(_digest(username), self._user)
-        password_ok = hmac.compare_digest(_digest(password), self._password)
-        return user_ok & password_ok
-
-
-class LoginThrottle:
-    """Failed logins per client address, in this process: each failure waits
-    FAILED_LOGIN_DELAY, and FAILED_LOGIN_LIMIT of them in the window lock the client out."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: StaffStore, roster: Roster, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.roster = roster
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
 
-    def _recent(self, client: str) -> deque[float]:
-        now = self.clock()
-        found = self._failures.get(client, deque())
-        while found and now - found[0] > FAILED_LOGIN_WINDOW:
-            found.popleft()
+    async def start(self, request: Request, account: Account, client: str) -> None:
+        token = secrets.token_urlsafe(32)
+        await self.store.start_session(
+            _hash(token), account.name, account.credential, client, self.clock()
+        )
+        request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
+        request.session.update(sid=token, csrf=secrets.token_urlsafe(24))
+
+    async def account(self, request: Request) -> Account | None:
+        """Who is signed in on this request (None: nobody, or a session that has ended)."""
+        if "staff_account" in request.scope:
+            found: Account | None = request.scope["staff_account"]
+            return found
+        found = await self._account(request)
+        request.scope["staff_account"] = found
         return found
 
-    def retry_after(self, client: str) -> int:
-        """Seconds until this client may try again (0: now)."""
-        found = self._recent(client)
-        if len(found) < FAILED_LOGIN_LIMIT:
-            return 0
-        return max(1, int(FAILED_LOGIN_WINDOW - (self.clock() - found[0])))
+    async def _account(self, request: Request) -> Account | None:
+        token = request.session.get("sid") if "session" in request.scope else None
+        if not isinstance(token, str) or not token:
+            return None
+        row = await self.store.session(_hash(token))
+        now = self.clock()
+        if row is None or row.ended_at is not None:
+            return None
+        if now - row.last_seen_at > SESSION_IDLE or now - row.created_at > SESSION_MAX:
+            await self.store.end_session(_hash(token), now)
+            return None
+        account = await self.roster.current(row.account)
+        if account is None or not hmac.compare_digest(account.credential, row.credential):
+            return None  # removed, or its password changed since this login
+        if now - row.last_seen_at > TOUCH_EVERY:
+            await self.store.touch_session(_hash(token), now)
+        return account
 
-    async def failed(self, client: str, username: str, how: str) -> None:
-        found = self._recent(client)
-        found.append(self.clock())
-        if len(self._failures) > 10_000:  # bound the memory a flood of addresses can take
-            self._failures.clear()
-        self._failures[client] = found
-        log.warning(
-            "failed staff login (%s) for user %r from %s: %d in %d min",
-            how,
-            username[:64],
-            client,
-            len(found),
-            FAILED_LOGIN_WINDOW // 60,
-        )
+    async def end(self, request: Request) -> None:
+        token = request.session.get("sid")
+        if isinstance(token, str) and token:
+            await self.store.end_session(_hash(token), self.clock())
+        request.session.clear()
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Throttle:
+    """Failed logins, counted in the database (so every process sees them) by the address
+    the platform's router saw and by the user name tried: each failure waits
+    FAILED_LOGIN_DELAY; FAILED_LOGIN_LIMIT from one address, or USER_FAILURE_LIMIT for one
+    name, within the window lock further tries out until the window has passed."""
+
+    def __init__(self, store: StaffStore, roster: Roster, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.roster = roster
+        self.clock = clock
+
+    @staticmethod
+    def _keys(client: str, name: str | None) -> list[str]:
+        keys = [f"addr:{client}"]
+        if name:
+            keys.append("user:" + hashlib.sha256(name.casefold().encode()).hexdigest()[:32])
+        return keys
+
+    async def retry_after(self, client: str, name: str | None = None) -> int:
+        """Seconds until these may try again (0: now)."""
+        now = self.clock()
+        window = timedelta(seconds=FAILED_LOGIN_WINDOW)
+        counts = await self.store.failures_since(self._keys(client, name), now - window)
+        waits = [0]
+        for key, (count, oldest) in counts.items():
+            limit = FAILED_LOGIN_LIMIT if key.startswith("addr:") else USER_FAILURE_LIMIT
+            if count >= limit:
+                waits.append(max(1, int((oldest + window - now).total_seconds())))
+        return max(waits)
+
+    async def failed(self, client: str, name: str, how: str) -> None:
+        now = self.clock()
+        await self.store.failed_login(self._keys(client, name), now)
+        shown = name[:64] if await self.roster.known(name) else self.roster.pseudonym(name)
+        log.warning("failed staff login (%s) for user %s from %s", how, shown, client)
         await asyncio.sleep(FAILED_LOGIN_DELAY)
 
 

@@ -26,6 +26,8 @@ from ..errors import BadFilter
 from ..store.log import UNANSWERED_AFTER
 from ..store.tables import conversations, messages, threads, upstream_calls
 from ..threads import LABELS, ThreadOutcome, asked_cutoff, shown
+from ..understanding.text import plain, words_of
+from .filters import MAX_DAYS, ListFilters
 
 PAGE_SIZE = 50
 CSV_BATCH = 1000
@@ -61,23 +63,14 @@ class Period:
         return datetime.combine(self.last + timedelta(days=1), time(), self.zone).astimezone(UTC)
 
 
-def parse_day(raw: str | None, name: str) -> date | None:
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError as exc:
-        raise BadFilter(f"{name}: expected a date like 2026-11-24, got {raw[:20]!r}") from exc
-
-
-def period(raw_from: str | None, raw_to: str | None, zone: ZoneInfo, today: date) -> Period:
+def period(first: date | None, last: date | None, zone: ZoneInfo, today: date) -> Period:
     """The days asked for; a missing end is the other end, both missing is today."""
-    first, last = parse_day(raw_from, "from"), parse_day(raw_to, "to")
+    asked_from = first is not None
     first = first or last or today
-    last = last or (first if raw_from else today)
+    last = last or (first if asked_from else today)
     if last < first:
         raise BadFilter("to: the last day is before the first")
-    if (last - first).days > 3660:
+    if (last - first).days > MAX_DAYS:
         raise BadFilter("to: ask for ten years or less")
     return Period(first, last, zone)
 
@@ -123,14 +116,11 @@ class Filters:
         return {k: v for k, v in out.items() if v}
 
 
-def filters(params: dict[str, str], zone: ZoneInfo, today: date) -> Filters:
-    outcome = params.get("outcome", "").strip()
-    if outcome and outcome not in ThreadOutcome.__members__.values():
-        raise BadFilter(f"outcome: unknown outcome {outcome[:40]!r}")
+def filters(asked: ListFilters, zone: ZoneInfo, today: date) -> Filters:
     chosen = None
-    if params.get("from") or params.get("to"):
-        chosen = period(params.get("from"), params.get("to"), zone, today)
-    return Filters(params.get("q", "").strip()[:100], outcome, chosen)
+    if asked.first or asked.last:
+        chosen = period(asked.first, asked.last, zone, today)
+    return Filters(asked.q, asked.outcome, chosen)
 
 
 def _search(q: str, region: str) -> sa.ColumnElement[bool]:
@@ -306,6 +296,8 @@ def _message(m: Any, calls: list[dict[str, Any]], zone: ZoneInfo, now: datetime)
         "body": m.body,
         "media": m.num_media,
         "intent": m.intent,
+        "understood": m.understood,
+        "language": m.language,
         "prompt": m.prompt,
         "state_before": m.state_before,
         "state_after": m.state_after,
@@ -317,6 +309,65 @@ def _message(m: Any, calls: list[dict[str, Any]], zone: ZoneInfo, now: datetime)
         "error_meaning": TWILIO_ERRORS.get(m.error_code or ""),
         "unanswered": unanswered,
         "upstream_calls": calls,
+    }
+
+
+def plain_words(text: str) -> list[str]:
+    return words_of(plain(text))
+
+
+# --- texts the bot did not understand ------------------------------------------------------------
+
+NOT_UNDERSTOOD = ("unknown", "unsure", "question")  # read as nothing, a maybe, or a question
+
+
+async def not_understood(
+    engine: AsyncEngine, chosen: Period, *, limit: int = 100
+) -> dict[str, Any]:
+    """Texts the bot read as nothing it knows (or had to ask about, or could not answer),
+    grouped by their words, most frequent first: phrases a deployer may add to prompts/."""
+    where = [
+        messages.c.direction == "in",
+        messages.c.intent.in_(NOT_UNDERSTOOD),
+        messages.c.created_at >= chosen.start,
+        messages.c.created_at < chosen.end,
+    ]
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(
+                    messages.c.body,
+                    messages.c.intent,
+                    messages.c.language,
+                    messages.c.thread_id,
+                    messages.c.created_at,
+                )
+                .where(*where)
+                .order_by(messages.c.created_at.desc())
+                .limit(5000)
+            )
+        ).all()
+    groups: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = " ".join(plain_words(row.body))
+        group = groups.setdefault(
+            key,
+            {
+                "text": row.body,
+                "read_as": row.intent,
+                "language": row.language,
+                "count": 0,
+                "last_at": _iso(row.created_at, chosen.zone),
+                "conversation": row.thread_id,
+            },
+        )
+        group["count"] += 1
+    ranked = sorted(groups.values(), key=lambda g: g["last_at"] or "", reverse=True)
+    ranked.sort(key=lambda g: -g["count"])  # most frequent first; the latest first among equals
+    return {
+        "period": {"from": chosen.first.isoformat(), "to": chosen.last.isoformat()},
+        "texts": ranked[:limit],
+        "total": len(rows),
     }
 
 
@@ -392,6 +443,7 @@ async def dashboard(
                         messages.c.created_at < now - UNANSWERED_AFTER,
                     ),
                     counted(outbound, messages.c.status.in_(("failed", "undelivered", "unsent"))),
+                    counted(inbound, messages.c.intent.in_(NOT_UNDERSTOOD)),
                 ).where(texts_in_period)
             )
         ).one()
@@ -423,6 +475,7 @@ async def dashboard(
             "out": int(texts[1]),
             "unanswered": int(texts[2]),
             "undelivered": int(texts[3]),
+            "not_understood": int(texts[4]),
         },
         "arrivals_by_hour": hours,
     }

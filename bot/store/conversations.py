@@ -1,4 +1,5 @@
-"""The bot's memory of each phone: its conversation's state and data, as stored text and JSON."""
+"""The bot's memory of each phone: its conversation's state and data, as stored text and JSON,
+and the language its replies go out in."""
 
 from __future__ import annotations
 
@@ -21,23 +22,34 @@ class Saved:
 
     state: str = INITIAL_STATE
     data: Mapping[str, Any] = field(default_factory=dict)
+    language: str | None = None
+    language_source: str | None = None  # chosen, detected, virtualq, directory
 
 
 async def load(conn: AsyncConnection, phone: str) -> Saved:
+    c = conversations.c
     row = (
         await conn.execute(
-            sa.select(conversations.c.state, conversations.c.data).where(
-                conversations.c.phone == phone
-            )
+            sa.select(c.state, c.data, c.language, c.language_source).where(c.phone == phone)
         )
     ).first()
-    return Saved() if row is None else Saved(row.state, dict(row.data or {}))
+    if row is None:
+        return Saved()
+    return Saved(row.state, dict(row.data or {}), row.language, row.language_source)
 
 
 async def save(
-    conn: AsyncConnection, phone: str, state: str, data: Mapping[str, Any], now: datetime
+    conn: AsyncConnection,
+    phone: str,
+    state: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    language: tuple[str | None, str | None] | None = None,
 ) -> None:
-    values = dict(state=state, data=dict(data), updated_at=now)
+    """Write the phone's state and data (and its reply language, when given)."""
+    values: dict[str, Any] = dict(state=state, data=dict(data), updated_at=now)
+    if language is not None:
+        values |= dict(language=language[0], language_source=language[1])
     updated = await conn.execute(
         conversations.update().where(conversations.c.phone == phone).values(**values)
     )

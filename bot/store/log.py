@@ -118,6 +118,11 @@ class Handled:
     now: datetime
     advance: Advance | None = None
     who: Who | None = None
+    understood: str | None = None  # why the text was read as `intent`, for staff
+    language: str | None = None  # the language the text was written in, if sure
+    reply_language: str | None = None
+    # The phone's reply language from now on, and why (None: unchanged).
+    remember_language: tuple[str | None, str | None] | None = None
 
 
 @dataclass
@@ -353,6 +358,18 @@ async def handled(conn: AsyncConnection, inbound_id: int) -> bool:
     return at is not None
 
 
+async def superseded(conn: AsyncConnection, inbound_id: int, phone: str) -> bool:
+    """Whether the phone has texted since, and that later text was answered: answering this
+    one now would answer twice."""
+    later = sa.select(messages.c.id).where(
+        messages.c.phone == phone,
+        messages.c.direction == "in",
+        messages.c.id > inbound_id,
+        messages.c.handled_at.is_not(None),
+    )
+    return await conn.scalar(sa.select(later.exists())) is True
+
+
 async def finish(conn: AsyncConnection, h: Handled) -> int | None:
     """Write a message's outcome; the id of the reply stored (None: it was silent)."""
     state_after = h.state_after if h.state_after is not None else h.state_before
@@ -379,13 +396,24 @@ async def finish(conn: AsyncConnection, h: Handled) -> int | None:
     if h.reply is not None:
         states = (h.state_before, state_after)
         reply_id = await _insert_reply(
-            conn, h.phone, thread_id, h.inbound_id, h.reply, h.reply_key, states, h.segments, h.now
+            conn,
+            h.phone,
+            thread_id,
+            h.inbound_id,
+            h.reply,
+            h.reply_key,
+            states,
+            h.segments,
+            h.now,
+            h.reply_language,
         )
     await conn.execute(
         messages.update()
         .where(messages.c.id == h.inbound_id)
         .values(
             intent=h.intent[:64],
+            understood=(h.understood or "")[:300] or None,
+            language=h.language,
             state_before=h.state_before,
             state_after=state_after,
             handled_at=h.now,
@@ -394,7 +422,9 @@ async def finish(conn: AsyncConnection, h: Handled) -> int | None:
     if thread_id is not None:
         await _update_thread(conn, thread_id, h)
     if h.state_after is not None:
-        await saved_conversations.save(conn, h.phone, h.state_after, h.data_after or {}, h.now)
+        await saved_conversations.save(
+            conn, h.phone, h.state_after, h.data_after or {}, h.now, h.remember_language
+        )
     return None if reply_id is None else int(reply_id)
 
 
@@ -463,6 +493,7 @@ async def _insert_reply(
     states: tuple[str, str],
     segments: int | None,
     now: datetime,
+    language: str | None = None,
 ) -> int:
     reply_id = await conn.scalar(
         messages.insert()
@@ -477,6 +508,7 @@ async def _insert_reply(
             state_after=states[1],
             segments=segments,
             status="replied",
+            language=language,
             created_at=now,
         )
         .returning(messages.c.id)

@@ -33,6 +33,9 @@ conversations = sa.Table(
     sa.Column("phone", sa.String(64), primary_key=True),
     sa.Column("state", sa.String(32), nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
+    # The language replies go out in, and why (chosen, detected, virtualq, directory).
+    sa.Column("language", sa.String(8)),
+    sa.Column("language_source", sa.String(16)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -73,7 +76,10 @@ messages = sa.Table(
     # Twilio's I-Twilio-Idempotency-Token: the same on every retry of one webhook delivery.
     sa.Column("idempotency_token", sa.String(128)),
     sa.Column("reply_to", sa.Integer, sa.ForeignKey("messages.id")),
-    sa.Column("intent", sa.String(64)),
+    sa.Column("intent", sa.String(64)),  # inbound: what it was read as (bot.understanding)
+    sa.Column("understood", sa.String(300)),  # inbound: why it was read so, for staff
+    sa.Column("language", sa.String(8)),  # inbound: the language it was written in, if sure;
+    # outbound: the language of the reply
     sa.Column("prompt", sa.String(64)),  # outbound: the ReplyKey of the text sent
     sa.Column("state_before", sa.String(32)),
     sa.Column("state_after", sa.String(32)),
@@ -137,4 +143,54 @@ phone_locks = sa.Table(
     sa.Column("phone", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(64), nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+staff_accounts = sa.Table(
+    # Named staff logins (`checkin-bot staff add`); STAFF_USERNAME/STAFF_PASSWORD is one more
+    # admin, kept in the environment rather than here.
+    "staff_accounts",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # desk or admin
+    sa.Column("password_hash", sa.String(255), nullable=False),  # scrypt, see staff.accounts
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+staff_sessions = sa.Table(
+    # A staff login's session: the cookie carries a random token, this row its hash. Logging
+    # out ends the row, so every copy of the cookie ends with it.
+    "staff_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("credential", sa.String(64), nullable=False),  # which password it logged in with
+    sa.Column("client", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Index("ix_staff_sessions_account", "account"),
+)
+
+login_failures = sa.Table(
+    # Failed staff logins, by client address and by user name, counted across processes.
+    "login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(100), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_login_failures_key_at", "key", "at"),
+)
+
+audit_log = sa.Table(
+    # Every staff action: who did what, to which conversation, when (/staff/audit).
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(200)),
+    sa.Column("detail", sa.Text),
+    sa.Index("ix_audit_log_at", "at"),
 )

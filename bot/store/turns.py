@@ -61,6 +61,10 @@ class Turn:
         async with self._conn.begin():
             return await log.handled(self._conn, inbound_id)
 
+    async def superseded(self, inbound_id: int) -> bool:
+        async with self._conn.begin():
+            return await log.superseded(self._conn, inbound_id, self.phone)
+
     async def finish(self, handled: log.Handled) -> int | None:
         async with self._conn.begin():
             return await log.finish(self._conn, handled)

@@ -22,10 +22,20 @@ from ..errors import (
 )
 from ..settings import Settings
 from .breaker import CircuitBreaker
-from .models import ANY_JSON, CASE, EXPECTED, WAITING, CaseDetail, CaseState, WaitingTicket
+from .models import (
+    ANY_JSON,
+    CANCELLED,
+    CASE,
+    EXPECTED,
+    WAITING,
+    CaseDetail,
+    CaseState,
+    WaitingTicket,
+)
 from .refusals import RefusalClassifier, error_message
 
 T = TypeVar("T")
+_TEXT: TypeAdapter[str] = TypeAdapter(str)  # an answer read as text, not JSON
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,19 @@ class VirtualQClient:
                 return None  # no such booking: nothing was enqueued for it
             raise UpstreamUnavailable(f"look-up refused: {exc.cause}", exc.status) from exc
 
+    async def cancel_case(
+        self,
+        case_id: int,
+        *,
+        status: int = CANCELLED,
+        note: str = "",
+        observe: Observer | None = None,
+    ) -> str:
+        """POST Cases/Cancel: set a case's status (15 Cancelled: the customer left, or a
+        booking cancelled). VirtualQ answers with a string; whatever it says, a 2xx is done."""
+        body = {"CaseId": int(case_id), "Status": status, "Notes": note[:200]}
+        return await self._read("cancel_case", "POST", "Cases/Cancel", body, observe, _TEXT)
+
     async def probe(self) -> int:
         """A harmless read (the first customer of `GET Customers`) that proves VirtualQ is
         reachable and takes our credentials: its HTTP status, or an error from the tree.
@@ -170,7 +193,10 @@ class VirtualQClient:
                 note(f"refused:{reason.value}", message)
                 raise UpstreamRefused(status, message, reason)
             try:
-                answer = shape.validate_json(response.content)
+                if shape is _TEXT:  # whatever VirtualQ says with a 2xx: done
+                    answer = shape.validate_python(response.text)
+                else:
+                    answer = shape.validate_json(response.content)
             except ValidationError as exc:
                 cause = f"2xx without a usable answer: {_first_error(exc)}"
                 note("unavailable", cause)

@@ -93,3 +93,4 @@ ANY_JSON: TypeAdapter[Any] = TypeAdapter(Any)
 CASE = TypeAdapter(CaseDetail)
 WAITING = TypeAdapter(list[WaitingTicket])
 EXPECTED = 0  # EntityStatus of a booking nobody has checked in yet
+CANCELLED = 15  # the Status Cases/Cancel sets when a customer leaves

@@ -1,0 +1,208 @@
+"""How well the bot understands people: a labelled corpus read as the bot reads it.
+
+    python3 -m bench.understanding [--corpus tests/corpus] [--misses] [--language xx]
+
+Each corpus line is a text, the conversation state it arrives in, and what it means
+(`expect`). The report gives accuracy per label and per language, the confusion matrix, every
+miss, and, above all, the wrong check-ins: a text the bot would check someone in for (or check
+in the wrong person) that does not say they are here. That number must be zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.prompts import BUILT_IN, load_catalogue
+from bot.understanding import EVERYONE, NOBODY, NOTHING, Expecting, Lexicon, Reading, Topic, read
+
+ROOT = Path(__file__).resolve().parent.parent
+BAR = 0.85  # the share of a language's corpus read right below which the test fails
+CORPUS = ROOT / "tests" / "corpus"
+HELD_OUT = ROOT / "bench" / "heldout"
+
+_TOPICS = {
+    "awaiting_arrival": Topic.ARRIVAL,
+    "awaiting_confirm": Topic.FORCE,
+    "awaiting_leave": Topic.LEAVE,
+}
+# Labels that, in a state, mean the bot should check someone in.
+_CHECK_IN = {
+    "idle": ("arrive",),
+    "awaiting_arrival": ("yes", "arrive"),
+    "awaiting_confirm": ("yes", "arrive"),
+    "awaiting_choice": ("choice:",),
+    "awaiting_identifier": ("number:",),
+}
+# Answers as good as the label: the bot's reply is the same, or just as right.
+_ALSO_RIGHT = {
+    "help": {"question"},
+    "question": {"help"},
+    "other": {"unknown", "question", "greeting"},
+    "greeting": {"unknown"},
+    "thanks": {"yes"},
+    "not_yet": {"no"},
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    state: str
+    expect: str
+    language: str
+    names: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    example: Example
+    got: str
+    why: str
+    right: bool
+    wrong_check_in: bool
+
+
+def load_examples(folder: Path, language: str | None = None) -> list[Example]:
+    examples = []
+    for path in sorted(folder.glob("*.jsonl")):
+        if language and path.stem != language:
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                examples.append(
+                    Example(
+                        row["text"],
+                        row["state"],
+                        row["expect"],
+                        path.stem,
+                        tuple(row.get("names", ())),
+                        row.get("note", ""),
+                    )
+                )
+    return examples
+
+
+def expecting(example: Example) -> Expecting:
+    if example.state in _TOPICS:
+        return Expecting(topic=_TOPICS[example.state])
+    if example.state == "awaiting_choice":
+        return Expecting(names=example.names, everyone=len(example.names) + 1)
+    if example.state == "awaiting_identifier":
+        return Expecting(booking_number=True)
+    return NOTHING
+
+
+def label(reading: Reading) -> str:
+    """A reading as the corpus labels meanings."""
+    if reading.meaning == "choice":
+        return "choice:" + {EVERYONE: "all", NOBODY: "none"}.get(
+            reading.choice or 0, str(reading.choice)
+        )
+    if reading.meaning == "number":
+        return f"number:{reading.number}"
+    if reading.meaning == "language":
+        return f"language:{reading.choose_language or 'list'}"
+    if reading.meaning == "unsure":
+        return "unclear"
+    return reading.meaning.value
+
+
+def checks_in(state: str, got: str) -> bool:
+    """Whether the bot checks someone in on this meaning in this state."""
+    if state == "awaiting_choice":
+        return got.startswith("choice:") and got != "choice:none"
+    return any(
+        got == w or (w.endswith(":") and got.startswith(w)) for w in _CHECK_IN.get(state, ())
+    )
+
+
+def judge(example: Example, reading: Reading) -> Result:
+    got = label(reading)
+    right = got == example.expect or got in _ALSO_RIGHT.get(example.expect, set())
+    wrong = checks_in(example.state, got) and got != example.expect
+    if wrong and example.state == "awaiting_arrival":
+        wrong = example.expect not in ("yes", "arrive")
+    return Result(example, got, reading.why, right, wrong)
+
+
+def run(examples: Iterable[Example], lexicon: Lexicon) -> list[Result]:
+    return [judge(e, read(e.text, lexicon, expecting(e), prefer=e.language)) for e in examples]
+
+
+def report(results: Sequence[Result], misses: bool = True, out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
+    total = len(results)
+    right = sum(r.right for r in results)
+    wrong = [r for r in results if r.wrong_check_in]
+    print(
+        f"{right}/{total} right ({100 * right / max(total, 1):.1f}%), {len(wrong)} wrong check-ins",
+        file=out,
+    )
+    by_label: dict[str, list[Result]] = defaultdict(list)
+    by_language: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        by_label[r.example.expect.split(":")[0]].append(r)
+        by_language[r.example.language].append(r)
+    print("\nby label:", file=out)
+    for name, group in sorted(by_label.items()):
+        ok = sum(r.right for r in group)
+        print(f"  {name:<12} {ok:>4}/{len(group):<4} {100 * ok / len(group):5.1f}%", file=out)
+    print("\nby language:", file=out)
+    for name, group in sorted(by_language.items()):
+        ok = sum(r.right for r in group)
+        print(f"  {name:<4} {ok:>4}/{len(group):<4} {100 * ok / len(group):5.1f}%", file=out)
+    confusion = Counter(
+        (r.example.expect.split(":")[0], r.got.split(":")[0]) for r in results if not r.right
+    )
+    print("\nconfusion (expected -> got, misses only):", file=out)
+    for (expected, got), count in confusion.most_common():
+        print(f"  {expected:<12} -> {got:<12} {count}", file=out)
+    if wrong:
+        print("\nWRONG CHECK-INS:", file=out)
+        for r in wrong:
+            _line(r, out)
+    if misses:
+        print("\nmisses:", file=out)
+        for r in results:
+            if not r.right and not r.wrong_check_in:
+                _line(r, out)
+
+
+def _line(r: Result, out) -> None:  # type: ignore[no-untyped-def]
+    e = r.example
+    print(
+        f"  [{e.language} {e.state}] {e.text!r}: expected {e.expect}, got {r.got} ({r.why})",
+        file=out,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--language")
+    parser.add_argument("--no-misses", action="store_true")
+    parser.add_argument("--prompts", type=Path, default=BUILT_IN, help="a prompts folder")
+    args = parser.parse_args(argv)
+    lexicon = load_catalogue(args.prompts).lexicon
+    examples = load_examples(args.corpus, args.language)
+    started = time.perf_counter()
+    results = run(examples, lexicon)
+    elapsed = time.perf_counter() - started
+    report(results, misses=not args.no_misses)
+    print(
+        f"\n{len(examples)} texts read in {elapsed * 1000:.0f} ms "
+        f"({elapsed / max(len(examples), 1) * 1e6:.0f} µs each)"
+    )
+    return 0 if not any(r.wrong_check_in for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

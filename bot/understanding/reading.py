@@ -1,0 +1,603 @@
+"""What a customer means, read as a front-desk person would: with the conversation's question
+in mind, in any language the lexicon knows, and never taking a maybe for an arrival.
+
+`read(text, lexicon, expecting)` returns a `Reading`: one meaning, the language the text was
+confidently written in (if any), and `why`, the phrase and rule that decided, for staff.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .lexicon import Lexicon, Phrase
+from .text import Clause, Text, plain, prepare, words_of
+
+
+class Meaning(StrEnum):
+    ARRIVE = "arrive"  # here now: check in
+    UNSURE = "unsure"  # might be here, might not: ask
+    NOT_YET = "not_yet"  # coming, late, later
+    STATUS = "status"
+    LEAVE = "leave"
+    HELP = "help"
+    QUESTION = "question"  # one the bot cannot answer
+    YES = "yes"
+    NO = "no"
+    THANKS = "thanks"
+    GREETING = "greeting"
+    CHOICE = "choice"  # who, on a shared phone
+    NUMBER = "number"  # a booking number
+    LANGUAGE = "language"  # reply in another language (or: which are there?)
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+    OTHER = "other"  # understood, and not for the bot (someone else's arrival…)
+    UNKNOWN = "unknown"
+
+
+class Topic(StrEnum):
+    """What a YES/NO question asked."""
+
+    ARRIVAL = "arrival"  # are you here now?
+    FORCE = "force"  # early or late: check in anyway?
+    LEAVE = "leave"  # leave the queue / cancel the booking?
+
+
+@dataclass(frozen=True)
+class Expecting:
+    """The answer the conversation's open question expects (none: nothing is open)."""
+
+    topic: Topic | None = None  # a YES/NO question
+    names: tuple[str, ...] = ()  # a choice between these people, in their order
+    everyone: int | None = None  # the number that means all of them in that choice
+    booking_number: bool = False  # a booking number was asked for
+
+
+NOTHING = Expecting()
+EVERYONE, NOBODY = 0, -1
+
+
+@dataclass(frozen=True)
+class Found:
+    """A phrase found in a text."""
+
+    phrase: Phrase
+    clause: int
+    start: int
+    slip: str | None = None  # the word as texted, when it was a slip for the phrase's
+
+    @property
+    def kind(self) -> str:
+        return self.phrase.kind
+
+    @property
+    def size(self) -> int:
+        """How much of the text the phrase covers, in words (two Han characters a word)."""
+        words = self.phrase.words
+        return max(1, (len(words[0]) + 1) // 2) if self.phrase.han else len(words)
+
+    def shown(self) -> str:
+        text = f"'{self.phrase.text}' ({self.phrase.language})"
+        return f"{text}, read from '{self.slip}'" if self.slip else text
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a text means, and why."""
+
+    meaning: Meaning
+    why: str
+    language: str | None = None  # the language it was confidently written in
+    number: str | None = None  # a booking number in it
+    choice: int | None = None  # 1-based; EVERYONE, NOBODY
+    choose_language: str | None = None  # with LANGUAGE: the one asked for (None: list them)
+
+    @property
+    def label(self) -> str:
+        """The meaning as the log's `intent` column keeps it."""
+        if self.meaning is Meaning.CHOICE and self.choice is not None:
+            return f"choice:{ {EVERYONE: 'all', NOBODY: 'none'}.get(self.choice, self.choice) }"
+        if self.meaning is Meaning.LANGUAGE:
+            return f"language:{self.choose_language or 'list'}"
+        return self.meaning.value
+
+
+def read(
+    text: str, lexicon: Lexicon, expecting: Expecting = NOTHING, prefer: str | None = None
+) -> Reading:
+    """What `text` means to a conversation expecting `expecting`; `prefer` is the language
+    the conversation is in (it settles a word two languages read differently)."""
+    prepared = prepare(text)
+    if prepared.whole in lexicon.opt_out:
+        return Reading(Meaning.OPT_OUT, f"'{prepared.whole}': an opt-out word, the whole text")
+    if prepared.whole in lexicon.opt_in:
+        return Reading(Meaning.OPT_IN, f"'{prepared.whole}': an opt-in word, the whole text")
+    found = [f for i, c in enumerate(prepared.clauses) for f in _find(c, i, lexicon)]
+    language = _language(prepared, found, lexicon, prefer)
+    settled = _settle(found, prefer or language)
+    number = _number(prepared, lexicon)
+    reading = None
+    if expecting.topic is not None:
+        reading = _answer(prepared, settled, expecting.topic)
+    elif expecting.names:
+        reading = _choice(prepared, settled, expecting, lexicon)
+    elif expecting.booking_number and number:
+        reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
+    reading = reading or _language_request(prepared, lexicon) or _meaning(prepared, settled, number)
+    return Reading(
+        reading.meaning, reading.why, language, number, reading.choice, reading.choose_language
+    )
+
+
+# --- finding phrases ------------------------------------------------------------------------
+
+
+def _words(clause: Clause, lexicon: Lexicon) -> list[tuple[str, str | None]]:
+    """The clause's words as the lexicon knows them: short forms expanded, stretched letters
+    ("hereee") and one-letter slips ("hre") read as the word meant. (word, as texted if read.)"""
+    out: list[tuple[str, str | None]] = []
+    for word in clause.words:
+        if word in lexicon.aliases:
+            out.extend((w, None) for w in lexicon.aliases[word])
+            continue
+        if word in lexicon.known or word.isdigit():
+            out.append((word, None))
+            continue
+        meant = _unstretched(word, lexicon) or lexicon.slip_for(word)
+        out.append((meant, word) if meant else (word, None))
+    return out
+
+
+def _unstretched(word: str, lexicon: Lexicon) -> str | None:
+    for runs in (3, 2):
+        squeezed = _squeeze(word, runs)
+        if squeezed != word and squeezed in lexicon.known:
+            return squeezed
+    return None
+
+
+def _squeeze(word: str, runs: int) -> str:
+    """Letters repeated `runs` or more times in a row, once ("yesss" -> "yes")."""
+    return re.sub(rf"(.)\1{{{runs - 1},}}", r"\1", word)
+
+
+def _find(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
+    """The clause's phrases, longest first: a longer phrase claims its words ("no problem"
+    is not "no"); phrases of several languages or lists on the same words are all kept."""
+    words = _words(clause, lexicon)
+    plain = [w for w, _ in words]
+    candidates: list[tuple[int, int, Phrase, str | None]] = []
+    for start, (word, _) in enumerate(words):
+        for phrase in lexicon.phrases_at(word):
+            size = len(phrase.words)
+            if tuple(plain[start : start + size]) == phrase.words:
+                slip = next((t for _, t in words[start : start + size] if t), None)
+                candidates.append((size, start, phrase, slip))
+    claimed = [False] * len(words)
+    found: list[Found] = []
+    taken: dict[tuple[int, int], bool] = {}
+    for size, start, phrase, slip in sorted(candidates, key=lambda c: (-c[0], c[1])):
+        span = (start, size)
+        if span not in taken:
+            taken[span] = not any(claimed[start : start + size])
+            if taken[span]:
+                claimed[start : start + size] = [True] * size
+        if taken[span]:
+            found.append(Found(phrase, index, start, slip))
+    found.extend(_find_han(clause, index, lexicon))
+    return found
+
+
+def _find_han(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
+    """Chinese phrases inside the clause's runs of characters, longest first."""
+    out: list[Found] = []
+    for start, word in enumerate(clause.words):
+        if not ("\u3400" <= word[0] <= "\u9fff"):
+            continue
+        claimed = [False] * len(word)
+        spans: dict[tuple[int, int], bool] = {}
+        for phrase in lexicon.han:
+            needle = phrase.words[0]
+            at = word.find(needle)
+            while at >= 0:
+                span = (at, len(needle))
+                if span not in spans:
+                    spans[span] = not any(claimed[at : at + len(needle)])
+                    if spans[span]:
+                        claimed[at : at + len(needle)] = [True] * len(needle)
+                if spans[span]:
+                    out.append(Found(phrase, index, start))
+                at = word.find(needle, at + 1)
+    return out
+
+
+def _settle(found: list[Found], prefer: str | None) -> list[Found]:
+    """Where one word means yes in one language and no in another ("k"), keep the reading of
+    the conversation's language, or neither."""
+    spans: dict[tuple[int, int, tuple[str, ...]], list[Found]] = {}
+    for f in found:
+        if f.kind in ("yes", "no"):
+            spans.setdefault((f.clause, f.start, f.phrase.words), []).append(f)
+    dropped: set[int] = set()
+    for group in spans.values():
+        if len({f.kind for f in group}) > 1:
+            keep = [f for f in group if f.phrase.language == prefer]
+            kinds = {f.kind for f in keep}
+            dropped.update(id(f) for f in group if len(kinds) != 1 or f not in keep)
+    return [f for f in found if id(f) not in dropped]
+
+
+# --- what the words add up to ----------------------------------------------------------------
+
+
+def _kinds(found: Sequence[Found], clause: int | None = None) -> dict[str, list[Found]]:
+    out: dict[str, list[Found]] = {}
+    for f in found:
+        if clause is None or f.clause == clause:
+            out.setdefault(f.kind, []).append(f)
+    return out
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One clause's reading, with what the whole text's reading needs to know of it."""
+
+    reading: Reading
+    asks: bool
+    request_only: bool = False  # an arrival that only asks to be checked in ("check me in")
+    late_only: bool = False  # "sorry I'm late": says nothing about where they are
+
+
+def _meaning(text: Text, found: list[Found], number: str | None) -> Reading:
+    """A text's meaning with no question open (or none it answered): each clause read on its
+    own, then together. An arrival is only an arrival if nothing in the text says otherwise."""
+    parts = [_clause(text, i, found) for i in range(len(text.clauses))]
+    by_meaning: dict[Meaning, _Part] = {}
+    for part in parts:
+        by_meaning.setdefault(part.reading.meaning, part)
+    if Meaning.LEAVE in by_meaning:
+        return by_meaning[Meaning.LEAVE].reading
+    arrival = by_meaning.get(Meaning.ARRIVE)
+    if arrival is not None:
+        against = [
+            p
+            for p in parts
+            if p.reading.meaning in (Meaning.NOT_YET, Meaning.UNSURE) and not p.late_only
+        ]
+        if against:
+            why = f"asked to clarify: {arrival.reading.why}, but {against[0].reading.why}"
+            return Reading(Meaning.UNSURE, why)
+        if arrival.request_only and any(p.asks for p in parts):
+            return Reading(
+                Meaning.UNSURE, f"asked to clarify: {arrival.reading.why}, and a question"
+            )
+        return arrival.reading
+    for wanted in (
+        Meaning.UNSURE,
+        Meaning.NOT_YET,
+        Meaning.STATUS,
+        Meaning.HELP,
+        Meaning.QUESTION,
+        Meaning.OTHER,
+    ):
+        if wanted in by_meaning:
+            return by_meaning[wanted].reading
+    if number is not None:
+        return Reading(Meaning.NUMBER, f"the number {number}", number=number)
+    for wanted in (Meaning.THANKS, Meaning.GREETING, Meaning.YES, Meaning.NO):
+        if wanted in by_meaning:
+            return by_meaning[wanted].reading
+    return Reading(Meaning.UNKNOWN, "no phrase the bot knows")
+
+
+def _clause(text: Text, index: int, found: list[Found]) -> _Part:
+    kinds = _kinds(found, index)
+    question_word = any(
+        f.start == 0 for k in ("question_start", "question") for f in kinds.get(k, [])
+    )
+    asks = text.clauses[index].asks or question_word
+
+    def first(kind: str) -> Found:
+        return kinds[kind][0]
+
+    def part(meaning: Meaning, why: str, **flags: bool) -> _Part:
+        return _Part(Reading(meaning, why), asks, **flags)
+
+    if "reported" in kinds:
+        meaning = Meaning.QUESTION if asks else Meaning.OTHER
+        return part(meaning, f"about someone else: {first('reported').shown()}")
+    if "leave" in kinds:
+        return part(Meaning.LEAVE, f"leave: {first('leave').shown()}")
+    arrivals = kinds.get("arrive", []) + kinds.get("check_in", [])
+    if arrivals:
+        arrival = arrivals[0]
+        if "help" in kinds:
+            return part(Meaning.HELP, f"help: {first('help').shown()}")
+        if "unclear" in kinds and not (question_word and first("unclear").start > 0):
+            return part(Meaning.UNSURE, f"asked to clarify: {first('unclear').shown()}")
+        if asks:
+            if "status" in kinds:
+                return part(Meaning.STATUS, f"status: {first('status').shown()}")
+            return part(Meaning.QUESTION, f"not an arrival: {arrival.shown()} in a question")
+        for kind in ("negation", "not_yet", "future"):
+            if kind in kinds:
+                why = f"not an arrival: {arrival.shown()} with {first(kind).shown()}"
+                return part(Meaning.NOT_YET, why)
+        if "past" in kinds:
+            return part(
+                Meaning.OTHER, f"an earlier visit: {arrival.shown()} with {first('past').shown()}"
+            )
+        if arrival.slip and len(text.clauses[index].words) > 3:
+            return part(Meaning.UNSURE, f"asked to clarify: only {arrival.shown()}")
+        request_only = "arrive" not in kinds
+        label = "check in" if request_only else "arrive"
+        return part(Meaning.ARRIVE, f"{label}: {arrival.shown()}", request_only=request_only)
+    if asks:
+        if "status" in kinds:
+            return part(Meaning.STATUS, f"status: {first('status').shown()}")
+        if "help" in kinds:
+            return part(Meaning.HELP, f"help: {first('help').shown()}")
+        if "unclear" in kinds and first("unclear").start == 0:
+            return part(Meaning.UNSURE, f"asked to clarify: {first('unclear').shown()}")
+        if set(kinds) <= {"greeting", "neutral"} and "greeting" in kinds:
+            return part(Meaning.GREETING, f"greeting: {first('greeting').shown()}")
+        if "question" in kinds:
+            return part(Meaning.QUESTION, f"a question: {first('question').shown()}")
+        if len(text.clauses[index].words) <= 2:  # "what?", "sorry?": not following
+            return part(Meaning.UNKNOWN, "a word or two, asked: not following")
+        return part(Meaning.QUESTION, "a question the bot has no phrase for")
+    for kind, meaning, flags in (
+        ("status", Meaning.STATUS, {}),
+        ("not_yet", Meaning.NOT_YET, {}),
+        ("late", Meaning.NOT_YET, {"late_only": True}),
+        ("unclear", Meaning.UNSURE, {}),
+        ("help", Meaning.HELP, {}),
+        ("question", Meaning.QUESTION, {}),
+        ("thanks", Meaning.THANKS, {}),
+        ("greeting", Meaning.GREETING, {}),
+        ("yes", Meaning.YES, {}),
+        ("no", Meaning.NO, {}),
+    ):
+        if kind in kinds:
+            return part(meaning, f"{kind.replace('_', ' ')}: {first(kind).shown()}", **flags)
+    return part(Meaning.UNKNOWN, "no phrase the bot knows")
+
+
+# --- answers to the bot's questions -----------------------------------------------------------
+
+# What counts as YES and as NO, by what was asked.
+_YES = {
+    Topic.ARRIVAL: ("yes", "arrive", "check_in"),
+    Topic.FORCE: ("yes", "arrive", "check_in"),
+    Topic.LEAVE: ("yes", "leave"),
+}
+_NO = {
+    Topic.ARRIVAL: ("no", "not_yet"),
+    Topic.FORCE: ("no", "not_yet"),
+    Topic.LEAVE: ("no",),
+}
+
+
+def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
+    """YES or NO to the open question, when the text gives one: the longer phrase decides
+    ("ok I'll wait" is NO); as long as each other, the text is asked again."""
+    kinds = _kinds(found)
+    if topic is not Topic.LEAVE and "leave" in kinds:
+        return Reading(Meaning.LEAVE, f"leave: {kinds['leave'][0].shown()}")
+    if "reported" in kinds:
+        return None
+    kinds = _kinds(_answers(text, found))
+    if topic is not Topic.LEAVE and "unclear" in kinds and ("yes" in kinds or "arrive" in kinds):
+        # "yes but I'm in the car park": they may not be inside; ask again.
+        return Reading(Meaning.UNKNOWN, f"asked again: yes, but {kinds['unclear'][0].shown()}")
+    yes = [f for k in _YES[topic] for f in kinds.get(k, []) if not _negated(f, kinds)]
+    no = [f for k in _NO[topic] for f in kinds.get(k, [])]
+    no += [f for k in _YES[topic] for f in kinds.get(k, []) if _negated(f, kinds) and k != "yes"]
+    best_yes = max((f.size for f in yes), default=0)
+    best_no = max((f.size for f in no), default=0)
+    if best_yes > best_no:
+        top = max(yes, key=lambda f: f.size)
+        return Reading(Meaning.YES, f"yes to the {topic.value} question: {top.shown()}")
+    if best_no > best_yes:
+        top = max(no, key=lambda f: f.size)
+        return Reading(Meaning.NO, f"no to the {topic.value} question: {top.shown()}")
+    if yes:
+        return Reading(Meaning.UNKNOWN, "asked again: it says yes and no")
+    return None
+
+
+def _answers(text: Text, found: list[Found]) -> list[Found]:
+    """The phrases that can answer a YES/NO question. Not those inside a question ("how long
+    would I wait if I check in?"), unless a plain yes or no opens it ("yes, where do I go?");
+    an arrival only when nothing in the text asks; a one- or two-letter "y", "k", "si", "la"
+    only in a text of a word or two (in other languages they are words: Spanish "y", "si" is
+    French for "if", Arabizi "la" is French for "there")."""
+    asking = any(c.asks for c in text.clauses) or any(
+        f.start == 0 and f.kind in ("question_start", "question") for f in found
+    )
+    out = []
+    for f in found:
+        clause = text.clauses[f.clause]
+        if f.kind in ("yes", "no"):
+            if clause.asks and f.start > 0:
+                continue
+            if len(f.phrase.text) <= 2 and len(clause.words) > 2:
+                continue
+        elif f.kind in ("arrive", "check_in", "leave", "not_yet") and asking:
+            continue  # "if I leave, can I come back?" is a question, not a YES
+        out.append(f)
+    return out
+
+
+def _negated(found: Found, kinds: dict[str, list[Found]]) -> bool:
+    """An arrival with a "not" (or a "later") in its clause: "I'm not here yet"."""
+    if found.kind not in ("arrive", "check_in"):
+        return False
+    return any(
+        f.clause == found.clause
+        for k in ("negation", "not_yet", "future")
+        for f in kinds.get(k, [])
+    )
+
+
+def _choice(
+    text: Text, found: list[Found], expecting: Expecting, lexicon: Lexicon
+) -> Reading | None:
+    """Who, on a shared phone: a number from the list, "the first one", a name, everyone or
+    no one. None when the text names no one (it may ask something else)."""
+    people = len(expecting.names)
+    words = text.words
+    kinds = _kinds(found)
+    if "all" in kinds:
+        return Reading(Meaning.CHOICE, f"everyone: {kinds['all'][0].shown()}", choice=EVERYONE)
+    if "none" in kinds:
+        return Reading(Meaning.CHOICE, f"no one: {kinds['none'][0].shown()}", choice=NOBODY)
+    picked: set[int] = set()
+    ordinals = [lexicon.ordinals[w] for w in words if w in lexicon.ordinals]
+    for word in words:
+        value = int(word) if word.isdigit() and len(word) <= 2 else lexicon.numbers.get(word)
+        if ordinals and not word.isdigit():
+            value = None  # "the second one": the ordinal says which
+        ordinal = lexicon.ordinals.get(word)
+        if ordinal is not None:
+            value = people if ordinal == -1 else ordinal
+        if value is not None and expecting.everyone is not None and value == expecting.everyone:
+            return Reading(Meaning.CHOICE, f"everyone: '{word}' on the list", choice=EVERYONE)
+        if value is not None and 1 <= value <= people:
+            picked.add(value)
+    by_name = _named(words, expecting.names)
+    if by_name and not picked:
+        picked = by_name
+    if len(picked) == 1:
+        choice = picked.pop()
+        return Reading(
+            Meaning.CHOICE, f"chose {choice}: {expecting.names[choice - 1]}", choice=choice
+        )
+    if len(picked) > 1:
+        if len(picked) == people:
+            return Reading(Meaning.CHOICE, "everyone, by name or number", choice=EVERYONE)
+        return Reading(Meaning.UNKNOWN, "asked again: several people, not everyone")
+    if "no" in kinds:
+        return Reading(Meaning.CHOICE, f"no one: {kinds['no'][0].shown()}", choice=NOBODY)
+    return None
+
+
+def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
+    """People named in the text by a name of theirs ("It's Mia", "Mia's", a Vietnamese given
+    name that comes last, a Chinese given name inside the full name); a name two people
+    share (a surname) names no one by itself."""
+    parts_of = [[p for p in words_of(plain(name)) if len(p) >= 2] for name in names]
+    han_words = [w for w in words if _is_han(w) and len(w) >= 2]
+    counts: dict[str, int] = {}
+    for parts in parts_of:
+        for part in set(parts):
+            counts[part] = counts.get(part, 0) + 1
+    picked = set()
+    for number, parts in enumerate(parts_of, start=1):
+        own = [p for p in parts if counts[p] == 1]  # names only this person has
+        for part in own:
+            if _is_han(part):
+                if any(w in part or part in w for w in han_words):
+                    picked.add(number)
+            elif any(w in (part, part + "s") for w in words):
+                picked.add(number)
+    return picked
+
+
+def _is_han(word: str) -> bool:
+    return bool(word) and "\u3400" <= word[0] <= "\u9fff"
+
+
+# --- language -------------------------------------------------------------------------------
+
+_SCRIPT_LANGUAGES = {
+    "han": "zh",
+    "arabic": "ar",
+    "devanagari": "hi",
+    "greek": "el",
+    "vietnamese": "vi",
+}
+
+
+def _language(text: Text, found: list[Found], lexicon: Lexicon, prefer: str | None) -> str | None:
+    """The language a text was confidently written in: its script says, or its phrases of
+    one language clearly outweigh any other's (words every language uses, like HERE or OK,
+    say nothing)."""
+    by_script = {_SCRIPT_LANGUAGES[s] for s in text.scripts if s in _SCRIPT_LANGUAGES}
+    by_script &= set(lexicon.languages)
+    if len(by_script) == 1:
+        return by_script.pop()
+    score: dict[str, int] = {}
+    for f in found:
+        phrase = f.phrase.text
+        if f.slip or phrase in lexicon.commands or len(phrase.replace(" ", "")) < 3:
+            continue
+        score[f.phrase.language] = score.get(f.phrase.language, 0) + len(phrase)
+    if not score:
+        return None
+    ranked = sorted(score.items(), key=lambda item: -item[1])
+    best, points = ranked[0]
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0
+    if points >= 4 and points >= 2 * runner_up:
+        return best
+    if prefer in score and score[prefer] == points:
+        return prefer
+    return None
+
+
+def _language_request(text: Text, lexicon: Lexicon) -> Reading | None:
+    """A language asked for: its name as the text ("español", "中文"), or in a short clause
+    ("in Spanish please", "can you text me in Spanish?", "LANGUAGE fr", "请用英文回复"); a
+    bare LANGUAGE asks which there are."""
+    for clause in text.clauses:
+        found = _language_named(clause.words, lexicon)
+        if found is not None:
+            return found
+    if text.whole in lexicon.language_words:
+        return Reading(Meaning.LANGUAGE, f"'{text.whole}': which languages?")
+    return None
+
+
+def _language_named(words: Sequence[str], lexicon: Lexicon) -> Reading | None:
+    if not words or len(words) > 7:
+        return None
+    for word in words:  # Chinese: a language's name inside a short run of characters
+        if _is_han(word) and len(word) <= 10:
+            for han_name, han_code in lexicon.language_names.items():
+                if _is_han(han_name) and len(han_name) >= 2 and han_name in word:
+                    why = f"asked for language '{han_name}' ({han_code})"
+                    return Reading(Meaning.LANGUAGE, why, choose_language=han_code)
+    asked = any(w in lexicon.language_words for w in words)
+    for size in (3, 2, 1):
+        for start in range(len(words) - size + 1):
+            name = " ".join(words[start : start + size])
+            code = lexicon.language_names.get(name)
+            if code is None and asked and name in lexicon.languages:
+                code = name  # "LANGUAGE fr"
+            if code and not asked and size < len(words) and name in lexicon.phrased:
+                # A name that is also a word ("hindi" is Tagalog for "no") names a language
+                # only on its own, or with a word like LANGUAGE.
+                continue
+            if code:
+                why = f"asked for language '{name}' ({code})"
+                return Reading(Meaning.LANGUAGE, why, choose_language=code)
+    return None
+
+
+def _number(text: Text, lexicon: Lexicon) -> str | None:
+    """A booking number: digits (three or more), or spoken digit by digit ("four five two")."""
+    for word in text.words:
+        if word.isdigit() and 3 <= len(word) <= 12:
+            return word
+    run: list[str] = []
+    for word in (*text.words, ""):
+        digit = lexicon.numbers.get(word)
+        if digit is not None and 0 <= digit <= 9:
+            run.append(str(digit))
+            continue
+        if len(run) >= 3:
+            return "".join(run)
+        run = []
+    return None

@@ -1,0 +1,241 @@
+"""Reading what customers mean: arrivals, and everything that only looks like one."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import understanding as corpus
+from bot.prompts import Catalogue
+from bot.understanding import NOTHING, Expecting, Meaning, Topic, read
+from bot.understanding.text import plain, prepare
+
+M = Meaning
+ARRIVAL = Expecting(topic=Topic.ARRIVAL)
+FORCE = Expecting(topic=Topic.FORCE)
+LEAVE = Expecting(topic=Topic.LEAVE)
+PATELS = Expecting(names=("Sam Patel", "Mia Patel"), everyone=3)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "here",
+        "HERE!",
+        "i'm here",
+        "I’m here",
+        "arrived",
+        "hre",
+        "heer",
+        "Here 👍",
+        "hereee",
+        "I'm hear",
+        "I am hear now",
+        "at reception",
+        "I'm in the waiting room",
+        "Sitting in the lobby",
+        "Just walked in",
+        "Made it!",
+        "we're here",
+        "Sorry I'm late, I'm here now",
+        "check me in please",
+        "Héré",
+    ],
+)
+def test_arrivals_are_read_as_arrivals(catalogue: Catalogue, text: str) -> None:
+    assert read(text, catalogue.lexicon).meaning is M.ARRIVE, read(text, catalogue.lexicon).why
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [
+        ("What time should I arrive?", M.QUESTION),
+        ("How do I check in?", M.HELP),
+        ("Is it ok to arrive early?", M.QUESTION),
+        ("I won't be here until 3", M.NOT_YET),
+        ("I'll be there in 10", M.NOT_YET),
+        ("arriving soon", M.NOT_YET),
+        ("Is the clinic here on level 2?", M.QUESTION),
+        ("is it here", M.QUESTION),
+        ("not here yet", M.NOT_YET),
+        ("I was here yesterday", M.OTHER),
+        ("my friend said he was here", M.OTHER),
+        ("here is my booking number 48213", M.NUMBER),
+        ("how do I get here from the station", M.QUESTION),
+        ("there in 5", M.NOT_YET),
+        ("where do I go?", M.QUESTION),
+        ("were you open", M.QUESTION),
+        ("parked outside", M.UNSURE),
+        ("can I check in now?", M.UNSURE),
+        ("running late but I'm in the car park", M.UNSURE),
+    ],
+)
+def test_questions_negations_and_the_future_are_never_arrivals(
+    catalogue: Catalogue, text: str, meaning: Meaning
+) -> None:
+    reading = read(text, catalogue.lexicon)
+    assert reading.meaning is meaning, reading.why
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [
+        ("how much longer", M.STATUS),
+        ("what number am I", M.STATUS),
+        ("how many ahead of me", M.STATUS),
+        ("Am I next?", M.STATUS),
+        ("ETA?", M.STATUS),
+        ("Any update?", M.STATUS),
+        ("Did it work?", M.STATUS),
+        ("STATSU", M.STATUS),
+        ("I can't make it", M.LEAVE),
+        ("I need to reschedule", M.LEAVE),
+        ("I left", M.LEAVE),
+        ("take me off the list", M.LEAVE),
+        ("Remove me please", M.LEAVE),
+        ("cancel my appointment", M.LEAVE),
+        ("thanks", M.THANKS),
+        ("Great, thanks", M.THANKS),
+        ("hello", M.GREETING),
+        ("help", M.HELP),
+        ("asdf", M.UNKNOWN),
+        ("", M.UNKNOWN),
+    ],
+)
+def test_what_people_ask_and_say_with_nothing_open(
+    catalogue: Catalogue, text: str, meaning: Meaning
+) -> None:
+    reading = read(text, catalogue.lexicon)
+    assert reading.meaning is meaning, reading.why
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [
+        ("k", M.YES),
+        ("sounds good", M.YES),
+        ("go ahead", M.YES),
+        ("please do", M.YES),
+        ("of course", M.YES),
+        ("👍", M.YES),
+        ("✅", M.YES),
+        ("check me in", M.YES),
+        ("no problem, check me in", M.YES),
+        ("no worries, yes please", M.YES),
+        ("yesss", M.YES),
+        ("I'll wait", M.NO),
+        ("ok I'll wait", M.NO),
+        ("👎", M.NO),
+        ("nope", M.NO),
+        ("not now", M.NO),
+        ("yes no", M.UNKNOWN),
+        ("how long would I wait if I check in now?", M.STATUS),
+        ("actually I need to cancel", M.LEAVE),
+    ],
+)
+def test_answers_to_the_early_question(catalogue: Catalogue, text: str, meaning: Meaning) -> None:
+    reading = read(text, catalogue.lexicon, FORCE, prefer="en")
+    assert reading.meaning is meaning, reading.why
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [
+        ("yes I'm inside", M.YES),
+        ("I'm here", M.YES),
+        ("on my way", M.NO),
+        ("no, 5 min away", M.NO),
+        ("where do I park?", M.QUESTION),
+    ],
+)
+def test_answers_to_are_you_here_now(catalogue: Catalogue, text: str, meaning: Meaning) -> None:
+    reading = read(text, catalogue.lexicon, ARRIVAL)
+    assert reading.meaning is meaning, reading.why
+
+
+@pytest.mark.parametrize(
+    ("text", "choice"),
+    [
+        ("1", 1),
+        ("one", 1),
+        ("the first one", 1),
+        ("second one", 2),
+        ("option 1", 1),
+        ("It's Mia", 2),
+        ("For Mia", 2),
+        ("Mia's appointment", 2),
+        ("sam", 1),
+        ("both", 0),
+        ("3", 0),
+        ("all of us", 0),
+        ("neither", -1),
+        ("no", -1),
+        ("2️⃣", 2),
+    ],
+)
+def test_choosing_on_a_shared_phone(catalogue: Catalogue, text: str, choice: int) -> None:
+    reading = read(text, catalogue.lexicon, PATELS)
+    assert (reading.meaning, reading.choice) == (M.CHOICE, choice), reading.why
+
+
+def test_options_alone_is_help_not_a_choice(catalogue: Catalogue) -> None:
+    assert read("options", catalogue.lexicon, PATELS).meaning is M.HELP
+
+
+@pytest.mark.parametrize("word", ["STOP", "stop", " Unsubscribe ", "CANCEL", "end", "QUIT"])
+def test_opt_out_words_count_only_as_the_whole_text(catalogue: Catalogue, word: str) -> None:
+    assert read(word, catalogue.lexicon).meaning is M.OPT_OUT
+    assert read(f"please {word} the appointment", catalogue.lexicon).meaning is not M.OPT_OUT
+
+
+def test_a_booking_number_is_read_as_digits_or_dictated(catalogue: Catalogue) -> None:
+    asked = Expecting(booking_number=True)
+    assert read("my booking is #48213", catalogue.lexicon, asked).number == "48213"
+    assert read("four five two nine one", catalogue.lexicon, asked).number == "45291"
+    assert read("٤٨٢١٣", catalogue.lexicon, asked).number == "48213"
+
+
+def test_every_reading_says_why(catalogue: Catalogue) -> None:
+    reading = read("I'm in the waiting room", catalogue.lexicon)
+    assert "'in the waiting room' (en)" in reading.why
+    slip = read("hre", catalogue.lexicon)
+    assert "read from 'hre'" in slip.why
+    assert "in a question" in read("is it here?", catalogue.lexicon).why
+
+
+def test_text_is_made_comparable() -> None:
+    assert plain("Ça VA Dũng") == "ca va dung"
+    assert plain("أهلاً") == "اهلا"
+    assert prepare("Πού είστε;").clauses[0].asks  # Greek asks with ";"
+    assert prepare("I'm here, how long?").clauses[0].asks is False
+    assert prepare("我到了").words == ("我到了",)
+
+
+def test_a_word_two_languages_read_differently_is_read_in_the_conversations(
+    catalogue: Catalogue,
+) -> None:
+    """ "k" is okay in English, "không" (no) in Vietnamese; unsure of the language, ask again."""
+    if not catalogue.knows("vi"):
+        pytest.skip("no Vietnamese prompts")
+    assert read("k", catalogue.lexicon, FORCE, prefer="en").meaning is M.YES
+    assert read("k", catalogue.lexicon, FORCE, prefer="vi").meaning is M.NO
+    assert read("k", catalogue.lexicon, FORCE).meaning is M.UNKNOWN
+
+
+def test_the_corpus_is_understood_and_never_checks_in_the_wrong_person(
+    catalogue: Catalogue,
+) -> None:
+    """The labelled corpus (tests/corpus, written as people text, in every language):
+    zero wrong check-ins, and at least the bar of right readings, per label and language."""
+    examples = corpus.load_examples(corpus.CORPUS)
+    results = corpus.run(examples, catalogue.lexicon)
+    wrong = [r for r in results if r.wrong_check_in]
+    assert not wrong, [(r.example.text, r.example.state, r.got) for r in wrong]
+    for language in {e.language for e in examples}:
+        group = [r for r in results if r.example.language == language]
+        right = sum(r.right for r in group) / len(group)
+        assert right >= corpus.BAR, (language, f"{right:.0%}")
+
+
+def test_no_text_without_a_reading(catalogue: Catalogue) -> None:
+    for text in ["🙂", "???", "…", "\u200b", "a" * 1600, "١٢٣", "😀" * 50]:
+        assert read(text, catalogue.lexicon, NOTHING).why
