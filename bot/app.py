@@ -22,6 +22,8 @@ from . import doctor, phones
 from . import prompts as prompts_module
 from .errors import ClientGone, HttpError, NotHandled, SchemaError
 from .logs import RequestId
+from .notify import Notifier
+from .outbox import Outbox
 from .prompts import Catalogue
 from .proxy import ForwardedFor
 from .reclaimer import Reclaimer
@@ -45,6 +47,7 @@ def create_app(
     virtualq_base_url: str | None = None,
     clock: Callable[[], datetime] | None = None,
     reclaim: bool = True,
+    notify: bool = True,
 ) -> Starlette:
     """The bot's web app on a store and VirtualQ: Twilio's webhooks (/sms, /sms/fallback,
     /sms/status), health (/healthz, /readyz) and the staff pages (/staff/…, /static/…)."""
@@ -62,19 +65,20 @@ def create_app(
         )
     apology = service.prompts.render(ReplyKey.UPSTREAM_UNAVAILABLE)
     webhooks = Webhooks(service, checker, apology)
+    outbox = Outbox(settings, store, service.late.texter, service.clock)
+    notifier = Notifier(settings, store, service.client, outbox, catalogue, service.clock)
     readiness = doctor.Readiness(store.engine, service.client)
-    staff_pages, staff = staff_mount(settings, store, clock)
+    staff_pages, staff = staff_mount(settings, store, clock, outbox=outbox, catalogue=catalogue)
 
     async def readyz(request: Request) -> Response:
         """Database and VirtualQ reachable: 200, else 503; no URLs or secrets in the answer."""
         found = await readiness.checks()
         ready = all(c.status is doctor.Status.OK for c in found)
-        body = {
-            "status": "ready" if ready else "unavailable",
-            "checks": {
-                c.name: {"ok": c.status is doctor.Status.OK, "detail": c.detail} for c in found
-            },
-        }
+        checks = {c.name: {"ok": c.status is doctor.Status.OK, "detail": c.detail} for c in found}
+        notifying, detail = notifier.health()
+        checks["notifications"] = {"ok": notifying, "detail": detail}
+        ready = ready and notifying
+        body = {"status": "ready" if ready else "unavailable", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
@@ -89,11 +93,18 @@ def create_app(
             # Start anyway: /sms answers with the apology, /sms/fallback works, /readyz says
             # why, and everything recovers when the database is back.
             log.error("database unreachable at start-up (%s); starting anyway", exc)
-        reclaimer = asyncio.create_task(Reclaimer(service).keep_reclaiming()) if reclaim else None
+        tasks = []
+        if reclaim:
+            tasks.append(asyncio.create_task(Reclaimer(service).keep_reclaiming()))
+        if notify:
+            tasks.append(asyncio.create_task(notifier.run()))
         yield
-        if reclaimer:
-            reclaimer.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await service.late.drain()
+        with contextlib.suppress(Exception):
+            await notifier.stop()
         await http.aclose()
         await store.close()
 
@@ -121,6 +132,8 @@ def create_app(
     )
     app.state.service = service
     app.state.store = store
+    app.state.outbox = outbox
+    app.state.notifier = notifier
     return app
 
 

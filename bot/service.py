@@ -187,6 +187,8 @@ class Service:
                 language=reading.language,
                 reply_language=language[0] if text else None,
                 remember_language=language,
+                watch=self._watch(phone, after, seen, candidates, language[0]),
+                stop_watching=_stop_watching(key, opted_out),
             )
         )
         log.info(
@@ -198,6 +200,45 @@ class Service:
             reading.label,
         )
         return Answer(text, reply_id)
+
+    def _watch(
+        self,
+        phone: str,
+        after: Conversation,
+        seen: list[CaseView],
+        candidates: tuple[Candidate, ...],
+        language: str,
+    ) -> tuple[dict[str, Any], ...]:
+        """The cases this text checked in, to keep an eye on for notifications."""
+        if after.state is not State.CHECKED_IN:
+            return ()
+        people = {p.case_id: p for p in visits(after.data)}
+        now = self.clock()
+        at = self.settings.notify_at_position
+        rows = []
+        for case in seen:
+            person = people.get(case.case_id)
+            if person is None or not case.active:
+                continue
+            near = case.position is not None and case.position + 1 <= at
+            rows.append(
+                {
+                    "case_id": case.case_id,
+                    "phone": phone,
+                    "personal_id": person.target.personal_id,
+                    "name": person.target.name,
+                    "ticket": case.ticket,
+                    "unit_id": case.unit_id,
+                    "service_name": case.service,
+                    "language": language,
+                    "shared": len(candidates) > 1,
+                    "created_at": now,
+                    "position": case.position,
+                    # The check-in's reply said how near they are: no "almost" after it.
+                    "almost_at": now if near else None,
+                }
+            )
+        return tuple(rows)
 
     def _language(
         self,
@@ -432,8 +473,24 @@ def render(prompts: Prompts, reply: Reply | None) -> str | None:
 def _view(case: CaseDetail) -> CaseView:
     language = (case.language_code or "").strip().lower().replace("_", "-").split("-")[0]
     return CaseView(
-        case.case_id, case.ticket.strip(), case.position, case.wait, case.active, language or None
+        case.case_id,
+        case.ticket.strip(),
+        case.position,
+        case.wait,
+        case.active,
+        language or None,
+        case.unit_id,
+        case.service_name,
     )
+
+
+def _stop_watching(key: ReplyKey | None, opted_out: bool) -> str | None:
+    """Why a phone's cases are no longer watched after this reply (None: they still are)."""
+    if opted_out:
+        return "opted_out"
+    if key is ReplyKey.LEFT_QUEUE:
+        return "left"
+    return None
 
 
 def _settled(action: Action, result: Result) -> bool:

@@ -96,6 +96,34 @@ class Settings(BaseSettings):
         "running then gets a short holding reply; its result follows as a text.",
     )
 
+    twilio_sends_per_second: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Texts the bot sends on its own per second (notifications, staff replies, "
+        "broadcasts), most urgent first: a US long code sends about 1 a second.",
+    )
+
+    # --- notifications ----------------------------------------------------------------------
+    notify_at_position: int = Field(
+        3,
+        ge=0,
+        le=50,
+        description="Text 'almost your turn' once when a customer's place in line is at most "
+        "this (0: never). 'Your turn' and 'missed your call' are always texted.",
+    )
+    notify_poll_seconds: float = Field(
+        20.0,
+        ge=1,
+        description="How often the queues of checked-in customers are read for notifications.",
+    )
+    notify_missed_requeue: bool = Field(
+        False,
+        description="Set when your VirtualQ accepts a new check-in from a customer whose call "
+        "was missed: the 'missed your call' text then says to text HERE again; otherwise it "
+        "sends them to reception.",
+    )
+
     # --- VirtualQ -----------------------------------------------------------------------------
     virtualq_base_url: str | None = Field(
         None, description="VirtualQ API base URL, e.g. https://qflow.example.edu/VirtualQ/api/."
@@ -259,7 +287,7 @@ class Settings(BaseSettings):
     @classmethod
     def _unit_ids(cls, value: str) -> str:
         parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not all(p.isdigit() for p in parts):
+        if not all(p.isascii() and p.isdigit() for p in parts):
             raise ValueError("use whole numbers separated by commas, e.g. 10,12")
         return ",".join(parts)
 

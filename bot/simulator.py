@@ -21,7 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-EXPECTED, WAITING, IN_SERVICE, COMPLETED, CANCELLED = 0, 3, 6, 8, 15
+EXPECTED, WAITING, IN_SERVICE, COMPLETED, CANCELLED, NO_SHOW = 0, 3, 6, 8, 15, 17
+RESOLUTION = {COMPLETED: 0, CANCELLED: 1, NO_SHOW: 2, 4: 3}  # a closed case's Resolution
+RESOLUTION_DESC = {0: "Complete", 1: "Cancelled", 2: "NoShow", 3: "Abandoned"}
+COUNTERS = 3  # the demo's counters: "Counter 1" to "Counter 3"
 STATUS_DESC = {
     EXPECTED: "Expected",
     WAITING: "Waiting",
@@ -29,7 +32,7 @@ STATUS_DESC = {
     COMPLETED: "Completed",
     CANCELLED: "Cancelled",
     4: "Abandoned",
-    17: "NoShow",
+    NO_SHOW: "NoShow",
 }
 SERVER_TZ = timezone(timedelta(hours=10))
 
@@ -69,6 +72,9 @@ class Case:
     ticket: str | None = None
     enqueued_at: datetime | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    location: str | None = None  # the counter that called it
+    resolution: int | None = None  # how it closed
+    notes: list[str] = field(default_factory=list)
 
     @property
     def process_id(self) -> int:
@@ -96,6 +102,7 @@ class Simulator:
         self.services: dict[int, Queue] = {}
         self.customers: dict[str, Customer] = {}
         self.cases: dict[int, Case] = {}
+        self.next_counter = 0  # counters take turns calling
         self.checkins = 0  # successful check-ins, for tests and the fault table
         # Check-in requests of any outcome: a real VirtualQ may enqueue a repeated one twice.
         self.checkin_requests = 0
@@ -164,30 +171,46 @@ class Simulator:
         service.waiting.append(case.case_id)
 
     def call_next(self, service_id: int | None = None) -> list[int]:
-        """Finish whoever is being served and call the next waiting case, per service."""
+        """Finish whoever is being served and call the next waiting case, per service, to the
+        next counter in turn."""
         called = []
         for service in self.services.values():
             if service_id is not None and service.service_id != service_id:
                 continue
             if service.serving is not None:
-                self.cases[service.serving].status = COMPLETED
-                service.serving = None
+                self.set_status(self.cases[service.serving], COMPLETED)
             if service.waiting:
-                service.serving = service.waiting.pop(0)
-                self.cases[service.serving].status = IN_SERVICE
-                called.append(service.serving)
+                self.next_counter = self.next_counter % COUNTERS + 1
+                case = self.cases[service.waiting[0]]
+                self.call(case, f"Counter {self.next_counter}")
+                called.append(case.case_id)
         return called
 
-    def set_status(self, case: Case, status: int) -> None:
+    def call(self, case: Case, counter: str) -> None:
+        """Call a waiting case (or re-call one being served) to a counter."""
+        service = self.services[case.service_id]
+        if case.status not in (WAITING, IN_SERVICE):
+            raise Refused(f"Case {case.case_id} is not waiting.")
+        if service.serving is not None and service.serving != case.case_id:
+            self.set_status(self.cases[service.serving], COMPLETED)
+        if case.case_id in service.waiting:
+            service.waiting.remove(case.case_id)
+        service.serving = case.case_id
+        case.status, case.location = IN_SERVICE, counter
+
+    def set_status(self, case: Case, status: int, note: str | None = None) -> None:
         service = self.services[case.service_id]
         if case.case_id in service.waiting:
             service.waiting.remove(case.case_id)
         if service.serving == case.case_id:
             service.serving = None
+        if note:
+            case.notes.append(note)
         if status == WAITING:
+            case.location = case.resolution = None
             self._enqueue(case, self.clock())
         else:
-            case.status = status
+            case.status, case.resolution = status, RESOLUTION.get(status)
 
     # --- views --------------------------------------------------------------------------------
 
@@ -224,10 +247,13 @@ class Simulator:
             "ServiceName": service.name,
             "EntityStatus": case.status,
             "EntityStatusDesc": STATUS_DESC.get(case.status, "?"),
-            "Resolution": None,
+            "Resolution": case.resolution,
+            "ResolutionDesc": RESOLUTION_DESC.get(case.resolution)
+            if case.resolution is not None
+            else None,
             "UnitId": service.unit_id,
             "UnitName": service.unit_name,
-            "LocationName": "Counter 1" if case.status == IN_SERVICE else None,
+            "LocationName": case.location if case.status == IN_SERVICE else None,
             "LanguageCode": "en",
             "IsDirectAdmit": False,
             "AppointmentTypeName": "Appointment" if case.appointment_at else "Walk-in",
@@ -387,12 +413,28 @@ def create_simulator_app(
         case = sim._case_by(body.get("CaseId"), body.get("ProcessId"))
         if body.get("Status") not in (15, 4, 17, 3, 8):
             raise Refused("Status must be one of 15, 4, 17, 3, 8.")
-        sim.set_status(case, int(body["Status"]))
+        note = body.get("Notes")
+        sim.set_status(case, int(body["Status"]), note if isinstance(note, str) else None)
         return JSONResponse(f"Case {case.case_id} status set to {body['Status']}")
 
     async def control_call_next(request: Request) -> JSONResponse:
         service = request.query_params.get("service_id")
         return JSONResponse({"called": sim.call_next(int(service) if service else None)})
+
+    async def control_call(request: Request) -> JSONResponse:
+        """Call a given case to a given counter: {"case_id": 100001, "counter": "Counter 3"}."""
+        body = await _json_body(request)
+        case = sim._case_by(body.get("case_id"))
+        sim.call(case, str(body.get("counter") or "Counter 1"))
+        return JSONResponse({"called": case.case_id, "counter": case.location})
+
+    async def control_close(request: Request) -> JSONResponse:
+        """Close a case as staff would: {"case_id": …} to /_sim/no-show or /_sim/complete."""
+        body = await _json_body(request)
+        case = sim._case_by(body.get("case_id"))
+        status = NO_SHOW if request.url.path.endswith("no-show") else COMPLETED
+        sim.set_status(case, status)
+        return JSONResponse({"case_id": case.case_id, "status": STATUS_DESC[status]})
 
     async def control_state(request: Request) -> JSONResponse:
         return JSONResponse(
@@ -401,6 +443,14 @@ def create_simulator_app(
                 "checkin_requests": sim.checkin_requests,
                 "queues": {
                     s.name: [sim.cases[c].ticket for c in s.waiting] for s in sim.services.values()
+                },
+                "serving": {
+                    s.name: {
+                        "ticket": sim.cases[s.serving].ticket,
+                        "at": sim.cases[s.serving].location,
+                    }
+                    for s in sim.services.values()
+                    if s.serving is not None
                 },
             }
         )
@@ -426,6 +476,9 @@ def create_simulator_app(
             Route("/Customers/{id}", get_customer),
             Route("/Tickets/Waiting/{unit_id:int}", waiting),
             Route("/_sim/call-next", control_call_next, methods=["POST"]),
+            Route("/_sim/call", control_call, methods=["POST"]),
+            Route("/_sim/no-show", control_close, methods=["POST"]),
+            Route("/_sim/complete", control_close, methods=["POST"]),
             Route("/_sim/state", control_state),
         ],
         exception_handlers={Refused: refused},

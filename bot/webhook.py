@@ -62,7 +62,7 @@ def _count(value: Any) -> int:
 def _error_code(value: Any) -> str | None:
     """Twilio's ErrorCode is a number: anything else is dropped, not stored."""
     text = str(value or "").strip()
-    return text if text.isdigit() and len(text) <= 10 else None
+    return text if text.isascii() and text.isdigit() and len(text) <= 10 else None
 
 
 def _status(value: Any) -> str:
@@ -111,7 +111,9 @@ class StatusCallback(BaseModel):
 def reply_id(raw: str) -> int | None:
     """The stored reply a status callback's `?m=` names; None when it names none we could
     have stored (a 32-bit row id)."""
-    return int(raw) if raw.isdigit() and 0 < len(raw) <= 10 and 0 < int(raw) <= MAX_ROW_ID else None
+    if not (raw.isascii() and raw.isdigit() and 0 < len(raw) <= 10):  # "²".isdigit() too
+        return None
+    return int(raw) if 0 < int(raw) <= MAX_ROW_ID else None
 
 
 class SignatureChecker:
@@ -238,7 +240,7 @@ class Webhooks:
             request, self.checker, StatusCallback, "status callback"
         )
         raw_id = request.query_params.get("m", "")
-        if raw_id and not raw_id.isdigit():
+        if raw_id and not (raw_id.isascii() and raw_id.isdigit()):
             raise BadWebhook("bad status callback: m")
         stored = reply_id(raw_id)
         if raw_id and stored is None:

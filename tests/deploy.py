@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlencode
 
 import httpx
@@ -54,6 +56,20 @@ class Deployment:
     logs: Path
     env: dict[str, str]
     upstream: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)  # the bots'
+
+    def kill_bot(self, index: int) -> None:
+        """kill -9 one `serve` process (and its workers): no shutdown, no goodbye."""
+        proc = self.processes[index]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def start_bot(self, index: int) -> None:
+        """Start a killed `serve` process again, on its port, as the PaaS would."""
+        port = self.bots[index].rsplit(":", 1)[1]
+        with self.logs.open("ab") as out:
+            self.processes[index] = _web(self.env, port, out)
+        wait_until_up(f"{self.bots[index]}/healthz", self.processes[index])
 
     def stop_upstream(self) -> None:
         """Take VirtualQ away: its port refuses connections from now on."""
@@ -124,31 +140,41 @@ def deploy(
                 stderr=subprocess.STDOUT,
             )
         ]
+        deployment: Deployment | None = None
         try:
             for port in bot_ports:
-                started.append(
-                    subprocess.Popen(
-                        ["bash", "-c", f"exec {processes['web']}"],
-                        env={**env, "PORT": str(port)},
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
+                started.append(_web(env, str(port), out))
             wait_until_up(f"http://127.0.0.1:{sim_port}/_sim/state", started[0])
             for port, proc in zip(bot_ports, started[1:], strict=True):
                 wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
-            yield Deployment(
+            deployment = Deployment(
                 [f"http://127.0.0.1:{p}" for p in bot_ports],
                 f"http://127.0.0.1:{sim_port}",
                 database_url,
                 logs,
                 env,
                 started[0],
+                started[1:],
             )
+            yield deployment
         finally:
+            if deployment is not None:  # the bots as they are now, restarted ones included
+                started = [started[0], *deployment.processes]
             for proc in reversed(started):
-                proc.terminate()
-                proc.wait(timeout=10)
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=10)
+
+
+def _web(env: dict[str, str], port: str, out: IO[bytes]) -> subprocess.Popen[bytes]:
+    """The Procfile's web process on `port`, in a process group of its own (for kill -9)."""
+    return subprocess.Popen(
+        ["bash", "-c", f"exec {procfile()['web']}"],
+        env={**env, "PORT": port},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def signed_headers(params: dict[str, str]) -> dict[str, str]:

@@ -5,6 +5,7 @@ In-process tests wrap them in an httpx transport or serve them with uvicorn in t
 the fault suite runs them as a process: `python -m tests.faulty --port P`. Control:
 
     POST /_fault {"kind": "delay", "seconds": 9}    break check-ins (see FAULTS); "none" mends
+    POST /_fault {"down": true}                      every VirtualQ route answers 503
     GET  /_fault                                     check-in requests received, enqueued, texts
 """
 
@@ -72,7 +73,7 @@ class Texts:
             body = {"code": self.refuse_with, "message": "refused", "status": 400}
             return JSONResponse(body, status_code=400)
         self.sent.append(form)
-        sid = f"SM{next(self._sids):032d}"
+        sid = f"SMf{next(self._sids):031d}"  # unlike the tests' inbound MessageSids
         body = {"sid": sid, "status": "queued", "to": form.get("To"), "body": form.get("Body")}
         return JSONResponse(body, status_code=201)
 
@@ -85,6 +86,7 @@ class FaultyUpstream:
         self.fault = Fault()
         self.requests = 0  # check-in requests received, whatever became of them
         self.texts = Texts()
+        self.down = False  # every VirtualQ route answers 503 (the Messages API still works)
         self._sim_app = create_simulator_app(self.sim)
         self.app = Starlette(
             routes=[
@@ -100,6 +102,10 @@ class FaultyUpstream:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if self.down and scope["type"] == "http" and not path.startswith(("/_", "/2010-04-01/")):
+            await Response("Service Unavailable", status_code=503)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     async def _control(self, request: Request) -> Response:
@@ -109,6 +115,7 @@ class FaultyUpstream:
             if kind != "none" and kind not in FAULTS:
                 return JSONResponse({"error": f"unknown fault {kind}"}, status_code=400)
             self.fault = Fault(kind, float(wanted.get("seconds", 0)))
+            self.down = bool(wanted.get("down", False))
             self.texts.refuse_with = wanted.get("twilio_refuses")
         return JSONResponse(
             {
@@ -181,7 +188,7 @@ def main() -> None:
     sim = load_demo(Simulator())
     add_arrivals(sim)
     upstream: ASGIApp = FaultyUpstream(sim)
-    uvicorn.run(upstream, host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(upstream, host="127.0.0.1", port=args.port, log_level="warning", workers=1)
 
 
 if __name__ == "__main__":

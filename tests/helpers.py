@@ -145,8 +145,11 @@ async def seed_directory(db_url: str) -> None:
 
 
 @asynccontextmanager
-async def running_bot(db_url: str, clock: Clock, **settings: Any) -> AsyncIterator[Bot]:
-    """The bot app, lifespan started, on a seeded SQLite file and the in-process simulator."""
+async def running_bot(
+    db_url: str, clock: Clock, notify: bool = False, **settings: Any
+) -> AsyncIterator[Bot]:
+    """The bot app, lifespan started, on a seeded SQLite file and the in-process simulator
+    (the notifier's loop off unless `notify`: tests drive it on their clock)."""
     config = Settings(
         database_url=db_url, twilio_auth_token=TOKEN, public_base_url=PUBLIC, **settings
     )
@@ -158,6 +161,7 @@ async def running_bot(db_url: str, clock: Clock, **settings: Any) -> AsyncIterat
         virtualq_base_url="http://sim",
         clock=clock,
         reclaim=False,  # tests run the reclaimer themselves, on their clock
+        notify=notify,
     )
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -179,6 +183,7 @@ async def mock_upstream_bot(
         virtualq_base_url="http://vq",
         clock=clock,
         reclaim=False,
+        notify=False,
     )
     async with (
         app.router.lifespan_context(app),
@@ -225,7 +230,9 @@ class FaultyBot(Bot):
 
 
 @asynccontextmanager
-async def faulty_bot(db_url: str, clock: Clock, **settings: Any) -> AsyncIterator[FaultyBot]:
+async def faulty_bot(
+    db_url: str, clock: Clock, notify: bool = False, **settings: Any
+) -> AsyncIterator[FaultyBot]:
     """The bot app against the simulator behind a fault switch, both over loopback HTTP, with
     Twilio's Messages API played by the same stand-in (see tests/faulty.py)."""
     from .faulty import FaultyUpstream
@@ -245,7 +252,7 @@ async def faulty_bot(db_url: str, clock: Clock, **settings: Any) -> AsyncIterato
             virtualq_timeout_seconds=0.8,
         )
         config = Settings(**(options | settings))
-        app = create_app(config, clock=clock, reclaim=False)
+        app = create_app(config, clock=clock, reclaim=False, notify=notify)
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),

@@ -263,6 +263,10 @@ async def test_readyz_is_ready_when_database_and_virtualq_answer(db_url: str, cl
         "checks": {
             "database": {"ok": True, "detail": f"reachable, schema {schema.head()}"},
             "virtualq": {"ok": True, "detail": "reachable, credentials accepted (HTTP 200)"},
+            "notifications": {
+                "ok": True,
+                "detail": "another process sends notifications (or none needed yet)",
+            },
         },
     }
     assert second.json() == first.json() and calls == ["/Customers"]  # asked once, cached

@@ -239,3 +239,26 @@ def test_the_corpus_is_understood_and_never_checks_in_the_wrong_person(
 def test_no_text_without_a_reading(catalogue: Catalogue) -> None:
     for text in ["🙂", "???", "…", "\u200b", "a" * 1600, "١٢٣", "😀" * 50]:
         assert read(text, catalogue.lexicon, NOTHING).why
+
+
+@pytest.mark.parametrize(
+    ("text", "everyone"),
+    [
+        ("here, both of us", True),
+        ("We're all here", False),  # "all" with more besides: it may not be about people
+        ("both here", True),
+        ("all of us are here", True),
+        ("here with everyone", False),
+        ("here, all good", False),
+        ("here", False),
+        ("i'm here with my son", False),
+    ],
+)
+def test_an_arrival_that_says_it_is_everyones(
+    catalogue: Catalogue, text: str, everyone: bool
+) -> None:
+    from bot.understanding import EVERYONE
+
+    reading = read(text, catalogue.lexicon)
+    assert reading.meaning is M.ARRIVE, reading.why
+    assert (reading.choice == EVERYONE) is everyone, reading.why

@@ -130,6 +130,8 @@ class CaseView:
     wait: int | None  # minutes
     active: bool = True
     language: str | None = None  # VirtualQ's LanguageCode for the customer
+    unit_id: int | None = None  # whose waiting list it is in (for notifications)
+    service: str | None = None
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def expecting(conv: Conversation, ctx: Context) -> Expecting:
 def _on_idle(conv: Conversation, reading: Reading, ctx: Context) -> Decision:
     meaning = reading.meaning
     if meaning is M.ARRIVE:
-        return _arrive(ctx)
+        return _arrive(ctx, everyone=reading.choice == EVERYONE)
     if conv.data.get("expired") in (State.AWAITING_CONFIRM, State.AWAITING_ARRIVAL) and meaning in (
         M.YES,
         M.NO,
@@ -133,13 +133,17 @@ _IDLE_REPLIES = {
 }
 
 
-def _arrive(ctx: Context, done: Sequence[Visit] = ()) -> Decision:
+def _arrive(ctx: Context, done: Sequence[Visit] = (), everyone: bool = False) -> Decision:
     """An arrival: check in the phone's customer, ask which of several (those not checked in
-    yet), or ask an unknown number for a booking number."""
+    yet), or ask an unknown number for a booking number. "Both of us" checks in both of two;
+    of three or more, it asks (it may mean two of them)."""
     here = {v.target.personal_id for v in done}
     people = [c for c in ctx.candidates if c.personal_id not in here]
     if len(people) == 1 and not done:
         return _checkin(_target(people[0]))
+    if everyone and len(people) == 2 and not done:
+        first, second = (_target(p) for p in people)
+        return _checkin(first, queue=[second.to_data()])
     if people:
         # A HERE from a phone with someone checked in may be them again, or a child: ask.
         data: dict[str, Any] = {
@@ -283,7 +287,7 @@ def _on_checked_in(conv: Conversation, reading: Reading, ctx: Context) -> Decisi
     people = visits(conv.data)
     if meaning is M.ARRIVE:
         # Someone else on this phone (a child) may be arriving: offer them, else the status.
-        return _arrive(ctx, done=people)
+        return _arrive(ctx, done=people, everyone=reading.choice == EVERYONE)
     if meaning is M.LEAVE:
         data = {
             "topic": "queue",

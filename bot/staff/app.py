@@ -30,6 +30,8 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 
 from ..errors import HttpError
+from ..outbox import Outbox
+from ..prompts import Catalogue
 from ..settings import Settings
 from ..store import Store
 from ..store.staff import StaffStore
@@ -60,10 +62,19 @@ def _safe_next(raw: str | None) -> str:
 class Staff:
     """The staff app over a store: sessions, the login throttle, rendering, the routes."""
 
-    def __init__(self, settings: Settings, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Callable[[], datetime],
+        outbox: Outbox | None = None,
+        catalogue: Catalogue | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
+        self.outbox = outbox  # where staff texts go (replies, broadcasts)
+        self.catalogue = catalogue  # quick replies, per language
         self.zone = settings.zone()
         self.staff_store = StaffStore(store.engine)
         self.roster = Roster(settings, self.staff_store)
@@ -241,7 +252,12 @@ class Staff:
 
 
 def staff_mount(
-    settings: Settings, store: Store, clock: Callable[[], datetime] | None = None
+    settings: Settings,
+    store: Store,
+    clock: Callable[[], datetime] | None = None,
+    *,
+    outbox: Outbox | None = None,
+    catalogue: Catalogue | None = None,
 ) -> tuple[Mount, Staff | None]:
     """The /staff pages, and their Staff (None without SECRET_KEY: then every route says what
     to set)."""
@@ -255,7 +271,7 @@ def staff_mount(
             )
 
         return Mount("/staff", routes=[Route("/{path:path}", off)]), None
-    staff = Staff(settings, store, clock or (lambda: datetime.now(UTC)))
+    staff = Staff(settings, store, clock or (lambda: datetime.now(UTC)), outbox, catalogue)
     https = (settings.public_base_url or "").startswith("https://")
     middleware = [
         Middleware(

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .. import phones
 from ..errors import BadFilter
 from ..store.log import UNANSWERED_AFTER
-from ..store.tables import conversations, messages, threads, upstream_calls
+from ..store.tables import conversations, messages, notifications, threads, upstream_calls, watches
 from ..threads import LABELS, ThreadOutcome, asked_cutoff, shown
 from ..understanding.text import plain, words_of
 from .filters import MAX_DAYS, ListFilters
@@ -447,7 +447,27 @@ async def dashboard(
                 ).where(texts_in_period)
             )
         ).one()
+        sent_in_period = sa.and_(
+            notifications.c.created_at >= chosen.start, notifications.c.created_at < chosen.end
+        )
+        by_kind = (
+            await conn.execute(
+                sa.select(notifications.c.kind, notifications.c.status, sa.func.count())
+                .where(sent_in_period)
+                .group_by(notifications.c.kind, notifications.c.status)
+            )
+        ).all()
+        served = (
+            await conn.execute(
+                sa.select(watches.c.called_at, watches.c.done_at).where(
+                    watches.c.called_at >= chosen.start,
+                    watches.c.called_at < chosen.end,
+                    watches.c.outcome == "served",
+                )
+            )
+        ).all()
     waits = sorted((t.ticket_at - t.started_at).total_seconds() for t in ticketed)
+    to_served = sorted((w.done_at - w.called_at).total_seconds() for w in served)
     latencies = sorted(float(c.latency_ms) for c in calls if c.outcome != "circuit_open")
     errors = sum(_is_upstream_error(c.outcome) for c in calls)
     return {
@@ -478,7 +498,28 @@ async def dashboard(
             "not_understood": int(texts[4]),
         },
         "arrivals_by_hour": hours,
+        "notifications": _notification_counts(by_kind)
+        | {
+            "called_to_served": {
+                "count": len(to_served),
+                "median": statistics.median(to_served) if to_served else None,
+            }
+        },
     }
+
+
+NOTIFICATION_KINDS = ("almost", "called", "missed", "staff", "broadcast")
+
+
+def _notification_counts(rows: Sequence[Any]) -> dict[str, Any]:
+    """Texts the bot sent on its own, by kind: how many went out, and how many did not
+    (stale, skipped after STOP, refused by Twilio, lost with a stopped process)."""
+    counts = {kind: {"sent": 0, "not_sent": 0, "waiting": 0} for kind in NOTIFICATION_KINDS}
+    for kind, status, count in rows:
+        bucket = counts.setdefault(kind, {"sent": 0, "not_sent": 0, "waiting": 0})
+        column = {"sent": "sent", "queued": "waiting", "sending": "waiting"}.get(status, "not_sent")
+        bucket[column] += int(count)
+    return {"by_kind": counts}
 
 
 # --- CSV export ---------------------------------------------------------------------------------

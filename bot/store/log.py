@@ -13,8 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ..sms import segments as segments_of
 from . import conversations as saved_conversations
 from .tables import conversations, messages, threads, upstream_calls
+from .watches import start as watch_cases
+from .watches import stop as stop_watching
 
 THREAD_GAP = timedelta(hours=6)  # silence after which a phone's next text starts a new thread
 # An inbound text still unanswered this long after it arrived was dropped (its process died):
@@ -123,6 +126,8 @@ class Handled:
     reply_language: str | None = None
     # The phone's reply language from now on, and why (None: unchanged).
     remember_language: tuple[str | None, str | None] | None = None
+    watch: tuple[dict[str, Any], ...] = ()  # checked-in cases to keep an eye on (bot.notify)
+    stop_watching: str | None = None  # why the phone's cases are no longer watched
 
 
 @dataclass
@@ -297,6 +302,48 @@ class Log:
         async with self.engine.begin() as conn:
             return await finish(conn, handled)
 
+    async def record_sent(
+        self,
+        phone: str,
+        thread_id: int | None,
+        body: str,
+        reply_key: str | None,
+        language: str | None,
+        now: datetime,
+        account: str | None = None,
+    ) -> int:
+        """A text the bot (or a staff member) sends on its own, in its thread, before it is
+        sent: its delivery status lands on this row."""
+        async with self.engine.begin() as conn:
+            if thread_id is None:
+                thread_id = await _thread_for(conn, phone, now)
+            else:
+                await conn.execute(
+                    threads.update()
+                    .where(threads.c.id == thread_id)
+                    .values(message_count=threads.c.message_count + 1)
+                )
+            state = (await saved_conversations.load(conn, phone)).state
+            new_id = await conn.scalar(
+                messages.insert()
+                .values(
+                    phone=phone,
+                    thread_id=thread_id,
+                    direction="out",
+                    body=body,
+                    prompt=reply_key,
+                    state_before=state,
+                    state_after=state,
+                    segments=segments_of(body),
+                    status="queued",
+                    language=language,
+                    sent_by=account,
+                    created_at=now,
+                )
+                .returning(messages.c.id)
+            )
+        return int(new_id)
+
     async def state_of(self, phone: str) -> str:
         """The phone's conversation state as stored."""
         async with self.engine.connect() as conn:
@@ -421,6 +468,10 @@ async def finish(conn: AsyncConnection, h: Handled) -> int | None:
     )
     if thread_id is not None:
         await _update_thread(conn, thread_id, h)
+    if h.watch:
+        await watch_cases(conn, [{**w, "thread_id": thread_id} for w in h.watch])
+    if h.stop_watching:
+        await stop_watching(conn, h.phone, h.stop_watching, h.now)
     if h.state_after is not None:
         await saved_conversations.save(
             conn, h.phone, h.state_after, h.data_after or {}, h.now, h.remember_language

@@ -81,6 +81,7 @@ messages = sa.Table(
     sa.Column("language", sa.String(8)),  # inbound: the language it was written in, if sure;
     # outbound: the language of the reply
     sa.Column("prompt", sa.String(64)),  # outbound: the ReplyKey of the text sent
+    sa.Column("sent_by", sa.String(64)),  # outbound: the staff member who wrote it
     sa.Column("state_before", sa.String(32)),
     sa.Column("state_after", sa.String(32)),
     sa.Column("segments", sa.Integer),
@@ -193,4 +194,89 @@ audit_log = sa.Table(
     sa.Column("target", sa.String(200)),
     sa.Column("detail", sa.Text),
     sa.Index("ix_audit_log_at", "at"),
+)
+
+watches = sa.Table(
+    # A checked-in case the bot keeps an eye on until it is served or closed, to text "almost
+    # your turn", "your turn" and "missed your call" (bot.notify).
+    "watches",
+    metadata,
+    sa.Column("case_id", sa.BigInteger, primary_key=True),
+    sa.Column("phone", sa.String(64), nullable=False),
+    sa.Column("thread_id", sa.Integer),
+    sa.Column("personal_id", sa.String(30)),
+    sa.Column("name", sa.String(100)),  # named in texts when the phone is shared
+    sa.Column("ticket", sa.String(32), nullable=False),
+    sa.Column("unit_id", sa.Integer),  # whose waiting list to read (from the case)
+    sa.Column("service_name", sa.String(100)),
+    sa.Column("language", sa.String(8)),
+    sa.Column("shared", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("polled_at", UTCDateTime),
+    sa.Column("position", sa.Integer),  # 0-based, as QueuePosition
+    sa.Column("almost_at", UTCDateTime),  # "almost your turn" texted (or not needed)
+    sa.Column("called_at", UTCDateTime),
+    sa.Column("counter", sa.String(64)),
+    sa.Column("done_at", UTCDateTime),  # served, closed, left, or no longer watched
+    sa.Column("outcome", sa.String(16)),  # served, missed, cancelled, left, opted_out, gone
+    sa.Index("ix_watches_open", "done_at", "unit_id"),
+    sa.Index("ix_watches_phone", "phone"),
+)
+
+notifications = sa.Table(
+    # The send queue: every text the bot sends on its own (notifications, staff replies,
+    # broadcasts), written before it is sent, sent once, at TWILIO_SENDS_PER_SECOND.
+    "notifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(100), unique=True),  # "called:123": once per case and kind
+    sa.Column("phone", sa.String(64), nullable=False),
+    sa.Column("thread_id", sa.Integer),
+    sa.Column("kind", sa.String(16), nullable=False),  # almost, called, missed, staff, broadcast
+    sa.Column("priority", sa.Integer, nullable=False),  # lower goes first
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("reply_key", sa.String(64)),
+    sa.Column("language", sa.String(8)),
+    sa.Column("account", sa.String(64)),  # the staff member who wrote it, if one did
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("not_after", UTCDateTime),  # too stale to send after this
+    sa.Column("claimed_at", UTCDateTime),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("message_id", sa.Integer),  # its row in messages once sent (or refused)
+    sa.Column("status", sa.String(16), nullable=False),  # queued, sent, unsent, stale, skipped
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("error", sa.String(200)),
+    sa.Index("ix_notifications_queue", "status", "priority", "id"),
+)
+
+leases = sa.Table(
+    # Jobs one process does for all (the notifier): who holds it, until when.
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+attention = sa.Table(
+    # A conversation staff have looked at: /staff/attention lists it again only for what
+    # happened after.
+    "attention",
+    metadata,
+    sa.Column("thread_id", sa.Integer, primary_key=True),
+    sa.Column("handled_at", UTCDateTime, nullable=False),
+    sa.Column("handled_by", sa.String(64), nullable=False),
+)
+
+broadcasts = sa.Table(
+    # A text to everyone waiting, once per form (its token), with who sent it.
+    "broadcasts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("token", sa.String(64), nullable=False, unique=True),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("audience", sa.String(200)),  # which waiting customers: all, a unit, a service
+    sa.Column("recipients", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
 )

@@ -126,8 +126,23 @@ def read(
     elif expecting.booking_number and number:
         reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
     reading = reading or _language_request(prepared, lexicon) or _meaning(prepared, settled, number)
-    return Reading(
-        reading.meaning, reading.why, language, number, reading.choice, reading.choose_language
+    choice = reading.choice
+    if reading.meaning is Meaning.ARRIVE and _everyone_arrives(prepared, settled):
+        choice = EVERYONE  # "here, both of us": a shared phone's people all arrive
+    return Reading(reading.meaning, reading.why, language, number, choice, reading.choose_language)
+
+
+def _everyone_arrives(text: Text, found: list[Found]) -> bool:
+    """An arrival that says it is everyone's: "all of us", or "both" with nothing else
+    besides the arrival ("both here"; not "here, all good")."""
+    everyone = [f for f in found if f.kind == "all"]
+    if any(f.size >= 2 for f in everyone):
+        return True
+    besides = [f for f in found if f.kind in ("all", "arrive", "check_in")]
+    return (
+        bool(everyone)
+        and len(besides) == len(found)
+        and sum(f.size for f in found) >= len(text.words)
     )
 
 

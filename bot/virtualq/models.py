@@ -76,6 +76,8 @@ class WaitingTicket(_Model):
     case_id: int
     process_id: int | None = None
     personal_id: str | None = None
+    service_name: str | None = None
+    unit_id: int | None = None
     q_code: str | None = Field(None, validation_alias=AliasChoices("QCode", "qCode", "q_code"))
     q_number: int | None = Field(
         None, validation_alias=AliasChoices("QNumber", "qNumber", "q_number")

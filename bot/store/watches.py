@@ -1,0 +1,127 @@
+"""Checked-in cases the bot keeps an eye on until they are served or closed (bot.notify)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .tables import conversations, notifications, watches
+
+
+@dataclass(frozen=True)
+class Watch:
+    case_id: int
+    phone: str
+    thread_id: int | None
+    personal_id: str | None
+    name: str | None
+    ticket: str
+    unit_id: int | None
+    service_name: str | None
+    language: str | None
+    shared: bool
+    created_at: datetime
+    polled_at: datetime | None
+    position: int | None
+    almost_at: datetime | None
+    called_at: datetime | None
+    counter: str | None
+
+
+_COLUMNS = [watches.c[name] for name in Watch.__dataclass_fields__]
+
+
+async def start(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Watch these cases (a case already watched is left as it is)."""
+    for row in rows:
+        exists = await conn.scalar(
+            sa.select(watches.c.case_id).where(watches.c.case_id == row["case_id"])
+        )
+        if exists is None:
+            await conn.execute(watches.insert().values(**row))
+
+
+async def stop(conn: AsyncConnection, phone: str, outcome: str, now: datetime) -> None:
+    """No more notifications for a phone: its cases are no longer watched, and nothing queued
+    for it goes out (it opted out, or left the queue)."""
+    await conn.execute(
+        watches.update()
+        .where(watches.c.phone == phone, watches.c.done_at.is_(None))
+        .values(done_at=now, outcome=outcome)
+    )
+    await conn.execute(
+        notifications.update()
+        .where(notifications.c.phone == phone, notifications.c.status == "queued")
+        .values(status="skipped", error=outcome)
+    )
+
+
+class Watches:
+    """Reads and writes of the watched cases."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def open(self) -> list[Watch]:
+        """Cases still watched, whose phone has not opted out."""
+        query = (
+            sa.select(*_COLUMNS)
+            .select_from(watches.outerjoin(conversations, conversations.c.phone == watches.c.phone))
+            .where(
+                watches.c.done_at.is_(None),
+                sa.or_(conversations.c.state.is_(None), conversations.c.state != "opted_out"),
+            )
+            .order_by(watches.c.case_id)
+        )
+        async with self.engine.connect() as conn:
+            return [Watch(*row) for row in await conn.execute(query)]
+
+    async def update(self, case_id: int, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                watches.update().where(watches.c.case_id == case_id).values(**values)
+            )
+
+    async def update_many(self, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Several watches' changes, in one transaction."""
+        if not changes:
+            return
+        async with self.engine.begin() as conn:
+            for case_id, values in changes:
+                await conn.execute(
+                    watches.update().where(watches.c.case_id == case_id).values(**values)
+                )
+
+    async def close(self, case_id: int, outcome: str, now: datetime) -> None:
+        await self.update(case_id, done_at=now, outcome=outcome)
+
+    async def close_phone(self, phone: str, outcome: str, now: datetime) -> int:
+        """Stop watching a phone's cases (it opted out, or left the queue)."""
+        async with self.engine.begin() as conn:
+            found = await conn.execute(
+                watches.update()
+                .where(watches.c.phone == phone, watches.c.done_at.is_(None))
+                .values(done_at=now, outcome=outcome)
+            )
+        return int(found.rowcount)
+
+    async def waiting(self, since: datetime) -> list[Watch]:
+        """Everyone checked in since `since` and still waiting (not called, not done)."""
+        query = (
+            sa.select(*_COLUMNS)
+            .select_from(watches.outerjoin(conversations, conversations.c.phone == watches.c.phone))
+            .where(
+                watches.c.created_at >= since,
+                watches.c.done_at.is_(None),
+                watches.c.called_at.is_(None),
+                sa.or_(conversations.c.state.is_(None), conversations.c.state != "opted_out"),
+            )
+            .order_by(watches.c.created_at)
+        )
+        async with self.engine.connect() as conn:
+            return [Watch(*row) for row in await conn.execute(query)]
