@@ -159,7 +159,7 @@ async def run(
                 # A burst: `burst` customers called at once, over the units.
                 for i, r in enumerate(rows[:burst]):  # every unit has many counters
                     case = sim.cases[r["case_id"]]
-                    sim.services[case.service_id].waiting.remove(case.case_id)
+                    sim.services[case.service_id].remove(case.case_id)
                     case.status, case.location = IN_SERVICE, f"Counter {i + 1}"
                 counted.calls.clear()
                 statements.clear()

@@ -156,10 +156,12 @@ def exception_handlers(
         assert isinstance(exc, NotHandled)
         phone = phones.mask(exc.phone) if exc.phone else "?"
         log.error("%s (%s): %s", exc.what, phone, _cause(exc), exc_info=exc.__cause__)
-        if request.url.path == "/sms":
-            # 200 with the apology rather than a 5xx: the customer reads the same words one
-            # hop sooner, and Twilio's Fallback URL is kept for when the app cannot answer.
+        if request.url.path == "/sms" and exc.stored:
+            # Stored, then failed: 200 with the apology rather than a 5xx; the customer reads
+            # the same words one hop sooner.
             return twiml(apology)
+        # Not stored (the database is down or saturated): a 503, so that Twilio calls the
+        # Fallback URL, which stores the text if it can and answers the apology.
         return PlainTextResponse("not recorded", status_code=503)
 
     def gone(request: Request, exc: Exception) -> Response:

@@ -113,10 +113,11 @@ class NotHandled(CheckinBotError):
     """A webhook could not be handled outside the conversation's own error handling (the
     database was down, say); the original exception is chained as `__cause__`."""
 
-    def __init__(self, what: str, phone: str | None = None) -> None:
+    def __init__(self, what: str, phone: str | None = None, stored: bool = True) -> None:
         super().__init__(what)
         self.what = what
         self.phone = phone
+        self.stored = stored  # False: an inbound text that is not in the log
 
 
 class HttpError(CheckinBotError):

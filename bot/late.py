@@ -60,11 +60,14 @@ class LateAnswers:
         self._late: set[asyncio.Task[None]] = set()  # answers being finished after the webhook
 
     async def within_budget(
-        self, sender: str, handle: Callable[[Progress], Awaitable[Answer]]
+        self,
+        sender: str,
+        handle: Callable[[Progress], Awaitable[Answer]],
+        progress: Progress | None = None,
     ) -> Answer:
         """`handle`'s answer if it comes within the budget. Past it: a holding reply now, and
         the answer, when it comes, as a text of our own (or, unable to text, "see reception")."""
-        progress = Progress()
+        progress = progress or Progress()
         work = asyncio.ensure_future(handle(progress))
         done, _ = await asyncio.wait({work}, timeout=self.budget)
         if work in done:

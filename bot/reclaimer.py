@@ -58,7 +58,7 @@ class Reclaimer:
                         phones.mask(text.phone),
                         "a later one was" if why == "superseded" else "too old to act on now",
                     )
-                    state = (await turn.conversation()).state
+                    state = turn.saved.state
                     await turn.finish(
                         Handled(
                             inbound_id=text.id,

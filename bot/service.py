@@ -112,10 +112,14 @@ class Service:
     async def respond(self, sms: InboundText) -> Answer:
         """The answer to a text within WEBHOOK_BUDGET_SECONDS (a holding reply past it, the
         answer following as a text). NotHandled when it could not even be handled."""
+        progress = Progress()
         try:
-            return await self.late.within_budget(sms.sender, lambda p: self.handle(sms, p))
+            return await self.late.within_budget(
+                sms.sender, lambda p: self.handle(sms, p), progress
+            )
         except Exception as exc:
-            raise NotHandled("a text could not be handled", sms.sender) from exc
+            stored = progress.inbound_id is not None
+            raise NotHandled("a text could not be handled", sms.sender, stored=stored) from exc
 
     async def record_delivery(
         self, reply_id: int | None, sid: str, status: str, error_code: str | None
@@ -134,28 +138,37 @@ class Service:
         phone = phones.sender_key(sms.sender, self.settings.default_region)
         progress.phone = phone
         logs.conversation.set(self.log_key(phone))
+        now = self.clock()
         inbound = await self.store.log.record_inbound(
-            phone, sms.sid, sms.body, sms.num_media, self.clock(), sms.idempotency_token
+            phone,
+            sms.sid,
+            sms.body,
+            sms.num_media,
+            now,
+            sms.idempotency_token,
+            recent_since=now - timedelta(minutes=1),
         )
         progress.inbound_id, progress.repeat = inbound.id, inbound.duplicate
         if inbound.duplicate:
             return await self._repeat(inbound.id, phone)
-        limited = await self._rate_limit(inbound.id, phone)
+        limited = await self._rate_limit(inbound.id, phone, inbound.recent)
         if limited is not None:
             return limited
         try:
             async with self.store.turns.take(phone, PHONE_TURN_WAIT_SECONDS) as turn:
-                return await self.answer(turn, inbound.id, phone, sms.body)
+                return await self.answer(turn, inbound.id, phone, sms.body, inbound.thread_id)
         except PhoneBusy as exc:
             log.warning("%s: %s; sent the fallback reply", phones.mask(phone), exc)
             return await self._log_aside(inbound.id, phone, "busy", ReplyKey.UPSTREAM_UNAVAILABLE)
 
-    async def answer(self, turn: Turn, inbound_id: int, phone: str, body: str) -> Answer:
+    async def answer(
+        self, turn: Turn, inbound_id: int, phone: str, body: str, thread_id: int | None = None
+    ) -> Answer:
         """Read a text in its conversation, perform what the conversation needs, and write the
         message's whole outcome in one transaction (the caller holds the phone's turn)."""
-        saved = await turn.conversation()
+        saved = turn.saved
         before = Conversation(State(saved.state), saved.data)
-        candidates = identity.candidates(self.settings, phone, await turn.directory())
+        candidates = identity.candidates(self.settings, phone, turn.entries)
         ctx = Context(self.clock(), candidates, self.policy)
         reading = read(body, self.catalogue.lexicon, expecting(before, ctx), prefer=saved.language)
         calls: list[Call] = []
@@ -171,6 +184,7 @@ class Service:
         reply_id = await turn.finish(
             Handled(
                 inbound_id=inbound_id,
+                thread_id=thread_id,
                 phone=phone,
                 state_before=before.state.value,
                 state_after=after.state.value,
@@ -404,6 +418,19 @@ class Service:
 
     # --- texts answered outside the conversation ------------------------------------------------
 
+    async def record_fallback(self, sms: InboundText) -> bool:
+        """A text Twilio sent to the Fallback URL (/sms failed or timed out): stored, as
+        answered with the apology, unless /sms had stored it (then its handler owns it);
+        whether it was stored here."""
+        phone = phones.sender_key(sms.sender, self.settings.default_region)
+        inbound = await self.store.log.record_inbound(
+            phone, sms.sid, sms.body, sms.num_media, self.clock()
+        )
+        if inbound.duplicate:
+            return False
+        await self._log_aside(inbound.id, phone, "fallback", ReplyKey.UPSTREAM_UNAVAILABLE)
+        return True
+
     async def _repeat(self, inbound_id: int, phone: str) -> Answer:
         """A redelivered MessageSid: the same reply again, and no second upstream call."""
         handled, reply = await self.store.log.answer_to(inbound_id, DUPLICATE_WAIT_SECONDS)
@@ -412,11 +439,10 @@ class Service:
             return Answer(self.render(Reply(ReplyKey.UPSTREAM_UNAVAILABLE)))
         return Answer(None) if reply is None else Answer(reply.body, reply.id)
 
-    async def _rate_limit(self, inbound_id: int, phone: str) -> Answer | None:
-        """More texts than RATE_LIMIT_PER_MINUTE in the last minute (this one included): the
-        first text past the limit is told why, the rest get silence; all are logged."""
-        now = self.clock()
-        sent = await self.store.log.inbound_since(phone, now - timedelta(minutes=1))
+    async def _rate_limit(self, inbound_id: int, phone: str, sent: int) -> Answer | None:
+        """More texts than RATE_LIMIT_PER_MINUTE in the last minute (`sent`, this one
+        included): the first text past the limit is told why, the rest get silence; all are
+        logged."""
         limit = self.settings.rate_limit_per_minute
         if sent <= limit:
             return None

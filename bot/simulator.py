@@ -9,9 +9,10 @@ and show the state.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -50,6 +51,16 @@ class Queue:
     counter: int = 0
     waiting: list[int] = field(default_factory=list)  # waiting case ids, oldest first
     serving: int | None = None
+    # Each waiting case's ticket number (the counter when it was enqueued): the line is in
+    # that order, so a place in it is a binary search, not a scan of a long line.
+    numbers: dict[int, int] = field(default_factory=dict)
+
+    def remove(self, case_id: int) -> None:
+        """Take a case out of the line (if it waits) and out of service (if it is served)."""
+        if self.numbers.pop(case_id, None) is not None:
+            self.waiting.remove(case_id)
+        if self.serving == case_id:
+            self.serving = None
 
 
 @dataclass
@@ -81,6 +92,52 @@ class Case:
         return self.case_id + 900000
 
 
+class Cases(MutableMapping[int, Case]):
+    """The cases by CaseId, also indexed by PersonalId: a check-in by PersonalId reads that
+    customer's cases only, not every case (a load test books tens of thousands). A case's
+    personal_id must not change once it is stored (store a new Case instead)."""
+
+    def __init__(self) -> None:
+        self._cases: dict[int, Case] = {}
+        # PersonalId -> its case ids, in insertion order (a dict used as an ordered set).
+        self._by_personal_id: dict[str, dict[int, None]] = {}
+
+    def __getitem__(self, case_id: int) -> Case:
+        return self._cases[case_id]
+
+    def __setitem__(self, case_id: int, case: Case) -> None:
+        if case_id in self._cases:
+            self._unindex(case_id)
+        self._cases[case_id] = case
+        if case.personal_id is not None:
+            self._by_personal_id.setdefault(case.personal_id, {})[case_id] = None
+
+    def __delitem__(self, case_id: int) -> None:
+        self._unindex(case_id)
+        del self._cases[case_id]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._cases)
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def of(self, personal_id: object) -> list[Case]:
+        """The cases booked for `personal_id`, in the order they were added (none for a
+        PersonalId that is not a string, as a JSON number or list equals no stored one)."""
+        if not isinstance(personal_id, str):
+            return []
+        return [self._cases[i] for i in self._by_personal_id.get(personal_id, ())]
+
+    def _unindex(self, case_id: int) -> None:
+        old = self._cases[case_id].personal_id
+        if old is not None:
+            ids = self._by_personal_id[old]
+            del ids[case_id]
+            if not ids:
+                del self._by_personal_id[old]
+
+
 class Refused(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -101,7 +158,7 @@ class Simulator:
         self.late = timedelta(minutes=late_minutes)
         self.services: dict[int, Queue] = {}
         self.customers: dict[str, Customer] = {}
-        self.cases: dict[int, Case] = {}
+        self.cases = Cases()
         self.next_counter = 0  # counters take turns calling
         self.checkins = 0  # successful check-ins, for tests and the fault table
         # Check-in requests of any outcome: a real VirtualQ may enqueue a repeated one twice.
@@ -138,7 +195,7 @@ class Simulator:
         if not personal_id:
             raise Refused("One of CaseId, ProcessId or PersonalId is required.")
         today = sorted(
-            (c for c in self.cases.values() if c.personal_id == personal_id and self._today(c)),
+            (c for c in self.cases.of(personal_id) if self._today(c)),
             key=lambda c: c.appointment_at or self.clock(),
         )
         expected = [c for c in today if c.status == EXPECTED]
@@ -169,6 +226,7 @@ class Simulator:
         case.ticket = f"{service.qcode}{service.counter:03d}"
         case.status, case.enqueued_at = WAITING, now
         service.waiting.append(case.case_id)
+        service.numbers[case.case_id] = service.counter
 
     def call_next(self, service_id: int | None = None) -> list[int]:
         """Finish whoever is being served and call the next waiting case, per service, to the
@@ -193,17 +251,12 @@ class Simulator:
             raise Refused(f"Case {case.case_id} is not waiting.")
         if service.serving is not None and service.serving != case.case_id:
             self.set_status(self.cases[service.serving], COMPLETED)
-        if case.case_id in service.waiting:
-            service.waiting.remove(case.case_id)
+        service.remove(case.case_id)
         service.serving = case.case_id
         case.status, case.location = IN_SERVICE, counter
 
     def set_status(self, case: Case, status: int, note: str | None = None) -> None:
-        service = self.services[case.service_id]
-        if case.case_id in service.waiting:
-            service.waiting.remove(case.case_id)
-        if service.serving == case.case_id:
-            service.serving = None
+        self.services[case.service_id].remove(case.case_id)
         if note:
             case.notes.append(note)
         if status == WAITING:
@@ -216,9 +269,11 @@ class Simulator:
 
     def position(self, case: Case) -> tuple[int, int]:
         service = self.services[case.service_id]
-        if case.case_id not in service.waiting:
+        if case.case_id not in service.numbers:
             return 0, 0
-        pos = service.waiting.index(case.case_id)
+        pos = bisect.bisect_left(
+            service.waiting, service.numbers[case.case_id], key=service.numbers.__getitem__
+        )
         busy = service.minutes_each // 2 if service.serving is not None else 0
         return pos, pos * service.minutes_each + busy
 
@@ -326,6 +381,40 @@ def load_demo(sim: Simulator) -> Simulator:
             sim._enqueue(case, now)
             next_case += 1
     return sim
+
+
+# `--load-customers`: many customers, each due in five minutes, for load tests.
+LOAD_FIRST_PHONE = 61490000000  # +61 490 000 000 onward: valid Australian mobile numbers
+LOAD_CUSTOMERS_MAX = 999_999  # PersonalIds L000001…L999999
+
+
+def load_customer_rows(count: int) -> list[tuple[str, str, str]]:
+    """(phone, PersonalId, name) of the `count` customers `load_customers` adds, as the
+    directory CSV wants them: +61490000000, L000001, "Load Test1"; and so on."""
+    if not 0 <= count <= LOAD_CUSTOMERS_MAX:
+        raise ValueError(f"load customers: 0 to {LOAD_CUSTOMERS_MAX:,}, not {count:,}")
+    return [
+        (f"+{LOAD_FIRST_PHONE + i}", f"L{i + 1:06d}", f"Load Test{i + 1}") for i in range(count)
+    ]
+
+
+def load_customers(sim: Simulator, count: int) -> list[tuple[str, str, str]]:
+    """Add `count` customers, each with one appointment five minutes from now (as the demo
+    counts them), spread over the services in turn; their directory rows."""
+    now = sim.clock().replace(second=0, microsecond=0)
+    services = sorted(sim.services)
+    if not services:
+        raise ValueError("load customers need services: load the demo first")
+    rows = load_customer_rows(count)
+    first_case = max(sim.cases, default=100000) + 1
+    first_customer = max((c.customer_id for c in sim.customers.values()), default=0) + 1
+    at = now + timedelta(minutes=5)
+    for i, (tel, pid, name) in enumerate(rows):
+        first, last = name.split(" ", 1)
+        sim.customers[pid] = Customer(first_customer + i, pid, first, last, tel)
+        service_id = services[i % len(services)]
+        sim.cases[first_case + i] = Case(first_case + i, service_id, pid, at)
+    return rows
 
 
 def demo_directory() -> list[tuple[str, str, str]]:

@@ -210,6 +210,9 @@ async def verified_model(
         raise BadWebhook(f"bad {what}: {fields}") from None
 
 
+FALLBACK_STORE_SECONDS = 3.0  # the fallback stores the text if the database answers this soon
+
+
 class Webhooks:
     """Twilio's webhooks: each verified at the boundary, then handed to the service."""
 
@@ -268,11 +271,24 @@ class Webhooks:
         form = await verified_form(request, self.checker)
         # Twilio reporting that /sms failed: a warning here; the failure itself was logged (as
         # an error) where it happened, if this process saw it at all.
+        stored = "the text is not in the log"
+        try:
+            inbound = InboundSms.model_validate(dict(form))
+            text = InboundText(inbound.message_sid, inbound.sender, inbound.body, inbound.num_media)
+            kept = await asyncio.wait_for(
+                self.service.record_fallback(text), FALLBACK_STORE_SECONDS
+            )
+            stored = "the text is in the log" if kept else "/sms had stored the text"
+        except ValidationError:
+            stored = "the form was not a text's; nothing stored"
+        except Exception as exc:  # the database is down, say: the apology from memory anyway
+            stored = f"the text is not in the log ({type(exc).__name__})"
         log.warning(
             "Twilio used the Fallback URL for a text from %s (ErrorCode %s): /sms failed or "
-            "timed out; answered the apology, the text is not in the log",
+            "timed out; answered the apology, %s",
             phones.mask(form.get("From", "?")),
             form.get("ErrorCode", "?")[:16],
+            stored,
         )
         return twiml(self.apology)
 

@@ -13,6 +13,7 @@ import pytest
 from .conftest import Clock
 from .helpers import (
     ALEX,
+    JORDAN,
     PUBLIC,
     TOKEN,
     Bot,
@@ -222,6 +223,36 @@ async def test_the_fallback_url_answers_the_apology_without_database_or_upstream
     assert await transcript(bot.store, ALEX) == []
 
 
+async def test_the_fallback_url_stores_the_text_it_answers_unless_sms_had(bot: Bot) -> None:
+    """Twilio calls the Fallback URL when /sms failed or took over 15 s: the text goes in the
+    log, answered with the apology; a text /sms had stored is left to /sms's handler."""
+    lost = form(ALEX, "HERE I AM", ErrorCode="11200")
+    answer = await bot.post_signed(f"{PUBLIC}/sms/fallback", lost)
+    assert reply_text(answer.text) == bot.service.prompts.render("upstream_unavailable")
+    log = await transcript(bot.store, ALEX)
+    assert [(m["direction"], m["body"], m["intent"]) for m in log] == [
+        ("in", "HERE I AM", "fallback"),
+        ("out", bot.service.prompts.render("upstream_unavailable"), None),
+    ]
+    assert bot.sim.checkin_requests == 0  # an apology, not a check-in
+    stored = form(JORDAN, "here")
+    await bot.text(JORDAN, "here", sid=stored["MessageSid"])
+    before = await transcript(bot.store, JORDAN)
+    await bot.post_signed(f"{PUBLIC}/sms/fallback", stored)
+    assert await transcript(bot.store, JORDAN) == before
+
+
+async def test_a_text_that_could_not_be_stored_is_a_503_for_twilio_to_fall_back(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def saturated(*args: object, **kwargs: object) -> None:
+        raise TimeoutError("QueuePool limit of size 5 overflow 5 reached")
+
+    monkeypatch.setattr(bot.store.log, "record_inbound", saturated)
+    answer = await bot.post(form(ALEX, "HERE"))
+    assert answer.status_code == 503
+
+
 @pytest.mark.parametrize(
     "url", ["sqlite:////nonexistent/dir/bot.db", "postgresql://nobody@127.0.0.1:1/none"]
 )
@@ -232,6 +263,10 @@ async def test_the_app_starts_and_answers_while_the_database_is_unreachable(
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["database"]["ok"] is False
+        # The text could not be stored: a 503, so that Twilio calls the Fallback URL (which
+        # answers the apology from memory) rather than a 200 that lost the text.
         sms = await client.post("/sms", data=form(ALEX, "HERE"))
-        assert sms.status_code == 200
-        assert reply_text(sms.text) == app.state.service.prompts.render("upstream_unavailable")
+        assert sms.status_code == 503
+        fallback = await client.post("/sms/fallback", data=form(ALEX, "HERE"))
+        assert fallback.status_code == 200
+        assert reply_text(fallback.text) == app.state.service.prompts.render("upstream_unavailable")

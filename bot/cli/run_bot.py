@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+import socket
 import sys
 import tempfile
 import uuid
@@ -17,6 +18,7 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
 
 from .. import phones
 from .. import prompts as prompts_module
@@ -25,8 +27,16 @@ from ..errors import PromptError
 from ..logs import configure_logging, log_config
 from ..service import InboundText, Service
 from ..settings import Settings, load_settings
-from ..simulator import DEMO_PEOPLE, UNKNOWN_DEMO_PHONE, Simulator, create_simulator_app, load_demo
+from ..simulator import (
+    DEMO_PEOPLE,
+    LOAD_CUSTOMERS_MAX,
+    UNKNOWN_DEMO_PHONE,
+    Simulator,
+    create_simulator_app,
+    load_demo,
+)
 from ..simulator import demo_directory as demo_rows
+from ..simulator import load_customers as add_load_customers
 from ..store import Store, open_store
 from ..store.directory import Entry
 from ..virtualq import make_client, make_http_client
@@ -67,7 +77,7 @@ def serve(host: str, port: int, workers: int) -> None:
         raise click.ClickException(str(exc)) from exc
     run(_check_schema(config.database_url))
     require_free_port(host, port)
-    uvicorn.run(
+    server = uvicorn.Config(
         "bot.cli.run_bot:app_from_env",
         factory=True,
         host=host,
@@ -79,6 +89,19 @@ def serve(host: str, port: int, workers: int) -> None:
         timeout_graceful_shutdown=20,  # finish in-flight webhooks inside a PaaS's 30 s stop
         log_config=log_config(config.log_format),
     )
+    if workers == 1:
+        one = uvicorn.Server(server)
+        one.run()
+        if not one.started:
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE
+        return
+    # What uvicorn.run does for several workers, with one fix: it binds the shared socket
+    # without IPPROTO_TCP, so asyncio never sets TCP_NODELAY on the connections it accepts and
+    # every answer on a kept-alive connection waits ~40 ms for a delayed ACK (uvicorn #3149,
+    # measured in bench/RESULTS.md). Linux hands the listening socket's TCP_NODELAY on.
+    sock = server.bind_socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    Multiprocess(server, sockets=[sock]).run()
 
 
 async def _check_schema(url: str) -> None:
@@ -96,10 +119,22 @@ async def _check_schema(url: str) -> None:
     type=float,
     help="Seconds between calling the next customer in every queue (0: never).",
 )
-def simulator(host: str, port: int, call_every: float) -> None:
+@click.option(
+    "--load-customers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, LOAD_CUSTOMERS_MAX),
+    metavar="N",
+    help="Also N customers due in 5 minutes (PersonalIds L000001…, phones +61490000000…), "
+    "for load tests (bench/load.py).",
+)
+def simulator(host: str, port: int, call_every: float, load_customers: int) -> None:
     """Run the VirtualQ simulator alone, with the demo data."""
     require_free_port(host, port)
-    app = create_simulator_app(call_every=call_every or None)
+    sim = load_demo(Simulator())
+    if load_customers:
+        add_load_customers(sim, load_customers)
+    app = create_simulator_app(sim, call_every=call_every or None)
     click.echo(f"VirtualQ simulator on http://{host}:{port}  (state: /_sim/state)")
     uvicorn.run(app, host=host, port=port, log_level="warning", workers=1)  # not WEB_CONCURRENCY
 

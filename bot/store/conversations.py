@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .tables import conversations
@@ -50,8 +52,9 @@ async def save(
     values: dict[str, Any] = dict(state=state, data=dict(data), updated_at=now)
     if language is not None:
         values |= dict(language=language[0], language_source=language[1])
-    updated = await conn.execute(
-        conversations.update().where(conversations.c.phone == phone).values(**values)
+    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(conversations)
+    await conn.execute(
+        insert.values(phone=phone, created_at=now, **values).on_conflict_do_update(
+            index_elements=[conversations.c.phone], set_=values
+        )
     )
-    if updated.rowcount == 0:
-        await conn.execute(conversations.insert().values(phone=phone, created_at=now, **values))

@@ -54,6 +54,8 @@ class Inbound:
 
     id: int
     duplicate: bool
+    thread_id: int | None = None
+    recent: int = 0  # the phone's texts since `recent_since`, this one included
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class Handled:
     # The phone's reply language from now on, and why (None: unchanged).
     remember_language: tuple[str | None, str | None] | None = None
     watch: tuple[dict[str, Any], ...] = ()  # checked-in cases to keep an eye on (bot.notify)
+    thread_id: int | None = None  # the inbound message's thread, if known (saves a read)
     stop_watching: str | None = None  # why the phone's cases are no longer watched
 
 
@@ -159,8 +162,11 @@ class Log:
         num_media: int,
         now: datetime,
         idempotency_token: str | None = None,
+        recent_since: datetime | None = None,
     ) -> Inbound:
-        """Store an inbound message before anything else; a repeated MessageSid is flagged."""
+        """Store an inbound message before anything else; a repeated MessageSid is flagged.
+        With `recent_since`, also counts the phone's texts since then (for the rate limit), in
+        the same transaction."""
         row = dict(
             phone=phone,
             direction="in",
@@ -182,7 +188,10 @@ class Log:
                 await conn.execute(
                     messages.update().where(messages.c.id == new_id).values(thread_id=thread_id)
                 )
-                return Inbound(int(new_id), False)
+                recent = 0
+                if recent_since is not None:
+                    recent = await _inbound_since(conn, phone, recent_since)
+                return Inbound(int(new_id), False, thread_id, recent)
         except sa.exc.IntegrityError:
             async with self.engine.connect() as conn:
                 found = await conn.scalar(
@@ -273,8 +282,9 @@ class Log:
                         messages.c.id, messages.c.phone, messages.c.body, messages.c.created_at
                     )
                     .where(
-                        messages.c.direction == "in",
-                        messages.c.handled_at.is_(None),
+                        # Spelled as the partial index ix_messages_unanswered is, literally,
+                        # so that both databases' planners use it.
+                        sa.text("direction = 'in' AND handled_at IS NULL"),
                         messages.c.created_at < before,
                     )
                     .order_by(messages.c.id)
@@ -282,20 +292,6 @@ class Log:
                 )
             ).all()
         return [Unanswered(r.id, r.phone, r.body, r.created_at) for r in rows]
-
-    async def inbound_since(self, phone: str, since: datetime) -> int:
-        """How many texts a phone sent from `since` on (for the rate limit)."""
-        async with self.engine.connect() as conn:
-            found = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(messages)
-                .where(
-                    messages.c.phone == phone,
-                    messages.c.direction == "in",
-                    messages.c.created_at >= since,
-                )
-            )
-        return int(found or 0)
 
     async def finish(self, handled: Handled) -> int | None:
         """Persist a message's outcome outside a turn, in one transaction; the reply's id."""
@@ -399,6 +395,19 @@ class Log:
         return purged
 
 
+async def _inbound_since(conn: AsyncConnection, phone: str, since: datetime) -> int:
+    found = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(messages)
+        .where(
+            messages.c.phone == phone,
+            messages.c.direction == "in",
+            messages.c.created_at >= since,
+        )
+    )
+    return int(found or 0)
+
+
 async def handled(conn: AsyncConnection, inbound_id: int) -> bool:
     """Whether an inbound message's answer has been decided."""
     at = await conn.scalar(sa.select(messages.c.handled_at).where(messages.c.id == inbound_id))
@@ -420,7 +429,7 @@ async def superseded(conn: AsyncConnection, inbound_id: int, phone: str) -> bool
 async def finish(conn: AsyncConnection, h: Handled) -> int | None:
     """Write a message's outcome; the id of the reply stored (None: it was silent)."""
     state_after = h.state_after if h.state_after is not None else h.state_before
-    thread_id = await _thread_of(conn, h.inbound_id)
+    thread_id = h.thread_id if h.thread_id is not None else await _thread_of(conn, h.inbound_id)
     if h.calls:
         await conn.execute(
             upstream_calls.insert(),

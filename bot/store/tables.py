@@ -94,6 +94,14 @@ messages = sa.Table(
     sa.Index("ix_messages_reply_to", "reply_to"),
     sa.Index("ix_messages_created_at", "created_at"),
     sa.Index("ix_messages_thread_id", "thread_id", "id"),
+    # Texts whose answer was never decided (the reclaimer's question): a handful of rows
+    # whatever the log's size.
+    sa.Index(
+        "ix_messages_unanswered",
+        "id",
+        sqlite_where=sa.text("direction = 'in' AND handled_at IS NULL"),
+        postgresql_where=sa.text("direction = 'in' AND handled_at IS NULL"),
+    ),
 )
 
 upstream_calls = sa.Table(

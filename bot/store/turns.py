@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import QueuePool
 
 from ..errors import PhoneBusy
 from . import conversations, directory, log
@@ -36,20 +37,22 @@ _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
 class Turn:
     """One message's turn on a phone's conversation: its reads and writes, on one connection.
 
-    Each call is its own short transaction, so nothing stays open while VirtualQ is asked.
+    Three short transactions at most, none open while VirtualQ is asked: taking the turn reads
+    the conversation and the directory with it; a check-in's write-ahead record; the outcome,
+    written with the turn's release.
     """
 
-    def __init__(self, conn: AsyncConnection, phone: str) -> None:
+    def __init__(self, conn: AsyncConnection, phone: str, lock: _Lock) -> None:
         self._conn = conn
         self.phone = phone
+        self._lock = lock
+        self.saved = conversations.Saved()  # as read when the turn was taken
+        self.entries: tuple[directory.Entry, ...] = ()
 
-    async def conversation(self) -> conversations.Saved:
-        async with self._conn.begin():
-            return await conversations.load(self._conn, self.phone)
-
-    async def directory(self) -> tuple[directory.Entry, ...]:
-        async with self._conn.begin():
-            return await directory.entries_for(self._conn, self.phone)
+    async def _read(self) -> None:
+        """The conversation and the phone's directory rows (in the taking transaction)."""
+        self.saved = await conversations.load(self._conn, self.phone)
+        self.entries = await directory.entries_for(self._conn, self.phone)
 
     async def remember(self, state: str, data: Mapping[str, Any], now: datetime) -> None:
         """Save the conversation now, before the turn ends: what a check-in is about to do,
@@ -66,8 +69,12 @@ class Turn:
             return await log.superseded(self._conn, inbound_id, self.phone)
 
     async def finish(self, handled: log.Handled) -> int | None:
+        """Write the message's outcome and give the turn back, in one transaction."""
         async with self._conn.begin():
-            return await log.finish(self._conn, handled)
+            reply_id = await log.finish(self._conn, handled)
+            await self._lock.release_within()
+        self._lock.released = True  # committed: on a rollback, `take` releases it
+        return reply_id
 
 
 class Turns:
@@ -76,22 +83,30 @@ class Turns:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._local: dict[str, tuple[asyncio.Lock, int]] = {}
+        # A turn holds a connection (PostgreSQL's advisory lock lives on it) while VirtualQ is
+        # asked: at most the pool's size at once, so that a rush waits here, in memory, and
+        # storing each inbound text (and the staff pages) always finds a connection in the
+        # pool's overflow, instead of everyone timing out on the pool together.
+        size = engine.pool.size() if isinstance(engine.pool, QueuePool) else 5
+        self._slots = asyncio.Semaphore(max(1, size))
 
     @asynccontextmanager
     async def take(self, phone: str, wait: float) -> AsyncIterator[Turn]:
         """This phone's conversation to ourselves; PhoneBusy after waiting `wait` seconds for
         another process. The turn's one connection does all of the turn's reads and writes,
         so a busy pool cannot leave lock holders waiting for a second connection."""
-        async with self._in_process(phone), self.engine.connect() as conn:
+        async with self._in_process(phone), self._slots, self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 lock: _Lock = _AdvisoryLock(conn, phone)
             else:
                 lock = _Lease(conn, phone)
-            await lock.acquire(wait)
+            turn = Turn(conn, phone, lock)
+            await lock.acquire(wait, turn._read)
             try:
-                yield Turn(conn, phone)
+                yield turn
             finally:
-                await lock.release()
+                if not lock.released:
+                    await lock.release()
 
     @asynccontextmanager
     async def _in_process(self, phone: str) -> AsyncIterator[None]:
@@ -109,31 +124,45 @@ class Turns:
 
 
 class _Lock(Protocol):
-    async def acquire(self, wait: float) -> None: ...
+    released: bool
+
+    async def acquire(self, wait: float, then: Callable[[], Awaitable[None]]) -> None:
+        """Take the lock, and run `then` in the same transaction."""
 
     async def release(self) -> None: ...
+
+    async def release_within(self) -> None:
+        """Release inside the caller's transaction (committed with it)."""
 
 
 class _AdvisoryLock:
     def __init__(self, conn: AsyncConnection, phone: str) -> None:
         self.conn = conn
         self.key = advisory_key(phone)
+        self.released = False
 
-    async def acquire(self, wait: float) -> None:
+    async def acquire(self, wait: float, then: Callable[[], Awaitable[None]]) -> None:
         try:
             async with self.conn.begin():
                 timeout = max(1, int(wait * 1000))
                 await self.conn.execute(sa.text(f"SET LOCAL lock_timeout = {timeout}"))
                 await self.conn.execute(sa.select(sa.func.pg_advisory_lock(self.key)))
+                await then()
         except sa.exc.DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise PhoneBusy(f"waited {wait:g} s for this phone's turn") from exc
             raise
 
+    async def release_within(self) -> None:
+        # A session lock: released now, whatever becomes of the transaction; so it is the
+        # transaction's last statement.
+        await self.conn.execute(sa.select(sa.func.pg_advisory_unlock(self.key)))
+
     async def release(self) -> None:
         try:
             async with self.conn.begin():
-                await self.conn.execute(sa.select(sa.func.pg_advisory_unlock(self.key)))
+                await self.release_within()
+            self.released = True
         except Exception:
             logger.warning("could not release a phone's advisory lock; closing its connection")
             await self.conn.invalidate()  # the server frees a closed session's locks
@@ -144,16 +173,17 @@ class _Lease:
         self.conn = conn
         self.phone = phone
         self.owner = uuid.uuid4().hex
+        self.released = False
 
-    async def acquire(self, wait: float) -> None:
+    async def acquire(self, wait: float, then: Callable[[], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while not await self._try():
+        while not await self._try(then):
             if loop.time() >= deadline:
                 raise PhoneBusy(f"waited {wait:g} s for this phone's turn")
             await asyncio.sleep(_LEASE_POLL_SECONDS)
 
-    async def _try(self) -> bool:
+    async def _try(self, then: Callable[[], Awaitable[None]]) -> bool:
         now = datetime.now(UTC)  # wall clock: leases are shared between processes
         insert = sqlite_insert(phone_locks).values(
             phone=self.phone, owner=self.owner, expires_at=now + timedelta(seconds=LEASE_SECONDS)
@@ -169,15 +199,22 @@ class _Lease:
             holder = await self.conn.scalar(
                 sa.select(phone_locks.c.owner).where(phone_locks.c.phone == self.phone)
             )
-        return bool(holder == self.owner)
+            if holder != self.owner:
+                return False
+            await then()
+        return True
+
+    async def release_within(self) -> None:
+        await self.conn.execute(
+            phone_locks.delete().where(
+                phone_locks.c.phone == self.phone, phone_locks.c.owner == self.owner
+            )
+        )
 
     async def release(self) -> None:
         try:
             async with self.conn.begin():
-                await self.conn.execute(
-                    phone_locks.delete().where(
-                        phone_locks.c.phone == self.phone, phone_locks.c.owner == self.owner
-                    )
-                )
+                await self.release_within()
+            self.released = True
         except Exception:
             logger.warning("could not release a phone's lease; it expires in %g s", LEASE_SECONDS)

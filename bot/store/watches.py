@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .tables import conversations, notifications, watches
@@ -38,12 +40,11 @@ _COLUMNS = [watches.c[name] for name in Watch.__dataclass_fields__]
 
 async def start(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Watch these cases (a case already watched is left as it is)."""
+    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(watches)
     for row in rows:
-        exists = await conn.scalar(
-            sa.select(watches.c.case_id).where(watches.c.case_id == row["case_id"])
+        await conn.execute(
+            insert.values(**row).on_conflict_do_nothing(index_elements=[watches.c.case_id])
         )
-        if exists is None:
-            await conn.execute(watches.insert().values(**row))
 
 
 async def stop(conn: AsyncConnection, phone: str, outcome: str, now: datetime) -> None:

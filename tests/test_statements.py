@@ -1,0 +1,53 @@
+"""What one text costs the database: a first check-in is four short transactions (store the
+text; take the phone's turn and read its conversation and directory; the check-in's
+write-ahead record; the outcome with the turn's release) and no more statements than counted
+here. A change that adds a round trip to every text shows up here, not in production."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from .conftest import Clock
+from .helpers import ALEX, JORDAN, running_bot
+
+FIRST_CHECKIN = {"sqlite": (18, 4), "postgresql": (19, 4)}  # statements, transactions
+STATUS = {"sqlite": (17, 3), "postgresql": (18, 3)}  # STATUS after the check-in: no write-ahead
+
+
+@contextmanager
+def counting(engine: Any) -> Iterator[dict[str, int]]:
+    seen = {"statements": 0, "transactions": 0}
+
+    def statement(*args: Any) -> None:
+        seen["statements"] += 1
+
+    def begin(*args: Any) -> None:
+        seen["transactions"] += 1
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", statement)
+    sa.event.listen(engine.sync_engine, "begin", begin)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", statement)
+        sa.event.remove(engine.sync_engine, "begin", begin)
+
+
+async def test_a_first_check_in_costs_four_transactions(
+    db_url: str, clock: Clock, backend: str
+) -> None:
+    async with running_bot(db_url, clock) as bot:
+        await bot.text(JORDAN, "status")  # warm up: the pool's first connection, caches
+        with counting(bot.store.engine) as first:
+            assert "A003" in (await bot.text(ALEX, "here") or "")
+        with counting(bot.store.engine) as status:
+            assert "A003" in (await bot.text(ALEX, "status") or "")
+    for seen, (statements, transactions) in (
+        (first, FIRST_CHECKIN[backend]),
+        (status, STATUS[backend]),
+    ):
+        assert seen["statements"] <= statements and seen["transactions"] <= transactions, seen
