@@ -128,7 +128,7 @@ async def conversation_of(store: Store, phone: str) -> Conversation:
     from bot.store import conversations
 
     async with store.engine.connect() as conn:
-        saved = await conversations.load(conn, phone)
+        saved = await conn.run_sync(conversations.load, phone)
     return Conversation(State(saved.state), saved.data)
 
 

@@ -116,3 +116,17 @@ async def test_a_text_sent_outside_a_reply_is_found_by_its_sid(bot: Bot) -> None
     # Later callbacks for a known MessageSid need no ?m= (texts sent through the REST API).
     assert (await _callback(bot, f"{PUBLIC}/sms/status", "delivered")).status_code == 204
     assert (await _reply(bot))["status"] == "delivered"
+
+
+async def test_a_callback_with_another_messages_sid_changes_nothing_and_is_not_an_error(
+    bot: Bot,
+) -> None:
+    """An inbound text's MessageSid is unique in the log: a callback that names a reply with
+    it cannot be Twilio's (a forgery, a replay) and must not turn into a 503 Twilio retries."""
+    inbound = form(ALEX, "status", sid="SM" + "b" * 32)
+    await bot.post(inbound)
+    url = await _reply_status_url(bot)
+    answer = await _callback(bot, url, "delivered", sid=inbound["MessageSid"])
+    assert answer.status_code == 204
+    replies = [m for m in await transcript(bot.store, ALEX) if m["direction"] == "out"]
+    assert all(m["message_sid"] != inbound["MessageSid"] for m in replies)

@@ -11,6 +11,7 @@ No business rule lives here: callers pass in what to decide (e.g. `log.Handled.a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import schema
 from .directory import Directory
-from .engine import create_engine, engine_at
+from .engine import Transactions, create_engine, engine_at
 from .log import Log
 from .turns import Turns
 
@@ -28,11 +29,13 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.log = Log(engine)
+        self.tx = Transactions(engine)  # the per-text path's transactions
+        self.log = Log(engine, self.tx)
         self.directory = Directory(engine)
-        self.turns = Turns(engine)
+        self.turns = Turns(engine, self.tx)
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.tx.close)
         await self.engine.dispose()
 
 
@@ -51,7 +54,11 @@ async def open_store(
         if migrate:
             await schema.migrate(engine)
         await schema.check(engine)
-        yield Store(engine)
+        store = Store(engine)
+        try:
+            yield store
+        finally:
+            await asyncio.to_thread(store.tx.close)
 
 
 __all__ = ["Store", "open_store", "store_at", "engine_at", "create_engine", "schema"]

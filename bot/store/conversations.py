@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from .tables import conversations
 
@@ -28,20 +28,41 @@ class Saved:
     language_source: str | None = None  # chosen, detected, virtualq, directory
 
 
-async def load(conn: AsyncConnection, phone: str) -> Saved:
-    c = conversations.c
-    row = (
-        await conn.execute(
-            sa.select(c.state, c.data, c.language, c.language_source).where(c.phone == phone)
-        )
-    ).first()
+_LOAD = sa.select(
+    conversations.c.state,
+    conversations.c.data,
+    conversations.c.language,
+    conversations.c.language_source,
+).where(conversations.c.phone == sa.bindparam("phone"))
+
+
+def load(conn: Connection, phone: str) -> Saved:
+    row = conn.execute(_LOAD, {"phone": phone}).first()
     if row is None:
         return Saved()
     return Saved(row.state, dict(row.data or {}), row.language, row.language_source)
 
 
-async def save(
-    conn: AsyncConnection,
+def _upsert(dialect: str, language: bool) -> sa.Executable:
+    """INSERT … ON CONFLICT (phone) DO UPDATE, built once per dialect and shape."""
+    insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(conversations)
+    columns = [
+        "state",
+        "data",
+        "updated_at",
+        *(["language", "language_source"] if language else []),
+    ]
+    return insert.on_conflict_do_update(
+        index_elements=[conversations.c.phone],
+        set_={name: insert.excluded[name] for name in columns},
+    )
+
+
+_UPSERTS = {(d, lang): _upsert(d, lang) for d in ("sqlite", "postgresql") for lang in (False, True)}
+
+
+def save(
+    conn: Connection,
     phone: str,
     state: str,
     data: Mapping[str, Any],
@@ -49,12 +70,9 @@ async def save(
     language: tuple[str | None, str | None] | None = None,
 ) -> None:
     """Write the phone's state and data (and its reply language, when given)."""
-    values: dict[str, Any] = dict(state=state, data=dict(data), updated_at=now)
+    values: dict[str, Any] = dict(
+        phone=phone, state=state, data=dict(data), updated_at=now, created_at=now
+    )
     if language is not None:
         values |= dict(language=language[0], language_source=language[1])
-    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(conversations)
-    await conn.execute(
-        insert.values(phone=phone, created_at=now, **values).on_conflict_do_update(
-            index_elements=[conversations.c.phone], set_=values
-        )
-    )
+    conn.execute(_UPSERTS[conn.dialect.name, language is not None], values)

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .tables import directory
 
@@ -35,15 +36,16 @@ class ImportSummary:
     unchanged: int = 0
 
 
-async def entries_for(conn: AsyncConnection, phone: str) -> tuple[Entry, ...]:
+_ENTRIES_FOR = (
+    sa.select(directory.c.personal_id, directory.c.name, directory.c.language)
+    .where(directory.c.phone == sa.bindparam("phone"))
+    .order_by(directory.c.id)
+)
+
+
+def entries_for(conn: Connection, phone: str) -> tuple[Entry, ...]:
     """The phone's customers, in the order they were imported."""
-    rows = (
-        await conn.execute(
-            sa.select(directory.c.personal_id, directory.c.name, directory.c.language)
-            .where(directory.c.phone == phone)
-            .order_by(directory.c.id)
-        )
-    ).all()
+    rows = conn.execute(_ENTRIES_FOR, {"phone": phone}).all()
     return tuple(Entry(phone, r.personal_id, r.name, r.language) for r in rows)
 
 

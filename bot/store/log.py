@@ -11,10 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..sms import segments as segments_of
 from . import conversations as saved_conversations
+from .engine import Transactions
 from .tables import conversations, messages, threads, upstream_calls
 from .watches import start as watch_cases
 from .watches import stop as stop_watching
@@ -151,8 +153,9 @@ class Purged:
 class Log:
     """Reads and writes of the message log outside a phone's turn; each its own transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, tx: Transactions) -> None:
         self.engine = engine
+        self.tx = tx
 
     async def record_inbound(
         self,
@@ -177,29 +180,12 @@ class Log:
             created_at=now,
         )
         try:
-            async with self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    # Two first texts at once must not open two threads (SQLite's writes are
-                    # serialised already: the insert below takes the database's write lock).
-                    key = advisory_key(f"thread:{phone}")
-                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-                new_id = await conn.scalar(messages.insert().values(**row).returning(messages.c.id))
-                thread_id = await _thread_for(conn, phone, now)
-                await conn.execute(
-                    messages.update().where(messages.c.id == new_id).values(thread_id=thread_id)
-                )
-                recent = 0
-                if recent_since is not None:
-                    recent = await _inbound_since(conn, phone, recent_since)
-                return Inbound(int(new_id), False, thread_id, recent)
+            return await self.tx.run(_record_inbound, row, recent_since)
         except sa.exc.IntegrityError:
-            async with self.engine.connect() as conn:
-                found = await conn.scalar(
-                    sa.select(messages.c.id).where(messages.c.message_sid == sid)
-                )
+            found = await self.tx.run(_message_with_sid, sid)
             if found is None:
                 raise
-            return Inbound(int(found), True)
+            return Inbound(found, True)
 
     async def answer_to(
         self, inbound_id: int, wait: float, poll: float = 0.05
@@ -243,34 +229,27 @@ class Log:
             )
         else:
             which = messages.c.message_sid == sid
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                messages.update()
-                .where(which, messages.c.direction == "out", current_rank <= rank)
-                .values(
-                    message_sid=sa.func.coalesce(sid, messages.c.message_sid),
-                    status=status,
-                    error_code=sa.func.coalesce(error_code, messages.c.error_code),
-                )
+        update = (
+            messages.update()
+            .where(which, messages.c.direction == "out", current_rank <= rank)
+            .values(
+                message_sid=sa.func.coalesce(sid, messages.c.message_sid),
+                status=status,
+                error_code=sa.func.coalesce(error_code, messages.c.error_code),
             )
-        return bool(result.rowcount)
+        )
+        try:
+            return await self.tx.run(_changed, update)
+        except sa.exc.IntegrityError:
+            # The SID is another message's already (an inbound text's, say): a callback that
+            # cannot be ours. Nothing to record, and Twilio would only retry an error.
+            return False
 
     async def record_reply(
         self, inbound_id: int, phone: str, text: str, reply_key: str, segments: int, now: datetime
     ) -> int:
         """An extra reply to a message that is still being handled (the holding reply)."""
-        async with self.engine.begin() as conn:
-            state = (await saved_conversations.load(conn, phone)).state
-            thread_id = await _thread_of(conn, inbound_id)
-            reply_id = await _insert_reply(
-                conn, phone, thread_id, inbound_id, text, reply_key, (state, state), segments, now
-            )
-            await conn.execute(
-                threads.update()
-                .where(threads.c.id == thread_id)
-                .values(message_count=threads.c.message_count + 1)
-            )
-            return reply_id
+        return await self.tx.run(_record_reply, inbound_id, phone, text, reply_key, segments, now)
 
     async def unanswered(self, before: datetime, limit: int = 20) -> list[Unanswered]:
         """Inbound texts stored before `before` whose answer was never decided: the process
@@ -295,8 +274,7 @@ class Log:
 
     async def finish(self, handled: Handled) -> int | None:
         """Persist a message's outcome outside a turn, in one transaction; the reply's id."""
-        async with self.engine.begin() as conn:
-            return await finish(conn, handled)
+        return await self.tx.run(finish, handled)
 
     async def record_sent(
         self,
@@ -310,40 +288,13 @@ class Log:
     ) -> int:
         """A text the bot (or a staff member) sends on its own, in its thread, before it is
         sent: its delivery status lands on this row."""
-        async with self.engine.begin() as conn:
-            if thread_id is None:
-                thread_id = await _thread_for(conn, phone, now)
-            else:
-                await conn.execute(
-                    threads.update()
-                    .where(threads.c.id == thread_id)
-                    .values(message_count=threads.c.message_count + 1)
-                )
-            state = (await saved_conversations.load(conn, phone)).state
-            new_id = await conn.scalar(
-                messages.insert()
-                .values(
-                    phone=phone,
-                    thread_id=thread_id,
-                    direction="out",
-                    body=body,
-                    prompt=reply_key,
-                    state_before=state,
-                    state_after=state,
-                    segments=segments_of(body),
-                    status="queued",
-                    language=language,
-                    sent_by=account,
-                    created_at=now,
-                )
-                .returning(messages.c.id)
-            )
-        return int(new_id)
+        return await self.tx.run(
+            _record_sent, phone, thread_id, body, reply_key, language, now, account
+        )
 
     async def state_of(self, phone: str) -> str:
         """The phone's conversation state as stored."""
-        async with self.engine.connect() as conn:
-            return (await saved_conversations.load(conn, phone)).state
+        return await self.tx.run(_state_of, phone)
 
     async def purge(
         self, before: datetime, keep_states: tuple[str, ...], batch: int = 500
@@ -395,44 +346,175 @@ class Log:
         return purged
 
 
-async def _inbound_since(conn: AsyncConnection, phone: str, since: datetime) -> int:
-    found = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(messages)
-        .where(
-            messages.c.phone == phone,
-            messages.c.direction == "in",
-            messages.c.created_at >= since,
-        )
-    )
-    return int(found or 0)
+# --- the statements of the per-text path, built once (see store.engine.Transactions) -------
 
-
-async def handled(conn: AsyncConnection, inbound_id: int) -> bool:
-    """Whether an inbound message's answer has been decided."""
-    at = await conn.scalar(sa.select(messages.c.handled_at).where(messages.c.id == inbound_id))
-    return at is not None
-
-
-async def superseded(conn: AsyncConnection, inbound_id: int, phone: str) -> bool:
-    """Whether the phone has texted since, and that later text was answered: answering this
-    one now would answer twice."""
-    later = sa.select(messages.c.id).where(
-        messages.c.phone == phone,
+_INSERT_MESSAGE = messages.insert().returning(messages.c.id)
+_SET_THREAD = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("message_id"))
+    .values(thread_id=sa.bindparam("thread"))
+)
+_MESSAGE_WITH_SID = sa.select(messages.c.id).where(messages.c.message_sid == sa.bindparam("sid"))
+_INBOUND_SINCE = (
+    sa.select(sa.func.count())
+    .select_from(messages)
+    .where(
+        messages.c.phone == sa.bindparam("phone"),
         messages.c.direction == "in",
-        messages.c.id > inbound_id,
+        messages.c.created_at >= sa.bindparam("since"),
+    )
+)
+_LATEST_THREAD = (
+    sa.select(threads.c.id, threads.c.last_at)
+    .where(threads.c.phone == sa.bindparam("phone"))
+    .order_by(threads.c.started_at.desc(), threads.c.id.desc())
+    .limit(1)
+)
+_NEW_THREAD = threads.insert().returning(threads.c.id)
+_THREAD_GOES_ON = (
+    threads.update()
+    .where(threads.c.id == sa.bindparam("thread"))
+    .values(last_at=sa.bindparam("last"), message_count=threads.c.message_count + 1)
+)
+_THREAD_COUNTS_ONE_MORE = (
+    threads.update()
+    .where(threads.c.id == sa.bindparam("thread"))
+    .values(message_count=threads.c.message_count + 1)
+)
+_THREAD_OF = sa.select(messages.c.thread_id).where(messages.c.id == sa.bindparam("message_id"))
+_THREAD_NOW = sa.select(threads.c.outcome, threads.c.last_at).where(
+    threads.c.id == sa.bindparam("thread")
+)
+_HANDLED_AT = sa.select(messages.c.handled_at).where(messages.c.id == sa.bindparam("message_id"))
+_ANSWERED_LATER = sa.select(
+    sa.select(messages.c.id)
+    .where(
+        messages.c.phone == sa.bindparam("phone"),
+        messages.c.direction == "in",
+        messages.c.id > sa.bindparam("message_id"),
         messages.c.handled_at.is_not(None),
     )
-    return await conn.scalar(sa.select(later.exists())) is True
+    .exists()
+)
+_MARK_HANDLED = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("message_id"))
+    .values(
+        intent=sa.bindparam("intent_"),
+        understood=sa.bindparam("understood_"),
+        language=sa.bindparam("language_"),
+        state_before=sa.bindparam("state_before_"),
+        state_after=sa.bindparam("state_after_"),
+        handled_at=sa.bindparam("handled_at_"),
+    )
+)
+_INSERT_CALLS = upstream_calls.insert()
 
 
-async def finish(conn: AsyncConnection, h: Handled) -> int | None:
+def _record_inbound(
+    conn: Connection, row: dict[str, Any], recent_since: datetime | None
+) -> Inbound:
+    phone, now = row["phone"], row["created_at"]
+    if conn.dialect.name == "postgresql":
+        # Two first texts at once must not open two threads (SQLite's writes are serialised
+        # already: BEGIN IMMEDIATE holds the database's write lock).
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(advisory_key(f"thread:{phone}"))))
+    new_id = int(conn.execute(_INSERT_MESSAGE, row).scalar_one())
+    thread_id = _thread_for(conn, phone, now)
+    conn.execute(_SET_THREAD, {"message_id": new_id, "thread": thread_id})
+    recent = _inbound_since(conn, phone, recent_since) if recent_since is not None else 0
+    return Inbound(new_id, False, thread_id, recent)
+
+
+def _message_with_sid(conn: Connection, sid: str) -> int | None:
+    found = conn.execute(_MESSAGE_WITH_SID, {"sid": sid}).scalar()
+    return None if found is None else int(found)
+
+
+def _inbound_since(conn: Connection, phone: str, since: datetime) -> int:
+    return int(conn.execute(_INBOUND_SINCE, {"phone": phone, "since": since}).scalar() or 0)
+
+
+def _changed(conn: Connection, statement: sa.Executable) -> bool:
+    return bool(conn.execute(statement).rowcount)
+
+
+def _state_of(conn: Connection, phone: str) -> str:
+    return saved_conversations.load(conn, phone).state
+
+
+def _record_reply(
+    conn: Connection,
+    inbound_id: int,
+    phone: str,
+    text: str,
+    reply_key: str,
+    segments: int,
+    now: datetime,
+) -> int:
+    state = saved_conversations.load(conn, phone).state
+    thread_id = _thread_of(conn, inbound_id)
+    reply_id = _insert_reply(
+        conn, phone, thread_id, inbound_id, text, reply_key, (state, state), segments, now
+    )
+    if thread_id is not None:
+        conn.execute(_THREAD_COUNTS_ONE_MORE, {"thread": thread_id})
+    return reply_id
+
+
+def _record_sent(
+    conn: Connection,
+    phone: str,
+    thread_id: int | None,
+    body: str,
+    reply_key: str | None,
+    language: str | None,
+    now: datetime,
+    account: str | None,
+) -> int:
+    if thread_id is None:
+        thread_id = _thread_for(conn, phone, now)
+    else:
+        conn.execute(_THREAD_COUNTS_ONE_MORE, {"thread": thread_id})
+    state = saved_conversations.load(conn, phone).state
+    row = dict(
+        phone=phone,
+        thread_id=thread_id,
+        direction="out",
+        body=body,
+        prompt=reply_key,
+        state_before=state,
+        state_after=state,
+        segments=segments_of(body),
+        status="queued",
+        language=language,
+        sent_by=account,
+        created_at=now,
+    )
+    return int(conn.execute(_INSERT_MESSAGE, row).scalar_one())
+
+
+def handled(conn: Connection, inbound_id: int) -> bool:
+    """Whether an inbound message's answer has been decided."""
+    return conn.execute(_HANDLED_AT, {"message_id": inbound_id}).scalar() is not None
+
+
+def superseded(conn: Connection, inbound_id: int, phone: str) -> bool:
+    """Whether the phone has texted since, and that later text was answered: answering this
+    one now would answer twice."""
+    found: object = conn.execute(
+        _ANSWERED_LATER, {"phone": phone, "message_id": inbound_id}
+    ).scalar()
+    return bool(found)  # True on PostgreSQL, 1 on SQLite
+
+
+def finish(conn: Connection, h: Handled) -> int | None:
     """Write a message's outcome; the id of the reply stored (None: it was silent)."""
     state_after = h.state_after if h.state_after is not None else h.state_before
-    thread_id = h.thread_id if h.thread_id is not None else await _thread_of(conn, h.inbound_id)
+    thread_id = h.thread_id if h.thread_id is not None else _thread_of(conn, h.inbound_id)
     if h.calls:
-        await conn.execute(
-            upstream_calls.insert(),
+        conn.execute(
+            _INSERT_CALLS,
             [
                 dict(
                     message_id=h.inbound_id,
@@ -451,7 +533,7 @@ async def finish(conn: AsyncConnection, h: Handled) -> int | None:
     reply_id = None
     if h.reply is not None:
         states = (h.state_before, state_after)
-        reply_id = await _insert_reply(
+        reply_id = _insert_reply(
             conn,
             h.phone,
             thread_id,
@@ -463,63 +545,44 @@ async def finish(conn: AsyncConnection, h: Handled) -> int | None:
             h.now,
             h.reply_language,
         )
-    await conn.execute(
-        messages.update()
-        .where(messages.c.id == h.inbound_id)
-        .values(
-            intent=h.intent[:64],
-            understood=(h.understood or "")[:300] or None,
-            language=h.language,
-            state_before=h.state_before,
-            state_after=state_after,
-            handled_at=h.now,
-        )
+    conn.execute(
+        _MARK_HANDLED,
+        {
+            "message_id": h.inbound_id,
+            "intent_": h.intent[:64],
+            "understood_": (h.understood or "")[:300] or None,
+            "language_": h.language,
+            "state_before_": h.state_before,
+            "state_after_": state_after,
+            "handled_at_": h.now,
+        },
     )
     if thread_id is not None:
-        await _update_thread(conn, thread_id, h)
+        _update_thread(conn, thread_id, h)
     if h.watch:
-        await watch_cases(conn, [{**w, "thread_id": thread_id} for w in h.watch])
+        watch_cases(conn, [{**w, "thread_id": thread_id} for w in h.watch])
     if h.stop_watching:
-        await stop_watching(conn, h.phone, h.stop_watching, h.now)
+        stop_watching(conn, h.phone, h.stop_watching, h.now)
     if h.state_after is not None:
-        await saved_conversations.save(
+        saved_conversations.save(
             conn, h.phone, h.state_after, h.data_after or {}, h.now, h.remember_language
         )
     return None if reply_id is None else int(reply_id)
 
 
-async def _thread_for(conn: AsyncConnection, phone: str, now: datetime) -> int:
+def _thread_for(conn: Connection, phone: str, now: datetime) -> int:
     """The phone's current thread, counting one more message in it; a new one after a gap."""
-    latest = (
-        await conn.execute(
-            sa.select(threads.c.id, threads.c.last_at)
-            .where(threads.c.phone == phone)
-            .order_by(threads.c.started_at.desc(), threads.c.id.desc())
-            .limit(1)
-        )
-    ).first()
+    latest = conn.execute(_LATEST_THREAD, {"phone": phone}).first()
     if latest is None or now - latest.last_at > THREAD_GAP:
-        new_id = await conn.scalar(
-            threads.insert()
-            .values(phone=phone, started_at=now, last_at=now, outcome="other", message_count=1)
-            .returning(threads.c.id)
-        )
-        return int(new_id)
-    await conn.execute(
-        threads.update()
-        .where(threads.c.id == latest.id)
-        .values(last_at=max(now, latest.last_at), message_count=threads.c.message_count + 1)
-    )
+        row = dict(phone=phone, started_at=now, last_at=now, outcome="other", message_count=1)
+        return int(conn.execute(_NEW_THREAD, row).scalar_one())
+    conn.execute(_THREAD_GOES_ON, {"thread": latest.id, "last": max(now, latest.last_at)})
     return int(latest.id)
 
 
-async def _update_thread(conn: AsyncConnection, thread_id: int, h: Handled) -> None:
+def _update_thread(conn: Connection, thread_id: int, h: Handled) -> None:
     """Move the thread's outcome on and note what this message told us about the customer."""
-    row = (
-        await conn.execute(
-            sa.select(threads.c.outcome, threads.c.last_at).where(threads.c.id == thread_id)
-        )
-    ).first()
+    row = conn.execute(_THREAD_NOW, {"thread": thread_id}).first()
     if row is None:
         return
     values: dict[str, Any] = dict(
@@ -535,16 +598,16 @@ async def _update_thread(conn: AsyncConnection, thread_id: int, h: Handled) -> N
         if "name" in known:
             known["name"] = str(known["name"])[:200]
         values |= known
-    await conn.execute(threads.update().where(threads.c.id == thread_id).values(**values))
+    conn.execute(threads.update().where(threads.c.id == thread_id).values(**values))
 
 
-async def _thread_of(conn: AsyncConnection, message_id: int) -> int | None:
-    found = await conn.scalar(sa.select(messages.c.thread_id).where(messages.c.id == message_id))
+def _thread_of(conn: Connection, message_id: int) -> int | None:
+    found = conn.execute(_THREAD_OF, {"message_id": message_id}).scalar()
     return None if found is None else int(found)
 
 
-async def _insert_reply(
-    conn: AsyncConnection,
+def _insert_reply(
+    conn: Connection,
     phone: str,
     thread_id: int | None,
     inbound_id: int,
@@ -555,22 +618,18 @@ async def _insert_reply(
     now: datetime,
     language: str | None = None,
 ) -> int:
-    reply_id = await conn.scalar(
-        messages.insert()
-        .values(
-            phone=phone,
-            thread_id=thread_id,
-            direction="out",
-            body=text,
-            prompt=reply_key,
-            reply_to=inbound_id,
-            state_before=states[0],
-            state_after=states[1],
-            segments=segments,
-            status="replied",
-            language=language,
-            created_at=now,
-        )
-        .returning(messages.c.id)
+    row = dict(
+        phone=phone,
+        thread_id=thread_id,
+        direction="out",
+        body=text,
+        prompt=reply_key,
+        reply_to=inbound_id,
+        state_before=states[0],
+        state_after=states[1],
+        segments=segments,
+        status="replied",
+        language=language,
+        created_at=now,
     )
-    return int(reply_id)
+    return int(conn.execute(_INSERT_MESSAGE, row).scalar_one())

@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from ..errors import PhoneBusy
 from . import conversations, directory, log
+from .engine import Transactions
 from .log import advisory_key
 from .tables import phone_locks
 
@@ -33,80 +35,122 @@ LEASE_SECONDS = 30.0  # longer than any one message's handling; frees a crashed 
 _LEASE_POLL_SECONDS = 0.025
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class Turn:
-    """One message's turn on a phone's conversation: its reads and writes, on one connection.
+    """One message's turn on a phone's conversation: its reads and writes.
 
     Three short transactions at most, none open while VirtualQ is asked: taking the turn reads
     the conversation and the directory with it; a check-in's write-ahead record; the outcome,
     written with the turn's release.
     """
 
-    def __init__(self, conn: AsyncConnection, phone: str, lock: _Lock) -> None:
-        self._conn = conn
+    def __init__(
+        self, tx: Transactions, phone: str, conn: AsyncConnection | None, owner: str
+    ) -> None:
+        self._tx = tx
+        self._conn = conn  # PostgreSQL: the connection holding the advisory lock
         self.phone = phone
-        self._lock = lock
+        self.owner = owner
+        self.released = False
         self.saved = conversations.Saved()  # as read when the turn was taken
         self.entries: tuple[directory.Entry, ...] = ()
 
-    async def _read(self) -> None:
+    async def _run(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        if self._conn is None:
+            return await self._tx.run(fn, *args, **kwargs)
+        return await self._tx.run_on(self._conn, fn, *args, **kwargs)
+
+    def _read(self, conn: Connection) -> None:
         """The conversation and the phone's directory rows (in the taking transaction)."""
-        self.saved = await conversations.load(self._conn, self.phone)
-        self.entries = await directory.entries_for(self._conn, self.phone)
+        self.saved = conversations.load(conn, self.phone)
+        self.entries = directory.entries_for(conn, self.phone)
 
     async def remember(self, state: str, data: Mapping[str, Any], now: datetime) -> None:
         """Save the conversation now, before the turn ends: what a check-in is about to do,
         so that if this process dies mid-call the next message reconciles it."""
-        async with self._conn.begin():
-            await conversations.save(self._conn, self.phone, state, data, now)
+        await self._run(conversations.save, self.phone, state, data, now)
 
     async def handled(self, inbound_id: int) -> bool:
-        async with self._conn.begin():
-            return await log.handled(self._conn, inbound_id)
+        return await self._run(log.handled, inbound_id)
 
     async def superseded(self, inbound_id: int) -> bool:
-        async with self._conn.begin():
-            return await log.superseded(self._conn, inbound_id, self.phone)
+        return await self._run(log.superseded, inbound_id, self.phone)
 
     async def finish(self, handled: log.Handled) -> int | None:
         """Write the message's outcome and give the turn back, in one transaction."""
-        async with self._conn.begin():
-            reply_id = await log.finish(self._conn, handled)
-            await self._lock.release_within()
-        self._lock.released = True  # committed: on a rollback, `take` releases it
+        reply_id = await self._run(self._finish, handled)
+        self.released = True  # committed (on a rollback, `take` releases it)
+        return reply_id
+
+    def _finish(self, conn: Connection, handled: log.Handled) -> int | None:
+        reply_id = log.finish(conn, handled)
+        _release(conn, self.phone, self.owner)
         return reply_id
 
 
 class Turns:
     """Hands out phones' turns (see the module's docstring)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, tx: Transactions) -> None:
         self.engine = engine
+        self.tx = tx
         self._local: dict[str, tuple[asyncio.Lock, int]] = {}
-        # A turn holds a connection (PostgreSQL's advisory lock lives on it) while VirtualQ is
-        # asked: at most the pool's size at once, so that a rush waits here, in memory, and
-        # storing each inbound text (and the staff pages) always finds a connection in the
-        # pool's overflow, instead of everyone timing out on the pool together.
+        # On PostgreSQL a turn holds a connection (its advisory lock lives on it) while
+        # VirtualQ is asked: at most the pool's size at once, so that a rush waits here, in
+        # memory, and storing each inbound text (and the staff pages) always finds a
+        # connection in the pool's overflow, instead of everyone timing out on the pool.
         size = engine.pool.size() if isinstance(engine.pool, QueuePool) else 5
         self._slots = asyncio.Semaphore(max(1, size))
 
     @asynccontextmanager
     async def take(self, phone: str, wait: float) -> AsyncIterator[Turn]:
         """This phone's conversation to ourselves; PhoneBusy after waiting `wait` seconds for
-        another process. The turn's one connection does all of the turn's reads and writes,
-        so a busy pool cannot leave lock holders waiting for a second connection."""
-        async with self._in_process(phone), self._slots, self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                lock: _Lock = _AdvisoryLock(conn, phone)
-            else:
-                lock = _Lease(conn, phone)
-            turn = Turn(conn, phone, lock)
-            await lock.acquire(wait, turn._read)
-            try:
-                yield turn
-            finally:
-                if not lock.released:
-                    await lock.release()
+        another process."""
+        async with self._in_process(phone):
+            if self.tx.threaded:  # SQLite: a lease row; no connection held between writes
+                turn = Turn(self.tx, phone, None, uuid.uuid4().hex)
+                await self._lease(turn, wait)
+                try:
+                    yield turn
+                finally:
+                    if not turn.released:
+                        try:
+                            await self.tx.run(_release, phone, turn.owner)
+                        except Exception:
+                            logger.warning(
+                                "could not release a phone's lease; it expires in %gs",
+                                LEASE_SECONDS,
+                            )
+                return
+            async with self._slots, self.engine.connect() as conn:
+                turn = Turn(self.tx, phone, conn, "")
+                await self._advisory_lock(turn, conn, wait)
+                try:
+                    yield turn
+                finally:
+                    if not turn.released:
+                        await _advisory_unlock(conn, phone)
+
+    async def _lease(self, turn: Turn, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not await self.tx.run(_take_lease, turn):
+            if loop.time() >= deadline:
+                raise PhoneBusy(f"waited {wait:g} s for this phone's turn")
+            await asyncio.sleep(_LEASE_POLL_SECONDS)
+
+    async def _advisory_lock(self, turn: Turn, conn: AsyncConnection, wait: float) -> None:
+        try:
+            await self.tx.run_on(conn, _take_advisory_lock, turn, max(1, int(wait * 1000)))
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise PhoneBusy(f"waited {wait:g} s for this phone's turn") from exc
+            raise
 
     @asynccontextmanager
     async def _in_process(self, phone: str) -> AsyncIterator[None]:
@@ -123,98 +167,57 @@ class Turns:
                 self._local[phone] = (lock, users - 1)
 
 
-class _Lock(Protocol):
-    released: bool
+# --- SQLite: a lease row ------------------------------------------------------------------------
 
-    async def acquire(self, wait: float, then: Callable[[], Awaitable[None]]) -> None:
-        """Take the lock, and run `then` in the same transaction."""
+_LEASE = sqlite_insert(phone_locks).values(
+    phone=sa.bindparam("phone_"), owner=sa.bindparam("owner_"), expires_at=sa.bindparam("until")
+)
+_TAKE_LEASE = _LEASE.on_conflict_do_update(
+    index_elements=[phone_locks.c.phone],
+    set_=dict(owner=_LEASE.excluded.owner, expires_at=_LEASE.excluded.expires_at),
+    where=phone_locks.c.expires_at < sa.bindparam("now"),
+)
+_LEASE_HOLDER = sa.select(phone_locks.c.owner).where(phone_locks.c.phone == sa.bindparam("phone_"))
+_RELEASE = phone_locks.delete().where(
+    phone_locks.c.phone == sa.bindparam("phone_"), phone_locks.c.owner == sa.bindparam("owner_")
+)
 
-    async def release(self) -> None: ...
 
-    async def release_within(self) -> None:
-        """Release inside the caller's transaction (committed with it)."""
+def _take_lease(conn: Connection, turn: Turn) -> bool:
+    """Take the phone's lease if it is free or expired; if taken, read the conversation."""
+    now = datetime.now(UTC)  # wall clock: leases are shared between processes
+    until = now + timedelta(seconds=LEASE_SECONDS)
+    conn.execute(
+        _TAKE_LEASE, {"phone_": turn.phone, "owner_": turn.owner, "until": until, "now": now}
+    )
+    if conn.execute(_LEASE_HOLDER, {"phone_": turn.phone}).scalar() != turn.owner:
+        return False
+    turn._read(conn)
+    return True
 
 
-class _AdvisoryLock:
-    def __init__(self, conn: AsyncConnection, phone: str) -> None:
-        self.conn = conn
-        self.key = advisory_key(phone)
-        self.released = False
-
-    async def acquire(self, wait: float, then: Callable[[], Awaitable[None]]) -> None:
-        try:
-            async with self.conn.begin():
-                timeout = max(1, int(wait * 1000))
-                await self.conn.execute(sa.text(f"SET LOCAL lock_timeout = {timeout}"))
-                await self.conn.execute(sa.select(sa.func.pg_advisory_lock(self.key)))
-                await then()
-        except sa.exc.DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
-                raise PhoneBusy(f"waited {wait:g} s for this phone's turn") from exc
-            raise
-
-    async def release_within(self) -> None:
+def _release(conn: Connection, phone: str, owner: str) -> None:
+    if conn.dialect.name == "postgresql":
         # A session lock: released now, whatever becomes of the transaction; so it is the
         # transaction's last statement.
-        await self.conn.execute(sa.select(sa.func.pg_advisory_unlock(self.key)))
-
-    async def release(self) -> None:
-        try:
-            async with self.conn.begin():
-                await self.release_within()
-            self.released = True
-        except Exception:
-            logger.warning("could not release a phone's advisory lock; closing its connection")
-            await self.conn.invalidate()  # the server frees a closed session's locks
+        conn.execute(sa.select(sa.func.pg_advisory_unlock(advisory_key(phone))))
+    else:
+        conn.execute(_RELEASE, {"phone_": phone, "owner_": owner})
 
 
-class _Lease:
-    def __init__(self, conn: AsyncConnection, phone: str) -> None:
-        self.conn = conn
-        self.phone = phone
-        self.owner = uuid.uuid4().hex
-        self.released = False
+# --- PostgreSQL: a session advisory lock ---------------------------------------------------------
 
-    async def acquire(self, wait: float, then: Callable[[], Awaitable[None]]) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while not await self._try(then):
-            if loop.time() >= deadline:
-                raise PhoneBusy(f"waited {wait:g} s for this phone's turn")
-            await asyncio.sleep(_LEASE_POLL_SECONDS)
 
-    async def _try(self, then: Callable[[], Awaitable[None]]) -> bool:
-        now = datetime.now(UTC)  # wall clock: leases are shared between processes
-        insert = sqlite_insert(phone_locks).values(
-            phone=self.phone, owner=self.owner, expires_at=now + timedelta(seconds=LEASE_SECONDS)
-        )
-        async with self.conn.begin():
-            await self.conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[phone_locks.c.phone],
-                    set_=dict(owner=insert.excluded.owner, expires_at=insert.excluded.expires_at),
-                    where=phone_locks.c.expires_at < now,
-                )
-            )
-            holder = await self.conn.scalar(
-                sa.select(phone_locks.c.owner).where(phone_locks.c.phone == self.phone)
-            )
-            if holder != self.owner:
-                return False
-            await then()
-        return True
+def _take_advisory_lock(conn: Connection, turn: Turn, timeout_ms: int) -> None:
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+    conn.execute(sa.select(sa.func.pg_advisory_lock(advisory_key(turn.phone))))
+    turn._read(conn)
 
-    async def release_within(self) -> None:
-        await self.conn.execute(
-            phone_locks.delete().where(
-                phone_locks.c.phone == self.phone, phone_locks.c.owner == self.owner
-            )
-        )
 
-    async def release(self) -> None:
-        try:
-            async with self.conn.begin():
-                await self.release_within()
-            self.released = True
-        except Exception:
-            logger.warning("could not release a phone's lease; it expires in %g s", LEASE_SECONDS)
+async def _advisory_unlock(conn: AsyncConnection, phone: str) -> None:
+    try:
+        async with conn.begin():
+            await conn.execute(sa.select(sa.func.pg_advisory_unlock(advisory_key(phone))))
+    except Exception:
+        logger.warning("could not release a phone's advisory lock; closing its connection")
+        await conn.invalidate()  # the server frees a closed session's locks

@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .tables import conversations, notifications, watches
 
@@ -38,24 +39,24 @@ class Watch:
 _COLUMNS = [watches.c[name] for name in Watch.__dataclass_fields__]
 
 
-async def start(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+def start(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Watch these cases (a case already watched is left as it is)."""
     insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(watches)
     for row in rows:
-        await conn.execute(
+        conn.execute(
             insert.values(**row).on_conflict_do_nothing(index_elements=[watches.c.case_id])
         )
 
 
-async def stop(conn: AsyncConnection, phone: str, outcome: str, now: datetime) -> None:
+def stop(conn: Connection, phone: str, outcome: str, now: datetime) -> None:
     """No more notifications for a phone: its cases are no longer watched, and nothing queued
     for it goes out (it opted out, or left the queue)."""
-    await conn.execute(
+    conn.execute(
         watches.update()
         .where(watches.c.phone == phone, watches.c.done_at.is_(None))
         .values(done_at=now, outcome=outcome)
     )
-    await conn.execute(
+    conn.execute(
         notifications.update()
         .where(notifications.c.phone == phone, notifications.c.status == "queued")
         .values(status="skipped", error=outcome)
