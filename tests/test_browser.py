@@ -91,7 +91,7 @@ def test_find_a_customer_by_national_number_and_see_their_ticket(
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r".*/staff/dashboard$"))
     sync_api.expect(page.locator("#conversations-count")).to_have_text("3")
-    sync_api.expect(page.locator("svg.chart rect.bar")).to_have_count(24)
+    sync_api.expect(page.locator("svg.chart.wide rect.bar")).to_have_count(24)
     page.screenshot(path=str(shots / "2-dashboard.png"), full_page=True)
 
     # The customer at the desk gives their number the way people say it.
