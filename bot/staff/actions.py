@@ -50,6 +50,9 @@ class Count:
     def too_long(self) -> bool:
         return self.segments > MAX_SEGMENTS
 
+    def short(self) -> str:
+        return f"{self.encoding}, {self.segments} segment{'s' if self.segments > 1 else ''}"
+
     def describe(self) -> str:
         unit = "character" if self.length == 1 else "characters"
         count = "1 segment" if self.segments == 1 else f"{self.segments} segments"
@@ -153,7 +156,7 @@ class Actions:
                     "text": text,
                     "language": chosen.language,
                     "meaning": meaning,
-                    "count": count(text).describe(),
+                    "count": count(text).short(),
                 }
             )
         return out
