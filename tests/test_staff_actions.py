@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from html import unescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -184,11 +185,15 @@ async def test_a_reply_that_cannot_go_is_refused_saying_why_and_nothing_is_sent(
     bot: FaultyBot, desk: httpx.AsyncClient, text: str, status: int, said: str
 ) -> None:
     await bot.text(ALEX, "HERE")
+    await bot.text(ALEX, "purple monkey dishwasher")  # needs attention: a 'Mark handled' form
     thread = await thread_of(desk, ALEX)
     response = await reply(desk, thread, text)
     assert response.status_code == status
     assert said in response.text and "Nothing was sent" in response.text
     assert unescape(textarea(response.text)) == text.strip()  # the draft is kept
+    # The refusal's page (at …/reply) links back to pages, not to the POST-only URL.
+    assert f'href="/staff/conversations/{thread}?use=come_to_desk#reply"' in response.text
+    assert f'name="next" value="/staff/conversations/{thread}"' in response.text
     assert await rows(bot, notifications) == []
     assert not [a for a in await rows(bot, audit_log) if a["action"] == "reply"]
 
@@ -249,6 +254,26 @@ async def test_replies_and_their_answers_are_shown_as_text(
             assert "<script>alert(1)" not in html and "<img src=x" not in html, path
             assert "&lt;img src=x onerror=alert(1)&gt;" in html, path
     assert [t for t in sent_to(bot, ALEX) if "alert" in t] == XSS  # sent as typed
+
+
+async def test_a_form_posted_after_the_session_ended_logs_in_back_to_its_page(
+    bot: FaultyBot, clock: Clock
+) -> None:
+    await bot.text(ALEX, "HERE")
+    async with signed_in(bot, DESK, DESK_PASSWORD) as desk:
+        thread = await thread_of(desk, ALEX)
+        page = (await desk.get(f"/staff/conversations/{thread}")).text
+        clock.advance(13 * 60)  # a shift idle: the session has ended
+        form = {"csrf": csrf_of(page), "token": field(page, "token"), "text": "Come in"}
+        for path, back in (
+            (f"/staff/conversations/{thread}/reply", f"/staff/conversations/{thread}"),
+            (f"/staff/attention/{thread}/handled", "/staff/attention"),
+            ("/staff/broadcast/preview", "/staff/broadcast"),
+        ):
+            response = await desk.post(path, data=form)
+            assert response.status_code == 303
+            assert response.headers["location"] == f"/staff/login?next={quote(back)}"
+    assert await rows(bot, notifications) == []
 
 
 async def test_a_bad_form_is_a_400_not_a_500(bot: FaultyBot, desk: httpx.AsyncClient) -> None:

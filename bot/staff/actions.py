@@ -226,7 +226,7 @@ class Actions:
             error=error,
             opted_out=state == "opted_out",
             can_text=self.can_text,
-            here=request.url.path,
+            here=f"/staff/conversations/{thread_id}",  # not /reply, where a refusal is shown
         )
 
     async def reply(self, request: Request) -> Response:

@@ -107,6 +107,10 @@ class Staff:
             account = await self.sessions.account(request)
             if account is None:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                if request.method != "GET":  # a form's page, not where it posts (POST only)
+                    target = request.url.path.rsplit("/", 1)[0]
+                    if target.startswith("/staff/attention/"):
+                        target = "/staff/attention"
                 return RedirectResponse(f"/staff/login?next={quote(target)}", status_code=303)
             if admin and not account.admin:
                 raise HttpError(
@@ -220,6 +224,9 @@ class Staff:
             return PlainTextResponse("stale form: reload the page and try again", status_code=403)
         account = await self.sessions.account(request)
         await self.sessions.end(request)
+        if account is not None:
+            detail = f"from {client_of(request)}"
+            await self.staff_store.audit(account.name, "logout", None, detail, self.clock())
         log.info(
             "staff logout for user %r from %s", account.name if account else "?", client_of(request)
         )

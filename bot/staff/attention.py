@@ -27,7 +27,7 @@ from .queries import NOT_UNDERSTOOD, TWILIO_ERRORS, Period, phone_display
 LIMIT = 100  # conversations a page lists
 READ_LIMIT = 1000  # rows each read brings back at most
 MAX_DAYS = 31
-UNDELIVERED = ("failed", "undelivered", "unsent")
+NOT_DELIVERED = {"failed": "failed", "undelivered": "not delivered", "unsent": "not sent"}
 
 
 class Reason(StrEnum):
@@ -111,7 +111,7 @@ async def needing_attention(
     conditions = [
         sa.and_(inbound, m.handled_at.is_(None), m.created_at < now - UNANSWERED_AFTER),
         sa.and_(inbound, m.intent.in_((*NOT_UNDERSTOOD, "leave"))),
-        sa.and_(m.direction == "out", m.status.in_(UNDELIVERED)),
+        sa.and_(m.direction == "out", m.status.in_(list(NOT_DELIVERED))),
         sa.and_(inbound, last_sender.is_not(None)),
     ]
     where: list[sa.ColumnElement[bool]] = [sa.or_(*conditions)]
@@ -229,7 +229,7 @@ def _message_reasons(row: Any, now: datetime) -> list[Why]:
     body = row.body or "(no text)"
     if row.direction == "out":
         meaning = TWILIO_ERRORS.get(row.error_code or "")
-        why = f"a text to them was {row.status}"
+        why = f"a text to them was {NOT_DELIVERED.get(row.status, row.status)}"
         if row.error_code:
             why += f" (error {row.error_code}{': ' + meaning if meaning else ''})"
         out.append(Why(Reason.UNDELIVERED, why, row.created_at, row.id))
