@@ -193,6 +193,11 @@ async def measure(url: str, repeat: int, conversations: int) -> list[tuple[str, 
         "search: no match": "/staff/conversations?q=nobody+at+all",
         "conversation": f"/staff/conversations/{middle}",
         "conversation .json": f"/staff/conversations/{middle}.json",
+        "needs attention, today": "/staff/attention",
+        "needs attention, 31 days": (
+            f"/staff/attention?from={(NOW - timedelta(days=30)).date()}&to={NOW.date()}"
+        ),
+        "audit log": "/staff/audit",
     }
     results = []
     async with (

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 
@@ -81,27 +82,30 @@ class Outbox:
 
     async def enqueue(self, items: Sequence[Outgoing]) -> list[int | None]:
         """Queue texts; an item whose key was queued before is not queued again (None)."""
-        now = self.clock()
-        ids = await self.table.add(
-            [
-                {
-                    "key": item.key,
-                    "phone": item.phone,
-                    "thread_id": item.thread_id,
-                    "kind": item.kind.value,
-                    "priority": PRIORITY[item.kind],
-                    "body": item.body,
-                    "reply_key": item.reply_key,
-                    "language": item.language,
-                    "account": item.account,
-                    "created_at": now,
-                    "not_after": item.not_after,
-                }
-                for item in items
-            ]
-        )
+        ids = await self.table.add(self.rows(items))
         self.wake.set()
         return ids
+
+    def rows(self, items: Sequence[Outgoing]) -> list[dict[str, Any]]:
+        """Texts as send-queue rows, for a caller that queues them in a transaction of its own
+        (bot.store.outbox.add_in; then set `wake`)."""
+        now = self.clock()
+        return [
+            {
+                "key": item.key,
+                "phone": item.phone,
+                "thread_id": item.thread_id,
+                "kind": item.kind.value,
+                "priority": PRIORITY[item.kind],
+                "body": item.body,
+                "reply_key": item.reply_key,
+                "language": item.language,
+                "account": item.account,
+                "created_at": now,
+                "not_after": item.not_after,
+            }
+            for item in items
+        ]
 
     async def send_due(self, owner: str) -> int:
         """Send what is queued, most urgent first, within the rate; how many went out."""

@@ -255,6 +255,14 @@ class Settings(BaseSettings):
         "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`. The staff pages are "
         "off without it.",
     )
+    staff_refresh_seconds: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="How often the staff lists (today, conversations, needs attention, not "
+        "understood) reload themselves, keeping their filters and scroll (0: never). A page "
+        "with a text box being typed in never reloads.",
+    )
     forwarded_allow_ips: str = Field(
         "127.0.0.1",
         validation_alias=AliasChoices("FORWARDED_ALLOW_IPS", "forwarded_allow_ips"),

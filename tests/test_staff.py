@@ -322,15 +322,36 @@ STAFF_PAGES = {
     "/staff/conversations",
     "/staff/conversations/{thread_id:int}",
     "/staff/unread",
+    "/staff/attention",
+    "/staff/broadcast",
+    "/staff/audit",
 }
 STAFF_DATA = {
     "/staff/unread.json",
     "/staff/dashboard.json",
     "/staff/conversations.json",
     "/staff/conversations/{thread_id:int}.json",
+    "/staff/attention.json",
+    "/staff/audit.json",
     "/staff/messages.csv",
 }
-STAFF_FORMS = {"/staff/logout"}  # POST, signed-in only
+# POST, signed-in only; each but logout does something, so each must refuse a missing CSRF.
+ACTION_FORMS = {
+    "/staff/conversations/{thread_id:int}/reply",
+    "/staff/attention/{thread_id:int}/handled",
+    "/staff/broadcast/preview",
+    "/staff/broadcast/send",
+}
+STAFF_FORMS = {"/staff/logout"} | ACTION_FORMS
+# What a desk account may not do (403): everything else a signed-in desk account may.
+ADMIN_ONLY = {
+    "/staff/broadcast",
+    "/staff/broadcast/preview",
+    "/staff/broadcast/send",
+    "/staff/audit",
+    "/staff/audit.json",
+    "/staff/messages.csv",
+}
 LOGIN = {"/staff/login"}  # the one staff route open to all
 TWILIO = {"/sms", "/sms/fallback", "/sms/status"}  # Twilio's signature instead of a login
 PUBLIC_ROUTES = {"/healthz", "/readyz", "/static"}  # no personal data
@@ -397,14 +418,91 @@ async def test_every_staff_route_answers_when_signed_in(bot: Bot, desk: httpx.As
             assert response.status_code == 200, path
 
 
+DESK_USER, DESK_PASSWORD = "sam", "a long desk passphrase"
+
+
+async def add_desk_account(bot: Bot, name: str = DESK_USER) -> None:
+    from bot.staff.accounts import hash_password
+    from bot.store.staff import StaffStore
+
+    await StaffStore(bot.store.engine).add_account(name, "desk", hash_password(DESK_PASSWORD), T0)
+
+
+async def log_in_as(client: httpx.AsyncClient, user: str, password: str) -> None:
+    page = await client.get("/staff/login")
+    data = {"csrf": csrf_of(page.text), "username": user, "password": password}
+    assert (await client.post("/staff/login", data=data)).status_code == 303
+
+
+async def test_a_desk_account_may_do_all_but_the_admin_routes(bot: Bot) -> None:
+    await bot.text(ALEX, "HERE")  # conversation 1 exists
+    await add_desk_account(bot)
+    async with browser(bot) as desk_browser:
+        await log_in_as(desk_browser, DESK_USER, DESK_PASSWORD)
+        csrf = csrf_of((await desk_browser.get("/staff/dashboard")).text)
+        for path, methods in all_routes(bot):
+            if not path.startswith("/staff") or path in LOGIN | {"/staff/logout"}:
+                continue
+            for method in methods - {"HEAD"}:
+                data = {"csrf": csrf} if method == "POST" else None
+                response = await desk_browser.request(method, concrete(path), data=data)
+                if path in ADMIN_ONLY:
+                    assert response.status_code == 403, (method, path)
+                    if path.endswith(".json"):
+                        assert "admin" in response.json()["error"]
+                    elif not path.endswith(".csv"):
+                        assert "Only an admin can do this" in response.text, path
+                        assert "<!doctype html>" in response.text  # a page, with the nav
+                else:
+                    assert response.status_code not in (401, 403), (method, path)
+        # The nav offers a desk account only what it may use.
+        page = (await desk_browser.get("/staff/dashboard")).text
+        assert "/staff/attention" in page and "/staff/broadcast" not in page
+        assert "/staff/audit" not in page
+    async with browser(bot) as admin:
+        await log_in(admin)
+        page = (await admin.get("/staff/dashboard")).text
+        assert "/staff/broadcast" in page and "/staff/audit" in page
+
+
+async def test_every_action_form_refuses_a_missing_or_foreign_csrf_token(
+    bot: Bot, desk: httpx.AsyncClient
+) -> None:
+    import sqlalchemy as sa
+
+    from bot.store.tables import attention, audit_log, broadcasts, notifications
+
+    await bot.text(ALEX, "HERE")
+    async with browser(bot) as other:
+        foreign = csrf_of((await other.get("/staff/login")).text)
+    async with bot.store.engine.connect() as conn:
+        audited = await conn.scalar(sa.select(sa.func.count()).select_from(audit_log))
+    fields = {
+        "text": "Please come to the front desk",
+        "token": "t" * 24,
+        "audience": "all",
+        "next": "/staff/attention",
+    }
+    for path in ACTION_FORMS:
+        for token in ({}, {"csrf": "wrong"}, {"csrf": foreign}):
+            response = await desk.post(concrete(path), data=fields | token)
+            assert response.status_code == 403, path
+            assert "expired" in response.text, path
+    async with bot.store.engine.connect() as conn:
+        for table in (notifications, attention, broadcasts):
+            assert await conn.scalar(sa.select(sa.func.count()).select_from(table)) == 0
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(audit_log)) == audited
+
+
 async def test_json_and_csv_accept_http_basic_but_pages_do_not(bot: Bot) -> None:
     await bot.text(ALEX, "HERE")
     async with browser(bot) as script:
-        for path in STAFF_DATA:
+        for i, path in enumerate(sorted(STAFF_DATA)):
             good = await script.get(concrete(path), auth=(USER, PASSWORD))
             assert good.status_code == 200, path
-            bad = await script.get(concrete(path), auth=(USER, "guess"))
-            assert bad.status_code == 401, path
+            if i < auth.FAILED_LOGIN_LIMIT - 1:  # one fewer than locks this address out
+                bad = await script.get(concrete(path), auth=(USER, "guess"))
+                assert bad.status_code == 401, path
         page = await script.get("/staff/dashboard", auth=(USER, PASSWORD))
         assert page.status_code == 303
 

@@ -4,7 +4,9 @@ Every route needs a login except the login form itself: a session (a cookie sign
 SECRET_KEY, naming a server-side session that logout ends) for the pages, or HTTP Basic with
 a staff login on the .json twins and the CSV export (for scripts). Pages are server-rendered
 Jinja2 with autoescaping, carry a strict Content-Security-Policy (no script at all), deny
-framing and are never cached. POST forms carry a CSRF token kept in the session.
+framing and are never cached. POST forms carry a CSRF token kept in the session. Desk staff
+read, reply and mark handled; admins also broadcast, export and read the audit log (403 for
+desk staff).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..store import Store
 from ..store.staff import StaffStore
 from ..webhook import read_form
 from .accounts import Account, Roster
+from .actions import Actions
 from .auth import SECURITY_HEADERS, SESSION_MAX, Sessions, Throttle, basic_auth
 from .pages import Pages, templates
 
@@ -83,6 +86,7 @@ class Staff:
         self.templates = templates()
         self.timeout = timedelta(minutes=settings.confirm_timeout_minutes)
         self.pages = Pages(self)
+        self.actions = Actions(self)
 
     # --- who is asking --------------------------------------------------------------------
 
@@ -103,9 +107,15 @@ class Staff:
             account = await self.sessions.account(request)
             if account is None:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                if request.method != "GET":  # a form's page, not where it posts (POST only)
+                    target = request.url.path.rsplit("/", 1)[0]
+                    if target.startswith("/staff/attention/"):
+                        target = "/staff/attention"
                 return RedirectResponse(f"/staff/login?next={quote(target)}", status_code=303)
             if admin and not account.admin:
-                raise HttpError("this page is for admins", 403)
+                raise HttpError(
+                    f"Only an admin can do this: {account.name} is a desk account.", 403
+                )
             return await handler(request)
 
         return endpoint
@@ -153,6 +163,7 @@ class Staff:
 
     def render(self, request: Request, name: str, status: int = 200, **values: Any) -> Response:
         account: Account | None = request.scope.get("staff_account")
+        values.setdefault("refresh", 0)
         html = self.templates.get_template(name).render(
             user=account.name if account else None,
             admin=bool(account and account.admin),
@@ -213,6 +224,9 @@ class Staff:
             return PlainTextResponse("stale form: reload the page and try again", status_code=403)
         account = await self.sessions.account(request)
         await self.sessions.end(request)
+        if account is not None:
+            detail = f"from {client_of(request)}"
+            await self.staff_store.audit(account.name, "logout", None, detail, self.clock())
         log.info(
             "staff logout for user %r from %s", account.name if account else "?", client_of(request)
         )
@@ -222,7 +236,7 @@ class Staff:
         return RedirectResponse("/staff/dashboard", status_code=303)
 
     def routes(self) -> list[Route]:
-        page, data, pages = self.page, self.data, self.pages
+        page, data, pages, actions = self.page, self.data, self.pages, self.actions
         return [
             Route("/", page(self.home), methods=["GET"]),
             Route("/login", self.login_form, methods=["GET"]),
@@ -234,11 +248,21 @@ class Staff:
             Route("/unread.json", data(pages.twin(pages.not_understood))),
             Route("/conversations", page(pages.html(pages.conversations, "conversations.html"))),
             Route("/conversations.json", data(pages.twin(pages.conversations))),
-            Route(
-                "/conversations/{thread_id:int}",
-                page(pages.html(pages.conversation, "conversation.html")),
-            ),
+            Route("/conversations/{thread_id:int}", page(actions.conversation)),
             Route("/conversations/{thread_id:int}.json", data(pages.twin(pages.conversation))),
+            Route("/conversations/{thread_id:int}/reply", page(actions.reply), methods=["POST"]),
+            Route("/attention", page(pages.html(pages.attention, "attention.html"))),
+            Route("/attention.json", data(pages.twin(pages.attention))),
+            Route("/attention/{thread_id:int}/handled", page(actions.handled), methods=["POST"]),
+            Route("/broadcast", page(actions.broadcast, admin=True)),
+            Route(
+                "/broadcast/preview",
+                page(actions.broadcast_preview, admin=True),
+                methods=["POST"],
+            ),
+            Route("/broadcast/send", page(actions.broadcast_send, admin=True), methods=["POST"]),
+            Route("/audit", page(pages.html(pages.audit, "audit.html"), admin=True)),
+            Route("/audit.json", data(pages.twin(pages.audit), admin=True)),
             Route("/messages.csv", data(pages.export, admin=True)),
         ]
 

@@ -1,5 +1,6 @@
 """The staff pages' content: the dashboard, conversations, one transcript, the texts not
-understood, the CSV export, as data (bot.staff.queries) rendered by templates."""
+understood, what needs attention, the audit log, the CSV export, as data (bot.staff.queries,
+bot.staff.attention) rendered by templates."""
 
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ..errors import BadFilter
 from ..threads import LABELS
 from . import filters, queries
+from .attention import MAX_DAYS as ATTENTION_DAYS
+from .attention import REASON_LABELS, Reason, needing_attention
 
 if TYPE_CHECKING:
     from .app import Staff
 
 log = logging.getLogger("checkin_bot.staff")
+
+# The lists that reload themselves (STAFF_REFRESH_SECONDS); a page with a text box never does.
+REFRESHING = {"dashboard.html", "conversations.html", "unread.html", "attention.html"}
+AUDIT_PAGE = 50
 
 Read = Callable[[Request], Awaitable[dict[str, Any] | None]]
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -109,12 +116,52 @@ class Pages:
         return queries.period(asked.first, asked.last, self.zone, self._today())
 
     async def dashboard(self, request: Request) -> dict[str, Any]:
-        return await queries.dashboard(
+        chosen = self.days(request)
+        found = await queries.dashboard(
+            self.engine, chosen, now=self.staff.clock(), confirm_timeout=self.staff.timeout
+        )
+        needs = None
+        if (chosen.last - chosen.first).days < ATTENTION_DAYS:
+            listed = await needing_attention(
+                self.engine,
+                chosen,
+                zone=self.zone,
+                now=self.staff.clock(),
+                confirm_timeout=self.staff.timeout,
+            )
+            needs = {"conversations": len(listed["conversations"]), "more": listed["more"]}
+        return found | {"attention": needs}
+
+    async def attention(self, request: Request) -> dict[str, Any]:
+        asked = filters.parse(filters.AttentionFilters, request.query_params)
+        chosen = queries.period(asked.first, asked.last, self.zone, self._today())
+        return await needing_attention(
             self.engine,
-            self.days(request),
+            chosen,
+            zone=self.zone,
             now=self.staff.clock(),
             confirm_timeout=self.staff.timeout,
+            reason=Reason(asked.reason) if asked.reason else None,
         )
+
+    async def audit(self, request: Request) -> dict[str, Any]:
+        asked = filters.parse(filters.AuditFilters, request.query_params)
+        rows = await self.staff.staff_store.audit_entries(asked.before, AUDIT_PAGE + 1)
+        entries = [
+            {
+                "id": r.id,
+                "at": r.at.astimezone(self.zone).isoformat(timespec="seconds"),
+                "account": r.account,
+                "action": r.action,
+                "target": r.target,
+                "detail": r.detail,
+            }
+            for r in rows[:AUDIT_PAGE]
+        ]
+        return {
+            "entries": entries,
+            "next": entries[-1]["id"] if len(rows) > AUDIT_PAGE else None,
+        }
 
     async def not_understood(self, request: Request) -> dict[str, Any]:
         return await queries.not_understood(self.engine, self.days(request))
@@ -164,7 +211,10 @@ class Pages:
                 path=request.url.path,
                 query=request.url.query,
                 outcomes=LABELS,
+                reasons=REASON_LABELS,
                 chart=chart,
+                phone_chart=hour_bars(found["arrivals_by_hour"], 360, 200) if chart else None,
+                refresh=self.staff.settings.staff_refresh_seconds if template in REFRESHING else 0,
             )
 
         return endpoint

@@ -249,11 +249,30 @@ async def conversation_detail(
         ).all()
         state = (
             await conn.execute(
-                sa.select(conversations.c.state, conversations.c.updated_at).where(
-                    conversations.c.phone == row.phone
-                )
+                sa.select(
+                    conversations.c.state, conversations.c.updated_at, conversations.c.language
+                ).where(conversations.c.phone == row.phone)
             )
         ).first()
+        # Texts queued for this conversation that are not in its messages (yet, or ever).
+        pending = (
+            await conn.execute(
+                sa.select(
+                    notifications.c.kind,
+                    notifications.c.body,
+                    notifications.c.account,
+                    notifications.c.status,
+                    notifications.c.error,
+                    notifications.c.created_at,
+                )
+                .where(
+                    notifications.c.thread_id == thread_id,
+                    notifications.c.message_id.is_(None),
+                )
+                .order_by(notifications.c.id)
+                .limit(50)
+            )
+        ).all()
     by_message: dict[int, list[dict[str, Any]]] = {}
     for call in calls:
         by_message.setdefault(call.message_id, []).append(
@@ -278,9 +297,26 @@ async def conversation_detail(
     return {
         "conversation": thread,
         "state_now": (
-            {"state": state.state, "since": _iso(state.updated_at, zone)} if state else None
+            {
+                "state": state.state,
+                "since": _iso(state.updated_at, zone),
+                "language": state.language,
+            }
+            if state
+            else None
         ),
         "messages": [_message(m, by_message.get(m.id, []), zone, now) for m in texts],
+        "not_sent": [
+            {
+                "kind": p.kind,
+                "body": p.body,
+                "sent_by": p.account,
+                "status": p.status,
+                "error": p.error,
+                "at": _iso(p.created_at, zone),
+            }
+            for p in pending
+        ],
         "other_conversations": [_thread_item(o, zone, now, confirm_timeout) for o in others],
     }
 
@@ -302,6 +338,7 @@ def _message(m: Any, calls: list[dict[str, Any]], zone: ZoneInfo, now: datetime)
         "state_before": m.state_before,
         "state_after": m.state_after,
         "reply_to": m.reply_to,
+        "sent_by": m.sent_by,
         "segments": m.segments,
         "message_sid": m.message_sid,
         "status": m.status,

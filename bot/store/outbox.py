@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .tables import leases, notifications
 
@@ -39,19 +39,8 @@ class OutboxTable:
 
     async def add(self, rows: Sequence[dict[str, Any]]) -> list[int | None]:
         """Queue texts; a row whose `key` is queued already is not queued again (its id None)."""
-        ids: list[int | None] = []
         async with self.engine.begin() as conn:
-            for row in rows:
-                insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(
-                    notifications
-                )
-                statement = (
-                    insert.values(**row, status="queued")
-                    .on_conflict_do_nothing(index_elements=[notifications.c.key])
-                    .returning(notifications.c.id)
-                )
-                ids.append(await conn.scalar(statement))
-        return ids
+            return await add_in(conn, rows)
 
     async def claim(self, owner: str, now: datetime, limit: int) -> list[Queued]:
         """The most urgent queued texts, claimed for `owner`: no one else will send them."""
@@ -137,6 +126,20 @@ class OutboxTable:
                 .values(status="skipped", error="opted out", sent_at=None)
             )
         return int(found.rowcount)
+
+
+async def add_in(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int | None]:
+    """OutboxTable.add within the caller's transaction (a broadcast and its texts, at once)."""
+    ids: list[int | None] = []
+    for row in rows:
+        insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(notifications)
+        statement = (
+            insert.values(**row, status="queued")
+            .on_conflict_do_nothing(index_elements=[notifications.c.key])
+            .returning(notifications.c.id)
+        )
+        ids.append(await conn.scalar(statement))
+    return ids
 
 
 class Leases:

@@ -1,5 +1,6 @@
 """The staff's side of the database: named accounts, login sessions, failed logins (counted
-across processes) and the audit log of what staff did."""
+across processes), the audit log of what staff did, conversations marked handled, and
+broadcasts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .tables import audit_log, login_failures, staff_accounts, staff_sessions
+from .outbox import add_in
+from .tables import attention, audit_log, broadcasts, login_failures, staff_accounts, staff_sessions
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,17 @@ class AuditRow:
     action: str
     target: str | None
     detail: str | None
+
+
+@dataclass(frozen=True)
+class BroadcastRow:
+    id: int
+    token: str
+    account: str
+    body: str
+    audience: str | None
+    recipients: int
+    created_at: datetime
 
 
 class StaffStore:
@@ -195,3 +210,70 @@ class StaffStore:
             query = query.where(audit_log.c.id < before)
         async with self.engine.connect() as conn:
             return [AuditRow(*r) for r in await conn.execute(query)]
+
+    # --- what needs attention -----------------------------------------------------------------
+
+    async def mark_handled(self, thread_id: int, account: str, now: datetime) -> None:
+        """A conversation looked at: listed again only for what happens after `now`."""
+        values = {"thread_id": thread_id, "handled_at": now, "handled_by": account[:64]}
+        async with self.engine.begin() as conn:
+            insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(attention)
+            await conn.execute(
+                insert.values(**values).on_conflict_do_update(
+                    index_elements=[attention.c.thread_id],
+                    set_={"handled_at": now, "handled_by": account[:64]},
+                )
+            )
+
+    # --- broadcasts -----------------------------------------------------------------------------
+
+    async def broadcast(
+        self,
+        token: str,
+        account: str,
+        body: str,
+        audience: str,
+        texts: list[dict[str, Any]],
+        now: datetime,
+    ) -> tuple[BroadcastRow, bool]:
+        """Record a broadcast and queue its texts in one transaction, once per form token:
+        (the broadcast, True) the first time; (the first one, False) for the same token again,
+        queueing nothing more."""
+        try:
+            async with self.engine.begin() as conn:
+                new_id = await conn.scalar(
+                    broadcasts.insert()
+                    .values(
+                        token=token,
+                        account=account[:64],
+                        body=body,
+                        audience=audience[:200],
+                        recipients=len(texts),
+                        created_at=now,
+                    )
+                    .returning(broadcasts.c.id)
+                )
+                await add_in(conn, texts)
+            return BroadcastRow(int(new_id), token, account, body, audience, len(texts), now), True
+        except sa.exc.IntegrityError:
+            found = await self.broadcast_by_token(token)
+            if found is None:
+                raise
+            return found, False
+
+    async def broadcast_by_token(self, token: str) -> BroadcastRow | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(broadcasts).where(broadcasts.c.token == token))
+            ).first()
+        return None if row is None else BroadcastRow(*row)
+
+    async def broadcasts_since(self, since: datetime, limit: int = 20) -> list[BroadcastRow]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(broadcasts)
+                .where(broadcasts.c.created_at >= since)
+                .order_by(broadcasts.c.id.desc())
+                .limit(limit)
+            )
+            return [BroadcastRow(*r) for r in rows]

@@ -255,6 +255,7 @@ notifications = sa.Table(
     sa.Column("sent_at", UTCDateTime),
     sa.Column("error", sa.String(200)),
     sa.Index("ix_notifications_queue", "status", "priority", "id"),
+    sa.Index("ix_notifications_thread", "thread_id", "id"),  # a transcript's texts not yet sent
 )
 
 leases = sa.Table(
