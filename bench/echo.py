@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.cli.run_bot import run_uvicorn
 from bot.logs import log_config
 from bot.settings import LogFormat
 
@@ -47,16 +48,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
-    # The options of `checkin-bot serve` (bot/cli/run_bot.py), with LOG_FORMAT=text.
-    uvicorn.run(
-        "bench.echo:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        proxy_headers=True,
-        timeout_graceful_shutdown=20,
-        log_config=log_config(LogFormat.TEXT),
+    # The options of `checkin-bot serve` (bot/cli/run_bot.py), with LOG_FORMAT=text, served
+    # the way it serves them (TCP_NODELAY with several workers).
+    run_uvicorn(
+        uvicorn.Config(
+            "bench.echo:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            proxy_headers=False,
+            timeout_graceful_shutdown=20,
+            log_config=log_config(LogFormat.TEXT),
+        )
     )
 
 

@@ -89,16 +89,20 @@ def serve(host: str, port: int, workers: int) -> None:
         timeout_graceful_shutdown=20,  # finish in-flight webhooks inside a PaaS's 30 s stop
         log_config=log_config(config.log_format),
     )
-    if workers == 1:
+    run_uvicorn(server)
+
+
+def run_uvicorn(server: uvicorn.Config) -> None:
+    """What `uvicorn.run` does, with one fix for several workers: uvicorn binds their shared
+    socket without IPPROTO_TCP, so asyncio never sets TCP_NODELAY on the connections it accepts
+    and every answer on a kept-alive connection waits ~40 ms for a delayed ACK (uvicorn #3149,
+    measured in bench/RESULTS.md). Linux hands the listening socket's TCP_NODELAY on."""
+    if server.workers == 1:
         one = uvicorn.Server(server)
         one.run()
         if not one.started:
             sys.exit(3)  # uvicorn's STARTUP_FAILURE
         return
-    # What uvicorn.run does for several workers, with one fix: it binds the shared socket
-    # without IPPROTO_TCP, so asyncio never sets TCP_NODELAY on the connections it accepts and
-    # every answer on a kept-alive connection waits ~40 ms for a delayed ACK (uvicorn #3149,
-    # measured in bench/RESULTS.md). Linux hands the listening socket's TCP_NODELAY on.
     sock = server.bind_socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     Multiprocess(server, sockets=[sock]).run()

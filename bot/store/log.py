@@ -4,6 +4,7 @@ calls each caused and each reply's delivery status; and its retention (purge).""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -585,10 +586,7 @@ def _update_thread(conn: Connection, thread_id: int, h: Handled) -> None:
     row = conn.execute(_THREAD_NOW, {"thread": thread_id}).first()
     if row is None:
         return
-    values: dict[str, Any] = dict(
-        last_at=max(h.now, row.last_at),
-        message_count=threads.c.message_count + (1 if h.reply is not None else 0),
-    )
+    values: dict[str, Any] = dict(last_at=max(h.now, row.last_at))
     if h.advance is not None:
         values["outcome"], ticketed = h.advance(row.outcome)
         if ticketed:
@@ -598,7 +596,23 @@ def _update_thread(conn: Connection, thread_id: int, h: Handled) -> None:
         if "name" in known:
             known["name"] = str(known["name"])[:200]
         values |= known
-    conn.execute(threads.update().where(threads.c.id == thread_id).values(**values))
+    statement = _thread_update(tuple(sorted(values)))
+    params = {f"new_{name}": value for name, value in values.items()}
+    conn.execute(statement, {**params, "thread": thread_id, "added": int(h.reply is not None)})
+
+
+@functools.cache
+def _thread_update(columns: tuple[str, ...]) -> sa.Update:
+    """The thread's update for these columns, built once (building one costs more than running
+    it): each column from the parameter `new_<column>`, the message count moved on by `added`."""
+    return (
+        threads.update()
+        .where(threads.c.id == sa.bindparam("thread"))
+        .values(
+            message_count=threads.c.message_count + sa.bindparam("added"),
+            **{name: sa.bindparam(f"new_{name}") for name in columns},
+        )
+    )
 
 
 def _thread_of(conn: Connection, message_id: int) -> int | None:
