@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.cli.run_bot import run_uvicorn
 from bot.logs import log_config
+from bot.serving import run_uvicorn
 from bot.settings import LogFormat
 
 TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response><Message>ok</Message></Response>'

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import logging
 import secrets
-import socket
 import sys
 import tempfile
 import uuid
@@ -18,7 +17,6 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
-from uvicorn.supervisors import Multiprocess
 
 from .. import phones
 from .. import prompts as prompts_module
@@ -26,6 +24,7 @@ from ..app import create_app
 from ..errors import PromptError
 from ..logs import configure_logging, log_config
 from ..service import InboundText, Service
+from ..serving import run_uvicorn
 from ..settings import Settings, load_settings
 from ..simulator import (
     DEMO_PEOPLE,
@@ -90,22 +89,6 @@ def serve(host: str, port: int, workers: int) -> None:
         log_config=log_config(config.log_format),
     )
     run_uvicorn(server)
-
-
-def run_uvicorn(server: uvicorn.Config) -> None:
-    """What `uvicorn.run` does, with one fix for several workers: uvicorn binds their shared
-    socket without IPPROTO_TCP, so asyncio never sets TCP_NODELAY on the connections it accepts
-    and every answer on a kept-alive connection waits ~40 ms for a delayed ACK (uvicorn #3149,
-    measured in bench/RESULTS.md). Linux hands the listening socket's TCP_NODELAY on."""
-    if server.workers == 1:
-        one = uvicorn.Server(server)
-        one.run()
-        if not one.started:
-            sys.exit(3)  # uvicorn's STARTUP_FAILURE
-        return
-    sock = server.bind_socket()
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    Multiprocess(server, sockets=[sock]).run()
 
 
 async def _check_schema(url: str) -> None:
