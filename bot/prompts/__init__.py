@@ -43,11 +43,8 @@ WORST_CASE: dict[str, str] = {
 }
 MAX_CHOICES = 9
 SCRIPTS = ("latin", "other")
-# [understand] keys besides the phrase lists.
-_UNDERSTAND_EXTRA = {
-    "numbers",
-    "ordinals",
-    "aliases",
+# [understand] keys besides the phrase lists: more lists of text, and tables.
+_UNDERSTAND_TEXT_LISTS = {
     "typo_ok",
     "typo_never",
     "names",
@@ -56,6 +53,7 @@ _UNDERSTAND_EXTRA = {
     "opt_out",
     "opt_in",
 }
+_UNDERSTAND_EXTRA = _UNDERSTAND_TEXT_LISTS | {"numbers", "ordinals", "aliases"}
 # Kept for the segment counters of anything that imports them from here.
 __all__ = ["BUILT_IN", "Catalogue", "Prompts", "load", "load_catalogue", "segments", "to_gsm7"]
 
@@ -251,15 +249,7 @@ def _understand(path: Path, data: Mapping[str, object]) -> dict[str, object]:
     if not isinstance(table, Mapping):
         raise PromptError(f"{path}: [understand] must be a table")
     for key, value in table.items():
-        if key in LISTS or key in {
-            "typo_ok",
-            "typo_never",
-            "names",
-            "commands",
-            "language_words",
-            "opt_out",
-            "opt_in",
-        }:
+        if key in LISTS or key in _UNDERSTAND_TEXT_LISTS:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise PromptError(f"{path}: [understand] {key!r} must be a list of text")
         elif key in ("numbers", "ordinals"):

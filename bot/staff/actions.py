@@ -312,6 +312,18 @@ class Actions:
             out.append({"value": f"service:{service}", "label": str(service), "count": len(chosen)})
         return out
 
+    async def _broadcast_refused(
+        self, request: Request, asked: filters.BroadcastForm, refused: Refused
+    ) -> Response:
+        """The broadcast page again, the text kept, saying why nothing was sent."""
+        return await self._broadcast_page(
+            request,
+            text=asked.text,
+            audience=asked.audience,
+            error=str(refused),
+            status=refused.status,
+        )
+
     async def _broadcast_page(
         self,
         request: Request,
@@ -351,13 +363,7 @@ class Actions:
         asked = filters.parse(filters.BroadcastForm, form)
         refused = refusal(asked.text, self.can_text)
         if refused is not None:
-            return await self._broadcast_page(
-                request,
-                text=asked.text,
-                audience=asked.audience,
-                error=str(refused),
-                status=refused.status,
-            )
+            return await self._broadcast_refused(request, asked, refused)
         recipients = _chosen(await self._waiting(), asked.audience)
         return await self._broadcast_page(
             request,
@@ -386,13 +392,7 @@ class Actions:
         if refused is None and not recipients:
             refused = Refused("Nothing was sent: nobody in this audience is waiting now.", 409)
         if refused is not None:
-            return await self._broadcast_page(
-                request,
-                text=asked.text,
-                audience=asked.audience,
-                error=str(refused),
-                status=refused.status,
-            )
+            return await self._broadcast_refused(request, asked, refused)
         outbox = self.staff.outbox
         assert outbox is not None  # can_text
         texts = outbox.rows(
