@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,18 +19,30 @@ import pytest
 from .conftest import PROJECT_ROOT
 from .deploy import free_port, wait_until_up
 
+# One test process runs this whole module (`--dist loadgroup`): the wheel is built once, and
+# never by two processes at once in the checkout's build/ directory.
+pytestmark = pytest.mark.xdist_group("install")
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The bin directory of a new venv, outside the checkout, holding the built wheel."""
     root = tmp_path_factory.mktemp("installed")
-    wheels = root / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), "."],
-        cwd=PROJECT_ROOT,
-        check=True,
-        capture_output=True,
+    # Built from a copy of what the wheel is made of, so the build writes nothing into the
+    # checkout (its build/ and egg-info are shared by every test process and by your editor).
+    source, wheels = root / "source", root / "wheels"
+    shutil.copytree(
+        PROJECT_ROOT / "bot", source / "bot", ignore=shutil.ignore_patterns("__pycache__")
     )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PROJECT_ROOT / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), "."],
+        cwd=source,
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
     [wheel] = wheels.glob("checkin_bot-*.whl")
     venv.create(root / "venv", with_pip=True)
     bin_dir = root / "venv" / "bin"
