@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             workers=args.workers,
             proxy_headers=False,
             timeout_graceful_shutdown=20,
+            timeout_worker_healthcheck=30,
             log_config=log_config(LogFormat.TEXT),
         )
     )

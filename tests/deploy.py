@@ -35,7 +35,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], seconds: float = 20) -> None:
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    # 60 s: with four test processes on two cores, starting a server has taken over 15 s.
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -86,6 +86,10 @@ def serve(host: str, port: int, workers: int) -> None:
         # left-most hop, which the client chose.
         proxy_headers=False,
         timeout_graceful_shutdown=20,  # finish in-flight webhooks inside a PaaS's 30 s stop
+        # With several workers, uvicorn kills a worker that has not answered its health check
+        # in 5 s, and a worker still importing the app on a busy machine has not: on a slow
+        # dyno's boot that is a loop of killed workers and no server. Give them 30 s.
+        timeout_worker_healthcheck=30,
         log_config=log_config(config.log_format),
     )
     run_uvicorn(server)
