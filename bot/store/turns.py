@@ -44,7 +44,7 @@ class Turn:
 
     Three short transactions at most, none open while VirtualQ is asked: taking the turn reads
     the conversation and the directory with it; a check-in's write-ahead record; the outcome,
-    written with the turn's release.
+    written with the turn's release on SQLite, followed by the unlock on PostgreSQL.
     """
 
     def __init__(
@@ -82,9 +82,18 @@ class Turn:
         return await self._run(log.superseded, inbound_id, self.phone)
 
     async def finish(self, handled: log.Handled) -> int | None:
-        """Write the message's outcome and give the turn back, in one transaction."""
-        reply_id = await self._run(self._finish, handled)
-        self.released = True  # committed (on a rollback, `take` releases it)
+        """Write the message's outcome, then give the turn back: on SQLite in the same
+        transaction (the lease row goes with the outcome); on PostgreSQL only after it has
+        committed. A session advisory lock is free the moment it is unlocked, not at commit:
+        unlocked inside the transaction, the next text could take the turn and read the
+        conversation as it was before this one (the two-dyno test caught a YES read as
+        still awaiting its answer)."""
+        if self._conn is None:
+            reply_id = await self._run(self._finish, handled)
+        else:
+            reply_id = await self._run(log.finish, handled)
+            await _advisory_unlock(self._conn, self.phone)
+        self.released = True  # (if the outcome's transaction fails, `take` releases it)
         return reply_id
 
     def _finish(self, conn: Connection, handled: log.Handled) -> int | None:
@@ -197,12 +206,8 @@ def _take_lease(conn: Connection, turn: Turn) -> bool:
 
 
 def _release(conn: Connection, phone: str, owner: str) -> None:
-    if conn.dialect.name == "postgresql":
-        # A session lock: released now, whatever becomes of the transaction; so it is the
-        # transaction's last statement.
-        conn.execute(sa.select(sa.func.pg_advisory_unlock(advisory_key(phone))))
-    else:
-        conn.execute(_RELEASE, {"phone_": phone, "owner_": owner})
+    """SQLite: give the lease row back (PostgreSQL unlocks with `_advisory_unlock`)."""
+    conn.execute(_RELEASE, {"phone_": phone, "owner_": owner})
 
 
 # --- PostgreSQL: a session advisory lock ---------------------------------------------------------
