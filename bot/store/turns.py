@@ -54,7 +54,7 @@ class Turn:
         self._conn = conn  # PostgreSQL: the connection holding the advisory lock
         self.phone = phone
         self.owner = owner
-        self.released = False
+        self.released = False  # SQLite: the lease row went with the outcome
         self.saved = conversations.Saved()  # as read when the turn was taken
         self.entries: tuple[directory.Entry, ...] = ()
 
@@ -82,18 +82,16 @@ class Turn:
         return await self._run(log.superseded, inbound_id, self.phone)
 
     async def finish(self, handled: log.Handled) -> int | None:
-        """Write the message's outcome, then give the turn back: on SQLite in the same
-        transaction (the lease row goes with the outcome); on PostgreSQL only after it has
-        committed. A session advisory lock is free the moment it is unlocked, not at commit:
-        unlocked inside the transaction, the next text could take the turn and read the
-        conversation as it was before this one (the two-dyno test caught a YES read as
-        still awaiting its answer)."""
-        if self._conn is None:
-            reply_id = await self._run(self._finish, handled)
-        else:
-            reply_id = await self._run(log.finish, handled)
-            await _advisory_unlock(self._conn, self.phone)
-        self.released = True  # (if the outcome's transaction fails, `take` releases it)
+        """Write the message's outcome. On SQLite the lease row is given back in the same
+        transaction. On PostgreSQL the advisory lock is unlocked when the turn ends
+        (`Turns.take`), after this has committed: a session lock is free the moment it is
+        unlocked, not at commit, so unlocked inside this transaction the next text could
+        take the turn and read the conversation as it was before (the two-dyno test caught a
+        YES read as still awaiting its answer)."""
+        if self._conn is not None:
+            return await self._run(log.finish, handled)
+        reply_id = await self._run(self._finish, handled)
+        self.released = True  # committed (on a rollback, `take` releases it)
         return reply_id
 
     def _finish(self, conn: Connection, handled: log.Handled) -> int | None:
@@ -141,9 +139,8 @@ class Turns:
                 await self._advisory_lock(turn, conn, wait)
                 try:
                     yield turn
-                finally:
-                    if not turn.released:
-                        await _advisory_unlock(conn, phone)
+                finally:  # after the outcome's commit (see Turn.finish)
+                    await _advisory_unlock(conn, phone)
 
     async def _lease(self, turn: Turn, wait: float) -> None:
         loop = asyncio.get_running_loop()
