@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.store import Store
+from bot.store import Store, prepared
 
 from .conftest import Clock
 from .helpers import ALEX, JORDAN, running_bot
@@ -25,7 +25,8 @@ STATUS = {"sqlite": (20, 3), "postgresql": (18, 4)}  # STATUS after the check-in
 @contextmanager
 def counting(store: Store) -> Iterator[dict[str, int]]:
     """Statements and transactions on every engine of the store (SQLite's per-text path runs
-    on a synchronous engine of its own, in its writer thread)."""
+    on a synchronous engine of its own, in its writer thread), and those the per-text path
+    runs on the driver (bot.store.prepared)."""
     seen = {"statements": 0, "transactions": 0}
 
     def statement(*args: Any) -> None:
@@ -38,9 +39,11 @@ def counting(store: Store) -> Iterator[dict[str, int]]:
     for engine in engines:
         sa.event.listen(engine, "before_cursor_execute", statement)
         sa.event.listen(engine, "begin", begin)
+    prepared.observers.append(statement)  # statements run on the driver directly
     try:
         yield seen
     finally:
+        prepared.observers.remove(statement)
         for engine in engines:
             sa.event.remove(engine, "before_cursor_execute", statement)
             sa.event.remove(engine, "begin", begin)

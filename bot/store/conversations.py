@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from .prepared import Prepared
 from .tables import conversations
 
 INITIAL_STATE = "idle"  # a phone the bot has never heard from
@@ -28,22 +29,24 @@ class Saved:
     language_source: str | None = None  # chosen, detected, virtualq, directory
 
 
-_LOAD = sa.select(
-    conversations.c.state,
-    conversations.c.data,
-    conversations.c.language,
-    conversations.c.language_source,
-).where(conversations.c.phone == sa.bindparam("phone"))
+_LOAD = Prepared(
+    sa.select(
+        conversations.c.state,
+        conversations.c.data,
+        conversations.c.language,
+        conversations.c.language_source,
+    ).where(conversations.c.phone == sa.bindparam("phone"))
+)
 
 
 def load(conn: Connection, phone: str) -> Saved:
-    row = conn.execute(_LOAD, {"phone": phone}).first()
+    row = _LOAD.execute(conn, {"phone": phone}).first()
     if row is None:
         return Saved()
     return Saved(row.state, dict(row.data or {}), row.language, row.language_source)
 
 
-def _upsert(dialect: str, language: bool) -> sa.Executable:
+def _upsert(dialect: str, language: bool) -> Prepared:
     """INSERT … ON CONFLICT (phone) DO UPDATE, built once per dialect and shape."""
     insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(conversations)
     columns = [
@@ -52,9 +55,11 @@ def _upsert(dialect: str, language: bool) -> sa.Executable:
         "updated_at",
         *(["language", "language_source"] if language else []),
     ]
-    return insert.on_conflict_do_update(
-        index_elements=[conversations.c.phone],
-        set_={name: insert.excluded[name] for name in columns},
+    return Prepared(
+        insert.on_conflict_do_update(
+            index_elements=[conversations.c.phone],
+            set_={name: insert.excluded[name] for name in columns},
+        )
     )
 
 
@@ -75,4 +80,4 @@ def save(
     )
     if language is not None:
         values |= dict(language=language[0], language_source=language[1])
-    conn.execute(_UPSERTS[conn.dialect.name, language is not None], values)
+    _UPSERTS[conn.dialect.name, language is not None].execute(conn, values)

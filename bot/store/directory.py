@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .prepared import Prepared
 from .tables import directory
 
 BATCH = 1000  # rows per statement when importing
@@ -36,7 +37,7 @@ class ImportSummary:
     unchanged: int = 0
 
 
-_ENTRIES_FOR = (
+_ENTRIES_FOR = Prepared(
     sa.select(directory.c.personal_id, directory.c.name, directory.c.language)
     .where(directory.c.phone == sa.bindparam("phone"))
     .order_by(directory.c.id)
@@ -45,7 +46,7 @@ _ENTRIES_FOR = (
 
 def entries_for(conn: Connection, phone: str) -> tuple[Entry, ...]:
     """The phone's customers, in the order they were imported."""
-    rows = conn.execute(_ENTRIES_FOR, {"phone": phone}).all()
+    rows = _ENTRIES_FOR.execute(conn, {"phone": phone}).all()
     return tuple(Entry(phone, r.personal_id, r.name, r.language) for r in rows)
 
 

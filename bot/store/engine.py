@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -56,20 +58,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 class Transactions:
     """Runs a function of a (synchronous) connection in one transaction: the per-text path's
-    reads and writes, each a handful of prepared statements.
+    reads and writes, each a handful of prepared statements (bot.store.prepared).
 
-    On SQLite, in the store's one writer thread, on a plain sqlite3 connection: a transaction
-    is one hop to that thread instead of three or four per statement through aiosqlite, and
-    the process's transactions never wait on each other in SQLite's busy handler (they queue
-    for the thread; other processes' writers are waited for at BEGIN IMMEDIATE). On
-    PostgreSQL, on an async connection through `run_sync` (asyncpg underneath), the given
-    one (a phone's turn holds one) or one from the pool.
+    On SQLite, in the store's one writer thread, on a plain sqlite3 connection (see `_Writer`):
+    a transaction is one hop to that thread, the process's transactions never wait on each
+    other in SQLite's busy handler, and the ones that queue up while a commit is being synced
+    share the next commit. On PostgreSQL, on an async connection through `run_sync` (asyncpg
+    underneath), the given one (a phone's turn holds one) or one from the pool.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sync: sa.Engine | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._writer: _Writer | None = None
         if engine.dialect.name == "sqlite":
             self._sync = sa.create_engine(
                 engine.url.set(drivername="sqlite+pysqlite"),
@@ -81,7 +82,7 @@ class Transactions:
             sa.event.listen(self._sync, "connect", _sqlite_pragmas)
             sa.event.listen(self._sync, "connect", _own_transactions)
             sa.event.listen(self._sync, "begin", _begin_immediate)
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+            self._writer = _Writer(self._sync)
 
     def engines(self) -> list[sa.Engine]:
         """Every engine statements may run on (for counting them)."""
@@ -90,7 +91,7 @@ class Transactions:
     @property
     def threaded(self) -> bool:
         """Whether transactions run in the writer thread (SQLite), needing no connection."""
-        return self._sync is not None
+        return self._writer is not None
 
     async def run(
         self,
@@ -98,10 +99,11 @@ class Transactions:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """`fn(connection, *args)` in a transaction of its own, committed on return."""
-        if self._sync is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._in_thread, fn, args, kwargs)
+        """`fn(connection, *args)` in a transaction of its own, committed on return (on
+        SQLite, possibly one commit with other texts' transactions, each in a savepoint: none
+        is answered before the commit is on disk)."""
+        if self._writer is not None:
+            return await self._writer.submit(fn, args, kwargs)
         async with self.engine.begin() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 
@@ -116,16 +118,128 @@ class Transactions:
         async with conn.begin():
             return await conn.run_sync(fn, *args, **kwargs)
 
-    def _in_thread(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        assert self._sync is not None
-        with self._sync.begin() as conn:
-            return fn(conn, *args, **kwargs)
-
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         if self._sync is not None:
             self._sync.dispose()
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
+
+
+@dataclass
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+class _Writer:
+    """SQLite's writer thread, with group commit.
+
+    The thread takes every transaction queued since its last commit and runs them in one
+    BEGIN IMMEDIATE ... COMMIT, each in a savepoint of its own (a transaction that fails rolls
+    back to its savepoint, alone), then answers them all once the commit has returned: a
+    commit is an fsync (synchronous=FULL), so under load one fsync makes a batch durable
+    instead of one per transaction, and nothing is answered before it is on disk. A commit
+    that fails fails every transaction of its batch. One at a time, a batch is one
+    transaction, without savepoints.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(fn, args, kwargs, future, loop))
+        return future
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            job = self._jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            # Not begun, and never will be: its waiter was cancelled (as an executor would).
+            batch = [j for j in batch if not j.future.cancelled()]
+            if batch:
+                self._answer(batch, self._run(batch))
+        if self._conn is not None:
+            self._conn.close()
+
+    def _run(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            conn = self._conn
+            with conn.begin():  # BEGIN IMMEDIATE (see _begin_immediate)
+                if len(batch) == 1:
+                    job = batch[0]
+                    outcomes.append((True, job.fn(conn, *job.args, **job.kwargs)))
+                else:
+                    raw = conn.connection.dbapi_connection
+                    assert raw is not None
+                    for job in batch:
+                        raw.execute("SAVEPOINT job")
+                        try:
+                            outcomes.append((True, job.fn(conn, *job.args, **job.kwargs)))
+                        except Exception as exc:
+                            raw.execute("ROLLBACK TO job")
+                            outcomes.append((False, exc))
+                        raw.execute("RELEASE job")
+        except Exception as exc:  # BEGIN, COMMIT, or the one transaction failed: nothing kept
+            if self._conn is not None and self._conn.invalidated:
+                self._conn.close()
+                self._conn = None
+            return [(False, exc)] * len(batch)
+        return outcomes
+
+    @staticmethod
+    def _answer(batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, answers in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, answers)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+
+MAX_BATCH = 64  # transactions in one commit at most (each waits for the batch's commit)
+
+
+def _resolve(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in answers:
+        if future.done():  # cancelled while it ran
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def _own_transactions(dbapi_connection: Any, _record: Any) -> None:

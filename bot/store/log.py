@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..sms import segments as segments_of
 from . import conversations as saved_conversations
 from .engine import Transactions
+from .prepared import Prepared
 from .tables import conversations, messages, threads, upstream_calls
 from .watches import start as watch_cases
 from .watches import stop as stop_watching
@@ -349,14 +350,16 @@ class Log:
 
 # --- the statements of the per-text path, built once (see store.engine.Transactions) -------
 
-_INSERT_MESSAGE = messages.insert().returning(messages.c.id)
-_SET_THREAD = (
+_INSERT_MESSAGE = Prepared(messages.insert().returning(messages.c.id))
+_SET_THREAD = Prepared(
     messages.update()
     .where(messages.c.id == sa.bindparam("message_id"))
     .values(thread_id=sa.bindparam("thread"))
 )
-_MESSAGE_WITH_SID = sa.select(messages.c.id).where(messages.c.message_sid == sa.bindparam("sid"))
-_INBOUND_SINCE = (
+_MESSAGE_WITH_SID = Prepared(
+    sa.select(messages.c.id).where(messages.c.message_sid == sa.bindparam("sid"))
+)
+_INBOUND_SINCE = Prepared(
     sa.select(sa.func.count())
     .select_from(messages)
     .where(
@@ -365,39 +368,45 @@ _INBOUND_SINCE = (
         messages.c.created_at >= sa.bindparam("since"),
     )
 )
-_LATEST_THREAD = (
+_LATEST_THREAD = Prepared(
     sa.select(threads.c.id, threads.c.last_at)
     .where(threads.c.phone == sa.bindparam("phone"))
     .order_by(threads.c.started_at.desc(), threads.c.id.desc())
     .limit(1)
 )
-_NEW_THREAD = threads.insert().returning(threads.c.id)
-_THREAD_GOES_ON = (
+_NEW_THREAD = Prepared(threads.insert().returning(threads.c.id))
+_THREAD_GOES_ON = Prepared(
     threads.update()
     .where(threads.c.id == sa.bindparam("thread"))
     .values(last_at=sa.bindparam("last"), message_count=threads.c.message_count + 1)
 )
-_THREAD_COUNTS_ONE_MORE = (
+_THREAD_COUNTS_ONE_MORE = Prepared(
     threads.update()
     .where(threads.c.id == sa.bindparam("thread"))
     .values(message_count=threads.c.message_count + 1)
 )
-_THREAD_OF = sa.select(messages.c.thread_id).where(messages.c.id == sa.bindparam("message_id"))
-_THREAD_NOW = sa.select(threads.c.outcome, threads.c.last_at).where(
-    threads.c.id == sa.bindparam("thread")
+_THREAD_OF = Prepared(
+    sa.select(messages.c.thread_id).where(messages.c.id == sa.bindparam("message_id"))
 )
-_HANDLED_AT = sa.select(messages.c.handled_at).where(messages.c.id == sa.bindparam("message_id"))
-_ANSWERED_LATER = sa.select(
-    sa.select(messages.c.id)
-    .where(
-        messages.c.phone == sa.bindparam("phone"),
-        messages.c.direction == "in",
-        messages.c.id > sa.bindparam("message_id"),
-        messages.c.handled_at.is_not(None),
+_THREAD_NOW = Prepared(
+    sa.select(threads.c.outcome, threads.c.last_at).where(threads.c.id == sa.bindparam("thread"))
+)
+_HANDLED_AT = Prepared(
+    sa.select(messages.c.handled_at).where(messages.c.id == sa.bindparam("message_id"))
+)
+_ANSWERED_LATER = Prepared(
+    sa.select(
+        sa.select(messages.c.id)
+        .where(
+            messages.c.phone == sa.bindparam("phone"),
+            messages.c.direction == "in",
+            messages.c.id > sa.bindparam("message_id"),
+            messages.c.handled_at.is_not(None),
+        )
+        .exists()
     )
-    .exists()
 )
-_MARK_HANDLED = (
+_MARK_HANDLED = Prepared(
     messages.update()
     .where(messages.c.id == sa.bindparam("message_id"))
     .values(
@@ -409,7 +418,10 @@ _MARK_HANDLED = (
         handled_at=sa.bindparam("handled_at_"),
     )
 )
-_INSERT_CALLS = upstream_calls.insert()
+_INSERT_CALLS = Prepared(upstream_calls.insert())
+_THREAD_LOCK = Prepared(
+    sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger)))
+)
 
 
 def _record_inbound(
@@ -419,21 +431,21 @@ def _record_inbound(
     if conn.dialect.name == "postgresql":
         # Two first texts at once must not open two threads (SQLite's writes are serialised
         # already: BEGIN IMMEDIATE holds the database's write lock).
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(advisory_key(f"thread:{phone}"))))
-    new_id = int(conn.execute(_INSERT_MESSAGE, row).scalar_one())
+        _THREAD_LOCK.execute(conn, {"key": advisory_key(f"thread:{phone}")})
+    new_id = int(_INSERT_MESSAGE.execute(conn, row).scalar_one())
     thread_id = _thread_for(conn, phone, now)
-    conn.execute(_SET_THREAD, {"message_id": new_id, "thread": thread_id})
+    _SET_THREAD.execute(conn, {"message_id": new_id, "thread": thread_id})
     recent = _inbound_since(conn, phone, recent_since) if recent_since is not None else 0
     return Inbound(new_id, False, thread_id, recent)
 
 
 def _message_with_sid(conn: Connection, sid: str) -> int | None:
-    found = conn.execute(_MESSAGE_WITH_SID, {"sid": sid}).scalar()
+    found = _MESSAGE_WITH_SID.execute(conn, {"sid": sid}).scalar()
     return None if found is None else int(found)
 
 
 def _inbound_since(conn: Connection, phone: str, since: datetime) -> int:
-    return int(conn.execute(_INBOUND_SINCE, {"phone": phone, "since": since}).scalar() or 0)
+    return int(_INBOUND_SINCE.execute(conn, {"phone": phone, "since": since}).scalar() or 0)
 
 
 def _changed(conn: Connection, statement: sa.Executable) -> bool:
@@ -459,7 +471,7 @@ def _record_reply(
         conn, phone, thread_id, inbound_id, text, reply_key, (state, state), segments, now
     )
     if thread_id is not None:
-        conn.execute(_THREAD_COUNTS_ONE_MORE, {"thread": thread_id})
+        _THREAD_COUNTS_ONE_MORE.execute(conn, {"thread": thread_id})
     return reply_id
 
 
@@ -476,7 +488,7 @@ def _record_sent(
     if thread_id is None:
         thread_id = _thread_for(conn, phone, now)
     else:
-        conn.execute(_THREAD_COUNTS_ONE_MORE, {"thread": thread_id})
+        _THREAD_COUNTS_ONE_MORE.execute(conn, {"thread": thread_id})
     state = saved_conversations.load(conn, phone).state
     row = dict(
         phone=phone,
@@ -492,19 +504,19 @@ def _record_sent(
         sent_by=account,
         created_at=now,
     )
-    return int(conn.execute(_INSERT_MESSAGE, row).scalar_one())
+    return int(_INSERT_MESSAGE.execute(conn, row).scalar_one())
 
 
 def handled(conn: Connection, inbound_id: int) -> bool:
     """Whether an inbound message's answer has been decided."""
-    return conn.execute(_HANDLED_AT, {"message_id": inbound_id}).scalar() is not None
+    return _HANDLED_AT.execute(conn, {"message_id": inbound_id}).scalar() is not None
 
 
 def superseded(conn: Connection, inbound_id: int, phone: str) -> bool:
     """Whether the phone has texted since, and that later text was answered: answering this
     one now would answer twice."""
-    found: object = conn.execute(
-        _ANSWERED_LATER, {"phone": phone, "message_id": inbound_id}
+    found: object = _ANSWERED_LATER.execute(
+        conn, {"phone": phone, "message_id": inbound_id}
     ).scalar()
     return bool(found)  # True on PostgreSQL, 1 on SQLite
 
@@ -514,8 +526,8 @@ def finish(conn: Connection, h: Handled) -> int | None:
     state_after = h.state_after if h.state_after is not None else h.state_before
     thread_id = h.thread_id if h.thread_id is not None else _thread_of(conn, h.inbound_id)
     if h.calls:
-        conn.execute(
-            _INSERT_CALLS,
+        _INSERT_CALLS.executemany(
+            conn,
             [
                 dict(
                     message_id=h.inbound_id,
@@ -546,8 +558,8 @@ def finish(conn: Connection, h: Handled) -> int | None:
             h.now,
             h.reply_language,
         )
-    conn.execute(
-        _MARK_HANDLED,
+    _MARK_HANDLED.execute(
+        conn,
         {
             "message_id": h.inbound_id,
             "intent_": h.intent[:64],
@@ -573,17 +585,17 @@ def finish(conn: Connection, h: Handled) -> int | None:
 
 def _thread_for(conn: Connection, phone: str, now: datetime) -> int:
     """The phone's current thread, counting one more message in it; a new one after a gap."""
-    latest = conn.execute(_LATEST_THREAD, {"phone": phone}).first()
+    latest = _LATEST_THREAD.execute(conn, {"phone": phone}).first()
     if latest is None or now - latest.last_at > THREAD_GAP:
         row = dict(phone=phone, started_at=now, last_at=now, outcome="other", message_count=1)
-        return int(conn.execute(_NEW_THREAD, row).scalar_one())
-    conn.execute(_THREAD_GOES_ON, {"thread": latest.id, "last": max(now, latest.last_at)})
+        return int(_NEW_THREAD.execute(conn, row).scalar_one())
+    _THREAD_GOES_ON.execute(conn, {"thread": latest.id, "last": max(now, latest.last_at)})
     return int(latest.id)
 
 
 def _update_thread(conn: Connection, thread_id: int, h: Handled) -> None:
     """Move the thread's outcome on and note what this message told us about the customer."""
-    row = conn.execute(_THREAD_NOW, {"thread": thread_id}).first()
+    row = _THREAD_NOW.execute(conn, {"thread": thread_id}).first()
     if row is None:
         return
     values: dict[str, Any] = dict(last_at=max(h.now, row.last_at))
@@ -598,14 +610,14 @@ def _update_thread(conn: Connection, thread_id: int, h: Handled) -> None:
         values |= known
     statement = _thread_update(tuple(sorted(values)))
     params = {f"new_{name}": value for name, value in values.items()}
-    conn.execute(statement, {**params, "thread": thread_id, "added": int(h.reply is not None)})
+    statement.execute(conn, {**params, "thread": thread_id, "added": int(h.reply is not None)})
 
 
 @functools.cache
-def _thread_update(columns: tuple[str, ...]) -> sa.Update:
+def _thread_update(columns: tuple[str, ...]) -> Prepared:
     """The thread's update for these columns, built once (building one costs more than running
     it): each column from the parameter `new_<column>`, the message count moved on by `added`."""
-    return (
+    return Prepared(
         threads.update()
         .where(threads.c.id == sa.bindparam("thread"))
         .values(
@@ -616,7 +628,7 @@ def _thread_update(columns: tuple[str, ...]) -> sa.Update:
 
 
 def _thread_of(conn: Connection, message_id: int) -> int | None:
-    found = conn.execute(_THREAD_OF, {"message_id": message_id}).scalar()
+    found = _THREAD_OF.execute(conn, {"message_id": message_id}).scalar()
     return None if found is None else int(found)
 
 
@@ -646,4 +658,4 @@ def _insert_reply(
         language=language,
         created_at=now,
     )
-    return int(conn.execute(_INSERT_MESSAGE, row).scalar_one())
+    return int(_INSERT_MESSAGE.execute(conn, row).scalar_one())

@@ -27,6 +27,7 @@ from ..errors import PhoneBusy
 from . import conversations, directory, log
 from .engine import Transactions
 from .log import advisory_key
+from .prepared import Prepared
 from .tables import phone_locks
 
 logger = logging.getLogger("checkin_bot.store")
@@ -140,7 +141,7 @@ class Turns:
                 try:
                     yield turn
                 finally:  # after the outcome's commit (see Turn.finish)
-                    await _advisory_unlock(conn, phone)
+                    await _advisory_unlock(self.tx, conn, phone)
 
     async def _lease(self, turn: Turn, wait: float) -> None:
         loop = asyncio.get_running_loop()
@@ -178,14 +179,21 @@ class Turns:
 _LEASE = sqlite_insert(phone_locks).values(
     phone=sa.bindparam("phone_"), owner=sa.bindparam("owner_"), expires_at=sa.bindparam("until")
 )
-_TAKE_LEASE = _LEASE.on_conflict_do_update(
-    index_elements=[phone_locks.c.phone],
-    set_=dict(owner=_LEASE.excluded.owner, expires_at=_LEASE.excluded.expires_at),
-    where=phone_locks.c.expires_at < sa.bindparam("now"),
+_TAKE_LEASE = Prepared(
+    _LEASE.on_conflict_do_update(
+        index_elements=[phone_locks.c.phone],
+        set_=dict(owner=_LEASE.excluded.owner, expires_at=_LEASE.excluded.expires_at),
+        where=phone_locks.c.expires_at < sa.bindparam("now"),
+    )
 )
-_LEASE_HOLDER = sa.select(phone_locks.c.owner).where(phone_locks.c.phone == sa.bindparam("phone_"))
-_RELEASE = phone_locks.delete().where(
-    phone_locks.c.phone == sa.bindparam("phone_"), phone_locks.c.owner == sa.bindparam("owner_")
+_LEASE_HOLDER = Prepared(
+    sa.select(phone_locks.c.owner).where(phone_locks.c.phone == sa.bindparam("phone_"))
+)
+_RELEASE = Prepared(
+    phone_locks.delete().where(
+        phone_locks.c.phone == sa.bindparam("phone_"),
+        phone_locks.c.owner == sa.bindparam("owner_"),
+    )
 )
 
 
@@ -193,10 +201,10 @@ def _take_lease(conn: Connection, turn: Turn) -> bool:
     """Take the phone's lease if it is free or expired; if taken, read the conversation."""
     now = datetime.now(UTC)  # wall clock: leases are shared between processes
     until = now + timedelta(seconds=LEASE_SECONDS)
-    conn.execute(
-        _TAKE_LEASE, {"phone_": turn.phone, "owner_": turn.owner, "until": until, "now": now}
+    _TAKE_LEASE.execute(
+        conn, {"phone_": turn.phone, "owner_": turn.owner, "until": until, "now": now}
     )
-    if conn.execute(_LEASE_HOLDER, {"phone_": turn.phone}).scalar() != turn.owner:
+    if _LEASE_HOLDER.execute(conn, {"phone_": turn.phone}).scalar() != turn.owner:
         return False
     turn._read(conn)
     return True
@@ -204,22 +212,37 @@ def _take_lease(conn: Connection, turn: Turn) -> bool:
 
 def _release(conn: Connection, phone: str, owner: str) -> None:
     """SQLite: give the lease row back (PostgreSQL unlocks with `_advisory_unlock`)."""
-    conn.execute(_RELEASE, {"phone_": phone, "owner_": owner})
+    _RELEASE.execute(conn, {"phone_": phone, "owner_": owner})
 
 
 # --- PostgreSQL: a session advisory lock ---------------------------------------------------------
 
 
+# SET LOCAL lock_timeout, as a function of a parameter (for this transaction only).
+_LOCK_TIMEOUT = Prepared(
+    sa.select(sa.func.set_config("lock_timeout", sa.bindparam("ms", type_=sa.String), True))
+)
+_ADVISORY_LOCK = Prepared(
+    sa.select(sa.func.pg_advisory_lock(sa.bindparam("key", type_=sa.BigInteger)))
+)
+_ADVISORY_UNLOCK = Prepared(
+    sa.select(sa.func.pg_advisory_unlock(sa.bindparam("key", type_=sa.BigInteger)))
+)
+
+
 def _take_advisory_lock(conn: Connection, turn: Turn, timeout_ms: int) -> None:
-    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
-    conn.execute(sa.select(sa.func.pg_advisory_lock(advisory_key(turn.phone))))
+    _LOCK_TIMEOUT.execute(conn, {"ms": str(int(timeout_ms))})
+    _ADVISORY_LOCK.execute(conn, {"key": advisory_key(turn.phone)})
     turn._read(conn)
 
 
-async def _advisory_unlock(conn: AsyncConnection, phone: str) -> None:
+def _unlock(conn: Connection, phone: str) -> None:
+    _ADVISORY_UNLOCK.execute(conn, {"key": advisory_key(phone)})
+
+
+async def _advisory_unlock(tx: Transactions, conn: AsyncConnection, phone: str) -> None:
     try:
-        async with conn.begin():
-            await conn.execute(sa.select(sa.func.pg_advisory_unlock(advisory_key(phone))))
+        await tx.run_on(conn, _unlock, phone)
     except Exception:
         logger.warning("could not release a phone's advisory lock; closing its connection")
         await conn.invalidate()  # the server frees a closed session's locks

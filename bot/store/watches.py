@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .prepared import Prepared
 from .tables import conversations, notifications, watches
 
 
@@ -39,28 +40,34 @@ class Watch:
 _COLUMNS = [watches.c[name] for name in Watch.__dataclass_fields__]
 
 
+_START = {
+    name: Prepared(insert(watches).on_conflict_do_nothing(index_elements=[watches.c.case_id]))
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+_STOP_WATCHES = Prepared(
+    watches.update()
+    .where(watches.c.phone == sa.bindparam("phone_"), watches.c.done_at.is_(None))
+    .values(done_at=sa.bindparam("now"), outcome=sa.bindparam("outcome_"))
+)
+_SKIP_QUEUED = Prepared(
+    notifications.update()
+    .where(notifications.c.phone == sa.bindparam("phone_"), notifications.c.status == "queued")
+    .values(status="skipped", error=sa.bindparam("outcome_"))
+)
+
+
 def start(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Watch these cases (a case already watched is left as it is)."""
-    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(watches)
+    insert = _START[conn.dialect.name]
     for row in rows:
-        conn.execute(
-            insert.values(**row).on_conflict_do_nothing(index_elements=[watches.c.case_id])
-        )
+        insert.execute(conn, row)
 
 
 def stop(conn: Connection, phone: str, outcome: str, now: datetime) -> None:
     """No more notifications for a phone: its cases are no longer watched, and nothing queued
     for it goes out (it opted out, or left the queue)."""
-    conn.execute(
-        watches.update()
-        .where(watches.c.phone == phone, watches.c.done_at.is_(None))
-        .values(done_at=now, outcome=outcome)
-    )
-    conn.execute(
-        notifications.update()
-        .where(notifications.c.phone == phone, notifications.c.status == "queued")
-        .values(status="skipped", error=outcome)
-    )
+    _STOP_WATCHES.execute(conn, {"phone_": phone, "now": now, "outcome_": outcome})
+    _SKIP_QUEUED.execute(conn, {"phone_": phone, "outcome_": outcome})
 
 
 class Watches:

@@ -1,0 +1,70 @@
+"""SQLite's writer thread: transactions queued behind a commit share the next one (group
+commit), each in a savepoint of its own, and none is answered before its commit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bot.store import open_store
+from bot.store.tables import phone_locks
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+
+
+def _lock(conn: Connection, phone: str) -> str:
+    conn.execute(phone_locks.insert().values(phone=phone, owner="test", expires_at=NOW))
+    return phone
+
+
+async def test_texts_queued_behind_a_commit_share_the_next_one(db_url: str) -> None:
+    async with open_store(db_url) as store:
+        writer = store.tx.engines()[-1]
+        commits: list[int] = []
+        sa.event.listen(writer, "commit", lambda conn: commits.append(1))
+        release = threading.Event()
+
+        def blocker(conn: Connection) -> None:
+            release.wait(10)
+
+        first = asyncio.ensure_future(store.tx.run(blocker))
+        await asyncio.sleep(0.05)  # the writer is now inside the blocker's transaction
+        phones = [f"+6140000{i:04d}" for i in range(10)]
+        batch = [asyncio.ensure_future(store.tx.run(_lock, p)) for p in phones]
+        clash = asyncio.ensure_future(store.tx.run(_lock, phones[3]))  # a duplicate key
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in [*batch, clash])  # queued, not answered
+        release.set()
+        await first
+        assert await asyncio.gather(*batch) == phones
+        with pytest.raises(sa.exc.IntegrityError):
+            await clash
+        # One commit for the blocker, one for the eleven queued behind it.
+        assert len(commits) == 2, commits
+        async with store.engine.connect() as conn:
+            stored = (await conn.execute(sa.select(phone_locks.c.phone))).scalars().all()
+        # The failed one rolled back to its savepoint, alone: the other ten are kept.
+        assert sorted(stored) == phones
+
+
+async def test_a_text_alone_is_one_transaction_and_its_error_rolls_it_back(db_url: str) -> None:
+    async with open_store(db_url) as store:
+
+        def half_then_fail(conn: Connection) -> Any:
+            _lock(conn, "+61400000001")
+            _lock(conn, "+61400000001")
+
+        with pytest.raises(sa.exc.IntegrityError):
+            await store.tx.run(half_then_fail)
+        assert await store.tx.run(_lock, "+61400000002") == "+61400000002"
+        async with store.engine.connect() as conn:
+            stored = (await conn.execute(sa.select(phone_locks.c.phone))).scalars().all()
+        assert stored == ["+61400000002"]
