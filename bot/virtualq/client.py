@@ -33,6 +33,7 @@ from .models import (
     WaitingTicket,
 )
 from .refusals import RefusalClassifier, error_message
+from .transport import AiohttpTransport
 
 T = TypeVar("T")
 _TEXT: TypeAdapter[str] = TypeAdapter(str)  # an answer read as text, not JSON
@@ -284,7 +285,8 @@ def make_http_client(
     transport: httpx.AsyncBaseTransport | None = None,
     base_url: str | None = None,
 ) -> httpx.AsyncClient:
-    """An httpx client for VirtualQ with the configured base URL, timeouts and auth."""
+    """An httpx client for VirtualQ with the configured base URL, timeouts and auth, on
+    aiohttp (bot.virtualq.transport) unless given a transport of its own."""
     headers = {"Accept": "application/json", "User-Agent": "checkin-bot"}
     if settings.virtualq_auth_header and settings.virtualq_auth_value:
         headers[settings.virtualq_auth_header] = settings.virtualq_auth_value.get_secret_value()
@@ -298,7 +300,11 @@ def make_http_client(
     )
     url = (base_url or settings.virtualq_base_url or "").rstrip("/") + "/"
     return httpx.AsyncClient(
-        base_url=url, headers=headers, auth=auth, timeout=timeout, transport=transport
+        base_url=url,
+        headers=headers,
+        auth=auth,
+        timeout=timeout,
+        transport=transport or AiohttpTransport(),
     )
 
 
