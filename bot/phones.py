@@ -9,7 +9,6 @@ import phonenumbers
 
 from .settings import PhoneIdFormat
 
-
 # Parsing a number costs ~100 µs and every text parses its sender's more than once (its key,
 # each log line's mask): the latest few thousand are remembered (pure functions of strings).
 _SEEN = 4096

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.datastructures import ImmutableMultiDict
@@ -17,7 +18,6 @@ from twilio.request_validator import (
     RequestValidator,
     get_signature_algorithm,
 )
-from twilio.twiml.messaging_response import MessagingResponse
 
 from . import phones
 from .errors import BadWebhook, ClientGone
@@ -185,14 +185,25 @@ async def verified_form(
     return form
 
 
+_XML = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
 def twiml(text: str | None, status_url: str | None = None) -> Response:
-    """A TwiML reply; with `status_url`, Twilio reports the reply's delivery status there."""
-    response = MessagingResponse()
-    if text and status_url:
-        response.message(text, action=status_url, method="POST")
-    elif text:
-        response.message(text)
-    return Response(str(response), media_type="text/xml")
+    """A TwiML reply; with `status_url`, Twilio reports the reply's delivery status there.
+    Written out as the twilio library's MessagingResponse writes it, without building its
+    element tree (a tenth of the CPU)."""
+    if not text:
+        return Response(f"{_XML}<Response />", media_type="text/xml")
+    action = ""
+    if status_url:
+        action = f' action="{escape(status_url, _ATTRIBUTE)}" method="POST"'
+    return Response(
+        f"{_XML}<Response><Message{action}>{escape(text)}</Message></Response>",
+        media_type="text/xml",
+    )
+
+
+_ATTRIBUTE = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
 
 
 Model = TypeVar("Model", bound=BaseModel)

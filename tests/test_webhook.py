@@ -9,6 +9,11 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from twilio.twiml.messaging_response import MessagingResponse
+
+from bot.webhook import twiml
 
 from .conftest import Clock
 from .helpers import (
@@ -270,3 +275,28 @@ async def test_the_app_starts_and_answers_while_the_database_is_unreachable(
         fallback = await client.post("/sms/fallback", data=form(ALEX, "HERE"))
         assert fallback.status_code == 200
         assert reply_text(fallback.text) == app.state.service.prompts.render("upstream_unavailable")
+
+
+# XML 1.0's characters (what an SMS reply can carry): no C0 controls other than tab/LF/CR.
+_XML_TEXT = st.text(
+    st.characters(
+        blacklist_categories=["Cs"],
+        blacklist_characters=[chr(c) for c in range(32) if c not in (9, 10, 13)],
+    )
+)
+
+
+@given(
+    text=_XML_TEXT,
+    url=st.none()
+    | st.from_regex(
+        r"https://[a-z.]{1,20}/sms/status\?m=[0-9]{1,10}[&\"<>a-z=]{0,6}", fullmatch=True
+    ),
+)
+def test_replies_are_written_as_the_twilio_library_writes_twiml(text: str, url: str | None) -> None:
+    expected = MessagingResponse()
+    if text and url:
+        expected.message(text, action=url, method="POST")
+    elif text:
+        expected.message(text)
+    assert twiml(text, url).body.decode() == str(expected)

@@ -1,6 +1,6 @@
 """The VirtualQ REST client: check-ins and case look-ups, refusals classified, every call observed.
 
-Errors are those of `bot.errors`; httpx's own exceptions never leave this module.
+Errors are those of `bot.errors`; the wire's (bot.virtualq.wire) never leave this module.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .models import (
     WaitingTicket,
 )
 from .refusals import RefusalClassifier, error_message
-from .transport import AiohttpTransport
+from .wire import AiohttpWire, HttpxWire, Timeouts, Wire, WireAnswer, WireError
 
 T = TypeVar("T")
 _TEXT: TypeAdapter[str] = TypeAdapter(str)  # an answer read as text, not JSON
@@ -56,11 +56,11 @@ Observer = Callable[[CallRecord], None]
 
 
 class VirtualQClient:
-    """Async VirtualQ calls on an injected httpx client (tests pass a MockTransport)."""
+    """Async VirtualQ calls on a wire (tests pass one on an httpx MockTransport)."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Wire,
         classifier: RefusalClassifier,
         total_timeout: float = 6.0,
         max_concurrency: int = 10,
@@ -166,7 +166,7 @@ class VirtualQClient:
         response, _ = await self._call(
             "probe", "GET", "Customers", None, None, params={"offset": 1, "limit": 1}
         )
-        return response.status_code
+        return response.status
 
     async def _read(
         self,
@@ -187,7 +187,7 @@ class VirtualQClient:
             raise UpstreamUnavailable(why)
         with self.breaker.watching():
             response, note = await self._call(operation, method, path, body, observe)
-            status = response.status_code
+            status = response.status
             if status >= 400:
                 message = error_message(response.text)
                 reason = self.classifier.classify(status, message)
@@ -214,7 +214,7 @@ class VirtualQClient:
         body: dict[str, Any] | None,
         observe: Observer | None,
         params: dict[str, Any] | None = None,
-    ) -> tuple[httpx.Response, Callable[[str, str | None], None]]:
+    ) -> tuple[WireAnswer, Callable[[str, str | None], None]]:
         """One request inside the total budget; a 2xx or 4xx response (other than 401/403)
         and the function that reports its outcome, or an error from the tree (reported)."""
         request = {"method": method, "path": path, "body": body}
@@ -231,19 +231,21 @@ class VirtualQClient:
         try:
             async with asyncio.timeout(self.total_timeout), self._slots:
                 queued = False
-                response = await self.http.request(method, path, json=body, params=params)
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            sent = not queued and not isinstance(exc, _NOT_SENT)
+                response = await self.http.request(method, path, body, params)
+        except TimeoutError as exc:
             waited = " waiting for a free slot" if queued else ""
-            cause = f"timeout after {self.total_timeout:g}s{waited} ({type(exc).__name__})"
+            cause = f"timeout after {self.total_timeout:g}s{waited} (TimeoutError)"
             note("timeout", cause)
-            raise UpstreamTimeout(cause, request_sent=sent) from exc
-        except httpx.HTTPError as exc:
-            cause = f"{type(exc).__name__}: {exc}"
+            raise UpstreamTimeout(cause, request_sent=not queued) from exc
+        except WireError as exc:
+            if exc.timeout:
+                cause = f"timeout after {self.total_timeout:g}s ({exc.kind})"
+                note("timeout", cause)
+                raise UpstreamTimeout(cause, request_sent=exc.sent) from exc
+            cause = str(exc)
             note("unavailable", cause)
-            sent = not isinstance(exc, _NOT_SENT)
-            raise UpstreamUnavailable(cause, request_sent=sent) from exc
-        status, text = response.status_code, response.text[:4000]
+            raise UpstreamUnavailable(cause, request_sent=exc.sent) from exc
+        status, text = response.status, response.text[:4000]
         if status in (401, 403):
             cause = f"VirtualQ rejected our credentials ({status}); check VIRTUALQ_AUTH_* settings"
             note("auth", cause)
@@ -263,17 +265,6 @@ class VirtualQClient:
         return response, note
 
 
-# Transport errors raised before any of the request left this process.
-_NOT_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.UnsupportedProtocol,
-    httpx.LocalProtocolError,
-    httpx.ProxyError,
-)
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "body"
@@ -284,31 +275,33 @@ def make_http_client(
     settings: Settings,
     transport: httpx.AsyncBaseTransport | None = None,
     base_url: str | None = None,
-) -> httpx.AsyncClient:
-    """An httpx client for VirtualQ with the configured base URL, timeouts and auth, on
-    aiohttp (bot.virtualq.transport) unless given a transport of its own."""
+) -> Wire:
+    """VirtualQ's wire with the configured base URL, timeouts and auth: aiohttp to a real
+    server, or httpx on a given transport (a test's, or the simulator in process)."""
     headers = {"Accept": "application/json", "User-Agent": "checkin-bot"}
     if settings.virtualq_auth_header and settings.virtualq_auth_value:
         headers[settings.virtualq_auth_header] = settings.virtualq_auth_value.get_secret_value()
-    auth = None
+    basic = None
     if settings.virtualq_username and settings.virtualq_password:
-        auth = httpx.BasicAuth(
-            settings.virtualq_username, settings.virtualq_password.get_secret_value()
+        basic = (settings.virtualq_username, settings.virtualq_password.get_secret_value())
+    url = (base_url or settings.virtualq_base_url or "").rstrip("/") + "/"
+    if transport is None:
+        timeouts = Timeouts(
+            settings.virtualq_timeout_seconds, settings.virtualq_connect_timeout_seconds
         )
+        return AiohttpWire(url, headers, timeouts, basic)
     timeout = httpx.Timeout(
         settings.virtualq_timeout_seconds, connect=settings.virtualq_connect_timeout_seconds
     )
-    url = (base_url or settings.virtualq_base_url or "").rstrip("/") + "/"
-    return httpx.AsyncClient(
-        base_url=url,
-        headers=headers,
-        auth=auth,
-        timeout=timeout,
-        transport=transport or AiohttpTransport(),
+    auth = httpx.BasicAuth(*basic) if basic else None
+    return HttpxWire(
+        httpx.AsyncClient(
+            base_url=url, headers=headers, auth=auth, timeout=timeout, transport=transport
+        )
     )
 
 
-def make_client(settings: Settings, http: httpx.AsyncClient) -> VirtualQClient:
+def make_client(settings: Settings, http: Wire) -> VirtualQClient:
     return VirtualQClient(
         http,
         RefusalClassifier(settings.refusal_patterns),

@@ -1,4 +1,4 @@
-"""The VirtualQ client on the wire (bot.virtualq.transport, aiohttp under httpx) against a real
+"""The VirtualQ client on the wire (bot.virtualq.wire, aiohttp) against a real
 socket server that misbehaves as upstreams do: what reaches VirtualQ, what comes back, and
 which failures may have reached it (a check-in to look up) and which cannot have."""
 
@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 
 from bot.errors import UpstreamTimeout, UpstreamUnavailable
 from bot.settings import Settings
 from bot.virtualq import VirtualQClient, make_client, make_http_client
+from bot.virtualq.wire import Wire
 
 CASE = {"CaseId": 7, "Ticket": "A001", "QueuePosition": 2, "WaitTimeEst": 10}
 
@@ -62,7 +62,7 @@ async def upstream(handler: Handler) -> AsyncIterator[tuple[str, list[bytes], li
         server.close()
 
 
-def _client(url: str, **settings: Any) -> tuple[VirtualQClient, httpx.AsyncClient]:
+def _client(url: str, **settings: Any) -> tuple[VirtualQClient, Wire]:
     config = Settings(virtualq_base_url=url, **settings)
     http = make_http_client(config)
     return make_client(config, http), http
@@ -148,3 +148,19 @@ async def test_a_connection_never_made_cannot_have_checked_in() -> None:
         await http.aclose()
     assert not caught.value.request_sent
     assert "ConnectError" in caught.value.cause
+
+
+def test_a_proxy_from_the_environment_is_used_unless_no_proxy_spares_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.virtualq.wire import _env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "vq.internal")
+    _env_proxy.cache_clear()
+    try:
+        proxy, _ = _env_proxy("https", "qflow.example.org")
+        assert str(proxy) == "http://proxy.example:3128"
+        assert _env_proxy("https", "vq.internal") == (None, None)
+    finally:
+        _env_proxy.cache_clear()
