@@ -1,5 +1,7 @@
-"""SQLite's writer thread: transactions queued behind a commit share the next one (group
-commit), each in a savepoint of its own, and none is answered before its commit."""
+"""The store's engines. SQLite's writer thread: transactions queued behind a commit share the
+next one (group commit), each in a savepoint of its own, and none is answered before its
+commit. PostgreSQL: a pooled connection the server dropped while it sat idle is replaced
+before a text uses it."""
 
 from __future__ import annotations
 
@@ -8,14 +10,17 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bot.store import engine as engine_module
 from bot.store import open_store
 from bot.store.tables import phone_locks
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
@@ -25,6 +30,7 @@ def _lock(conn: Connection, phone: str) -> str:
     return phone
 
 
+@SQLITE
 async def test_texts_queued_behind_a_commit_share_the_next_one(db_url: str) -> None:
     async with open_store(db_url) as store:
         writer = store.tx.engines()[-1]
@@ -55,6 +61,7 @@ async def test_texts_queued_behind_a_commit_share_the_next_one(db_url: str) -> N
         assert sorted(stored) == phones
 
 
+@SQLITE
 async def test_a_text_alone_is_one_transaction_and_its_error_rolls_it_back(db_url: str) -> None:
     async with open_store(db_url) as store:
 
@@ -68,3 +75,24 @@ async def test_a_text_alone_is_one_transaction_and_its_error_rolls_it_back(db_ur
         async with store.engine.connect() as conn:
             stored = (await conn.execute(sa.select(phone_locks.c.phone))).scalars().all()
         assert stored == ["+61400000002"]
+
+
+@POSTGRESQL
+async def test_a_connection_dropped_while_idle_is_replaced_before_use(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_store(db_url) as store:
+        first = await store.log.record_inbound("+61400000001", "SM1", "here", 0, NOW)
+        # The server (or a PaaS proxy) drops every pooled connection while it is idle.
+        admin = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert killed >= 1
+        monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
+        second = await store.log.record_inbound("+61400000001", "SM2", "here", 0, NOW)
+        assert second.id > first.id and not second.duplicate

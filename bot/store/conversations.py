@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .prepared import Prepared
 from .tables import conversations
@@ -40,7 +41,16 @@ _LOAD = Prepared(
 
 
 def load(conn: Connection, phone: str) -> Saved:
-    row = _LOAD.execute(conn, {"phone": phone}).first()
+    return _saved(_LOAD.execute(conn, {"phone": phone}).first())
+
+
+async def load_on_driver(conn: AsyncConnection, phone: str) -> Saved:
+    """`load` as one statement outside any transaction (PostgreSQL's turns)."""
+    rows = await _LOAD.execute_on_driver(conn, {"phone": phone})
+    return _saved(rows[0] if rows else None)
+
+
+def _saved(row: Any) -> Saved:
     if row is None:
         return Saved()
     return Saved(row.state, dict(row.data or {}), row.language, row.language_source)
@@ -75,9 +85,29 @@ def save(
     language: tuple[str | None, str | None] | None = None,
 ) -> None:
     """Write the phone's state and data (and its reply language, when given)."""
+    _UPSERTS[conn.dialect.name, language is not None].execute(
+        conn, _row(phone, state, data, now, language)
+    )
+
+
+async def save_on_driver(
+    conn: AsyncConnection, phone: str, state: str, data: Mapping[str, Any], now: datetime
+) -> None:
+    """`save` as one statement in autocommit, durable when it returns (PostgreSQL's turns)."""
+    row = _row(phone, state, data, now, None)
+    await _UPSERTS[conn.dialect.name, False].execute_on_driver(conn, row)
+
+
+def _row(
+    phone: str,
+    state: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    language: tuple[str | None, str | None] | None,
+) -> dict[str, Any]:
     values: dict[str, Any] = dict(
         phone=phone, state=state, data=dict(data), updated_at=now, created_at=now
     )
     if language is not None:
         values |= dict(language=language[0], language_source=language[1])
-    _UPSERTS[conn.dialect.name, language is not None].execute(conn, values)
+    return values

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .prepared import Prepared
 from .tables import directory
@@ -47,6 +47,12 @@ _ENTRIES_FOR = Prepared(
 def entries_for(conn: Connection, phone: str) -> tuple[Entry, ...]:
     """The phone's customers, in the order they were imported."""
     rows = _ENTRIES_FOR.execute(conn, {"phone": phone}).all()
+    return tuple(Entry(phone, r.personal_id, r.name, r.language) for r in rows)
+
+
+async def entries_on_driver(conn: AsyncConnection, phone: str) -> tuple[Entry, ...]:
+    """`entries_for` as one statement outside any transaction (PostgreSQL's turns)."""
+    rows = await _ENTRIES_FOR.execute_on_driver(conn, {"phone": phone})
     return tuple(Entry(phone, r.personal_id, r.name, r.language) for r in rows)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
 # Told the SQL of every statement a Prepared runs (tests count statements with it; SQLAlchemy's
@@ -118,6 +119,19 @@ class Prepared:
         params = params or {}
         plan = self._plan(conn.dialect, params)
         return _run(conn, plan, plan.parameters(params), many=False)
+
+    async def execute_on_driver(
+        self, conn: AsyncConnection, params: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        """Run once on an async connection's driver (asyncpg), outside SQLAlchemy's
+        transaction handling: in autocommit when no transaction is open, one round trip."""
+        params = params or {}
+        plan = self._plan(conn.dialect, params)
+        for observe in observers:
+            observe(plan.sql)
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        return plan.rows(await driver.fetch(plan.sql, *plan.parameters(params)))
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once for each of `rows` (all with the same keys), returning nothing."""

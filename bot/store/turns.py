@@ -43,9 +43,11 @@ T = TypeVar("T")
 class Turn:
     """One message's turn on a phone's conversation: its reads and writes.
 
-    Three short transactions at most, none open while VirtualQ is asked: taking the turn reads
-    the conversation and the directory with it; a check-in's write-ahead record; the outcome,
-    written with the turn's release on SQLite, followed by the unlock on PostgreSQL.
+    None open while VirtualQ is asked. On SQLite three short transactions at most: taking the
+    turn reads the conversation and the directory with it; a check-in's write-ahead record;
+    the outcome, written with the turn's release. On PostgreSQL one: the lock, the reads, the
+    write-ahead record and the unlock are single statements in autocommit, and only the
+    outcome is a transaction.
     """
 
     def __init__(
@@ -73,8 +75,12 @@ class Turn:
 
     async def remember(self, state: str, data: Mapping[str, Any], now: datetime) -> None:
         """Save the conversation now, before the turn ends: what a check-in is about to do,
-        so that if this process dies mid-call the next message reconciles it."""
-        await self._run(conversations.save, self.phone, state, data, now)
+        so that if this process dies mid-call the next message reconciles it (on
+        PostgreSQL one statement in autocommit: committed when it returns)."""
+        if self._conn is None:
+            await self._tx.run(conversations.save, self.phone, state, data, now)
+        else:
+            await conversations.save_on_driver(self._conn, self.phone, state, data, now)
 
     async def handled(self, inbound_id: int) -> bool:
         return await self._run(log.handled, inbound_id)
@@ -141,7 +147,7 @@ class Turns:
                 try:
                     yield turn
                 finally:  # after the outcome's commit (see Turn.finish)
-                    await _advisory_unlock(self.tx, conn, phone)
+                    await _advisory_unlock(conn, phone)
 
     async def _lease(self, turn: Turn, wait: float) -> None:
         loop = asyncio.get_running_loop()
@@ -152,11 +158,28 @@ class Turns:
             await asyncio.sleep(_LEASE_POLL_SECONDS)
 
     async def _advisory_lock(self, turn: Turn, conn: AsyncConnection, wait: float) -> None:
+        """Lock the phone's key and read its conversation and directory rows, outside any
+        transaction: each statement reads what was committed before it began, so after the
+        lock, what the turn before this one committed; three round trips."""
+        fairy = await conn.get_raw_connection()
+        timeout_ms = max(1, int(wait * 1000))
         try:
-            await self.tx.run_on(conn, _take_advisory_lock, turn, max(1, int(wait * 1000)))
-        except sa.exc.DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            if fairy.info.get("lock_timeout") != timeout_ms:
+                # For the session: no statement on a connection that takes turns waits for a
+                # lock longer than a turn does (set once per connection, not per text).
+                await _LOCK_TIMEOUT.execute_on_driver(conn, {"ms": str(timeout_ms)})
+                fairy.info["lock_timeout"] = timeout_ms
+            await _ADVISORY_LOCK.execute_on_driver(conn, {"key": advisory_key(turn.phone)})
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise PhoneBusy(f"waited {wait:g} s for this phone's turn") from exc
+            await conn.invalidate()  # whether the lock was taken or not, closing frees it
+            raise
+        try:
+            turn.saved = await conversations.load_on_driver(conn, turn.phone)
+            turn.entries = await directory.entries_on_driver(conn, turn.phone)
+        except BaseException:
+            await _advisory_unlock(conn, turn.phone)
             raise
 
     @asynccontextmanager
@@ -218,9 +241,9 @@ def _release(conn: Connection, phone: str, owner: str) -> None:
 # --- PostgreSQL: a session advisory lock ---------------------------------------------------------
 
 
-# SET LOCAL lock_timeout, as a function of a parameter (for this transaction only).
+# SET lock_timeout, as a function of a parameter (for the session).
 _LOCK_TIMEOUT = Prepared(
-    sa.select(sa.func.set_config("lock_timeout", sa.bindparam("ms", type_=sa.String), True))
+    sa.select(sa.func.set_config("lock_timeout", sa.bindparam("ms", type_=sa.String), False))
 )
 _ADVISORY_LOCK = Prepared(
     sa.select(sa.func.pg_advisory_lock(sa.bindparam("key", type_=sa.BigInteger)))
@@ -230,19 +253,10 @@ _ADVISORY_UNLOCK = Prepared(
 )
 
 
-def _take_advisory_lock(conn: Connection, turn: Turn, timeout_ms: int) -> None:
-    _LOCK_TIMEOUT.execute(conn, {"ms": str(int(timeout_ms))})
-    _ADVISORY_LOCK.execute(conn, {"key": advisory_key(turn.phone)})
-    turn._read(conn)
-
-
-def _unlock(conn: Connection, phone: str) -> None:
-    _ADVISORY_UNLOCK.execute(conn, {"key": advisory_key(phone)})
-
-
-async def _advisory_unlock(tx: Transactions, conn: AsyncConnection, phone: str) -> None:
+async def _advisory_unlock(conn: AsyncConnection, phone: str) -> None:
+    """Unlock, outside any transaction: one round trip, after the outcome's commit."""
     try:
-        await tx.run_on(conn, _unlock, phone)
+        await _ADVISORY_UNLOCK.execute_on_driver(conn, {"key": advisory_key(phone)})
     except Exception:
         logger.warning("could not release a phone's advisory lock; closing its connection")
         await conn.invalidate()  # the server frees a closed session's locks
