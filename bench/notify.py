@@ -37,10 +37,10 @@ from bot.outbox import Outbox
 from bot.prompts import BUILT_IN, load_catalogue
 from bot.settings import Settings
 from bot.simulator import IN_SERVICE, Case, Queue, Simulator
-from bot.store import open_store
+from bot.store import open_store, prepared
 from bot.store.tables import watches
 from bot.texter import Texter
-from bot.virtualq import make_client
+from bot.virtualq import make_client, make_http_client
 from tests.faulty import FaultyUpstream
 from tests.helpers import serving
 
@@ -131,8 +131,9 @@ async def run(
                 statements[statement.split(None, 1)[0].upper()] += 1
 
             sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+            prepared.observers.append(lambda sql: count(None, None, sql))
             clock = lambda: datetime.now(UTC)  # noqa: E731
-            async with httpx.AsyncClient(transport=counted, base_url=base) as http:
+            async with make_http_client(settings, counted, base_url=base) as http:
                 client = make_client(settings, http)
                 catalogue = load_catalogue(BUILT_IN, "en")
                 outbox = Outbox(settings, store, Texter(settings), clock)

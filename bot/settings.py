@@ -234,8 +234,9 @@ class Settings(BaseSettings):
         5,
         ge=1,
         le=100,
-        description="Database connections each web worker keeps (it may open as many again "
-        "under load): WEB_CONCURRENCY x 2 x this must stay under the database's limit.",
+        description="Phones' turns each web worker runs at once on PostgreSQL; it opens up to "
+        "twice this many connections (the other half stores texts and serves the staff pages) "
+        "and keeps them: WEB_CONCURRENCY x 2 x this must stay under the database's limit.",
     )
     log_format: LogFormat = Field(
         LogFormat.TEXT,

@@ -33,9 +33,12 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
-    # A message's turn holds one connection (bot.store.turns): cap the pool, and when every
-    # connection is busy fail after 5 s rather than queue until Twilio has given up.
-    options: dict[str, Any] = dict(pool_size=pool_size, max_overflow=pool_size, pool_timeout=5)
+    # Up to 2 x pool_size connections, kept once opened: half for phones' turns (a turn holds
+    # one while VirtualQ is asked, bot.store.turns), half for storing texts and everything
+    # else. As an overflow the second half was opened and closed again for every text under
+    # load (a connection's start-up cost more than the text's statements). When every
+    # connection is busy, fail after 5 s rather than queue until Twilio has given up.
+    options: dict[str, Any] = dict(pool_size=2 * pool_size, max_overflow=0, pool_timeout=5)
     if make_url(async_url(url)).get_backend_name() == "postgresql":
         # Give up on an unreachable server in 5 s (asyncpg would wait a minute).
         options |= dict(connect_args={"timeout": 5})

@@ -115,10 +115,11 @@ class Turns:
         self.tx = tx
         self._local: dict[str, tuple[asyncio.Lock, int]] = {}
         # On PostgreSQL a turn holds a connection (its advisory lock lives on it) while
-        # VirtualQ is asked: at most the pool's size at once, so that a rush waits here, in
-        # memory, and storing each inbound text (and the staff pages) always finds a
-        # connection in the pool's overflow, instead of everyone timing out on the pool.
-        size = engine.pool.size() if isinstance(engine.pool, QueuePool) else 5
+        # VirtualQ is asked: at most half the pool at once (DATABASE_POOL_SIZE), so that a
+        # rush waits here, in memory, and storing each inbound text (and the staff pages)
+        # always finds a connection in the other half, instead of everyone timing out on
+        # the pool.
+        size = engine.pool.size() // 2 if isinstance(engine.pool, QueuePool) else 5
         self._slots = asyncio.Semaphore(max(1, size))
 
     @asynccontextmanager
