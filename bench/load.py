@@ -982,6 +982,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-simulator", action="store_true", help="no simulator-alone run")
     parser.add_argument(
+        "--skip-echo", action="store_true", help="no echo run (a long memory run, say)"
+    )
+    parser.add_argument(
         "--retries",
         type=int,
         default=2,
@@ -1093,12 +1096,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(measured("simulator alone", bench.simulator_alone))
             echo_requests = sms_requests(load_customer_rows(5000))
             for workers in args.workers:
-                results.append(
-                    measured(
-                        f"echo, {workers} worker(s)",
-                        functools.partial(bench.echo, workers, echo_requests),
+                if not args.skip_echo:
+                    results.append(
+                        measured(
+                            f"echo, {workers} worker(s)",
+                            functools.partial(bench.echo, workers, echo_requests),
+                        )
                     )
-                )
                 for backend in backends:
                     results.append(
                         measured(
