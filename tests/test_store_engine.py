@@ -1,13 +1,15 @@
 """The store's engines. SQLite's writer thread: transactions queued behind a commit share the
-next one (group commit), each in a savepoint of its own, and none is answered before its
-commit. PostgreSQL: a pooled connection the server dropped while it sat idle is replaced
-before a text uses it."""
+next one (group commit), each in a savepoint of its own, none is answered before its commit,
+and the writers of several workers take turns at the write lock. PostgreSQL: a pooled
+connection the server dropped while it sat idle is replaced before a text uses it."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from bot.store import engine as engine_module
 from bot.store import open_store
+from bot.store.engine import _Turnstile
 from bot.store.tables import phone_locks
 
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -96,3 +99,38 @@ async def test_a_connection_dropped_while_idle_is_replaced_before_use(
         monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
         second = await store.log.record_inbound("+61400000001", "SM2", "here", 0, NOW)
         assert second.id > first.id and not second.duplicate
+
+
+def test_the_writers_of_two_workers_take_turns_at_the_write_lock(tmp_path: Path) -> None:
+    """Each worker has its own writer thread; under a rush one could win SQLite's lock batch
+    after batch while the other's busy handler polled. With the turnstile, a writer that
+    let the lock go and comes straight back waits for the one that was already waiting."""
+    database = str(tmp_path / "bot.db")
+    first, second = (_Turnstile.for_database(database) for _ in range(2))
+    probe = open(f"{database}-writer-gate", "ab")  # noqa: SIM115
+    order: list[str] = []
+
+    def second_writer() -> None:
+        with second:
+            order.append("second")
+
+    first.__enter__()
+    waiting = threading.Thread(target=second_writer)
+    waiting.start()
+    for _ in range(500):  # until the second writer waits at the lock, holding the gate
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(probe, fcntl.LOCK_UN)
+        except BlockingIOError:
+            break
+        threading.Event().wait(0.01)
+    else:
+        pytest.fail("the second writer never came to the lock")
+    first.__exit__()
+    with first:  # straight back: after the one that was waiting
+        order.append("first again")
+    waiting.join(10)
+    assert order == ["second", "first again"]
+    for turnstile in (first, second):
+        turnstile.close()
+    probe.close()
