@@ -282,25 +282,32 @@ class _Turnstile:
     turn, and the kernel wakes a waiter the moment the lock is free. The kernel drops a dead
     process's locks. Not used for in-memory databases, or where flock does not exist."""
 
-    def __init__(self, files: tuple[BinaryIO, BinaryIO] | None) -> None:
-        self._files = files
+    def __init__(self, database: str | None) -> None:
+        self._database = database  # None: no turnstile
+        self._files: tuple[BinaryIO, BinaryIO] | None = None
 
     @classmethod
     def for_database(cls, database: str | None) -> _Turnstile:
         if fcntl is None or not database or database == ":memory:" or database.startswith("file:"):
             return cls(None)
-        gate = open(f"{database}-writer-gate", "ab")  # noqa: SIM115 (held for the process)
-        lock = open(f"{database}-writer-lock", "ab")  # noqa: SIM115
-        return cls((gate, lock))
+        return cls(database)
 
     def __enter__(self) -> None:
-        if self._files is not None and fcntl is not None:
-            gate, lock = self._files
-            fcntl.flock(gate, fcntl.LOCK_EX)
+        if self._database is None or fcntl is None:
+            return
+        if self._files is None:  # opened on first use: the app starts with the disk missing
+            gate = open(f"{self._database}-writer-gate", "ab")  # noqa: SIM115 (kept open)
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            finally:
-                fcntl.flock(gate, fcntl.LOCK_UN)
+                lock = open(f"{self._database}-writer-lock", "ab")  # noqa: SIM115
+            except OSError:
+                gate.close()
+                raise
+            self._files = (gate, lock)
+        fcntl.flock(self._files[0], fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._files[1], fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(self._files[0], fcntl.LOCK_UN)
 
     def __exit__(self, *exc: object) -> None:
         if self._files is not None and fcntl is not None:
