@@ -171,7 +171,7 @@ class Turns:
                 await _LOCK_TIMEOUT.execute_on_driver(conn, {"ms": str(timeout_ms)})
                 fairy.info["lock_timeout"] = timeout_ms
             await _ADVISORY_LOCK.execute_on_driver(conn, {"key": advisory_key(turn.phone)})
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled wait too: it may have got the lock
             if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise PhoneBusy(f"waited {wait:g} s for this phone's turn") from exc
             await conn.invalidate()  # whether the lock was taken or not, closing frees it
