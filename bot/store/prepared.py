@@ -6,9 +6,10 @@ straight on the DBAPI connection of the caller's transaction: sqlite3 (the write
 or asyncpg through SQLAlchemy's adapter. SQLAlchemy's own `execute` costs about 150 µs of CPU
 a statement even with its compiled cache (cache key, parameters, result set-up), more than
 SQLite takes to run one, and a text runs about twenty. The statements stay Core, so each
-database gets the SQL its dialect writes; the driver's errors are raised as SQLAlchemy's
+database gets the SQL its dialect writes. `execute` raises the driver's errors as SQLAlchemy's
 (`sa.exc.IntegrityError`, `sa.exc.DBAPIError` with `.orig`), as `Connection.execute` raises
-them.
+them; `execute_on_driver` (asyncpg, outside SQLAlchemy) raises asyncpg's own, `.sqlstate` and
+all.
 """
 
 from __future__ import annotations

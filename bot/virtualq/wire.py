@@ -17,10 +17,11 @@ import base64
 import functools
 import json
 import ssl
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import aiohttp
 import httpx
@@ -51,30 +52,21 @@ class WireError(Exception):
         self.timeout = timeout
 
 
-class Wire(Protocol):
+class Wire(ABC):
+    """One HTTP request at a time to VirtualQ; closed with `aclose` or `async with`."""
+
+    @abstractmethod
     async def request(
         self,
         method: str,
         path: str,
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
-    ) -> WireAnswer: ...
+    ) -> WireAnswer:
+        """`path` under the base URL, `body` as JSON; its answer, or a WireError."""
 
+    @abstractmethod
     async def aclose(self) -> None: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-
-class _Closing:
-    async def aclose(self) -> None:
-        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         return self
@@ -94,7 +86,7 @@ class Timeouts:
     connect: float
 
 
-class AiohttpWire(_Closing):
+class AiohttpWire(Wire):
     """A real VirtualQ over aiohttp: one session of keep-alive connections (at most `limit`),
     opened on first use in the running event loop."""
 
@@ -213,7 +205,7 @@ _NOT_SENT = (
 )
 
 
-class HttpxWire(_Closing):
+class HttpxWire(Wire):
     """VirtualQ through an httpx client (a mock transport, or the simulator in process)."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
