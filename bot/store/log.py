@@ -351,30 +351,33 @@ class Log:
 # --- the statements of the per-text path, built once (see store.engine.Transactions) -------
 
 _INSERT_MESSAGE = Prepared(messages.insert().returning(messages.c.id))
-_SET_THREAD = Prepared(
-    messages.update()
-    .where(messages.c.id == sa.bindparam("message_id"))
-    .values(thread_id=sa.bindparam("thread"))
-)
 _MESSAGE_WITH_SID = Prepared(
     sa.select(messages.c.id).where(messages.c.message_sid == sa.bindparam("sid"))
 )
-_INBOUND_SINCE = Prepared(
-    sa.select(sa.func.count())
-    .select_from(messages)
-    .where(
-        messages.c.phone == sa.bindparam("phone"),
-        messages.c.direction == "in",
-        messages.c.created_at >= sa.bindparam("since"),
-    )
-)
-_LATEST_THREAD = Prepared(
+_latest_thread = (
     sa.select(threads.c.id, threads.c.last_at)
     .where(threads.c.phone == sa.bindparam("phone"))
     .order_by(threads.c.started_at.desc(), threads.c.id.desc())
     .limit(1)
 )
+_LATEST_THREAD = Prepared(_latest_thread)
 _NEW_THREAD = Prepared(threads.insert().returning(threads.c.id))
+# The phone's latest thread (id, last_at: null when it has none) and its texts since `since`.
+_THREAD_AND_RECENT = Prepared(
+    sa.select(
+        _latest_thread.with_only_columns(threads.c.id).scalar_subquery().label("id"),
+        _latest_thread.with_only_columns(threads.c.last_at).scalar_subquery().label("last_at"),
+        sa.select(sa.func.count())
+        .select_from(messages)
+        .where(
+            messages.c.phone == sa.bindparam("phone"),
+            messages.c.direction == "in",
+            messages.c.created_at >= sa.bindparam("since"),
+        )
+        .scalar_subquery()
+        .label("recent"),
+    )
+)
 _THREAD_GOES_ON = Prepared(
     threads.update()
     .where(threads.c.id == sa.bindparam("thread"))
@@ -432,20 +435,26 @@ def _record_inbound(
         # Two first texts at once must not open two threads (SQLite's writes are serialised
         # already: BEGIN IMMEDIATE holds the database's write lock).
         _THREAD_LOCK.execute(conn, {"key": advisory_key(f"thread:{phone}")})
-    new_id = int(_INSERT_MESSAGE.execute(conn, row).scalar_one())
-    thread_id = _thread_for(conn, phone, now)
-    _SET_THREAD.execute(conn, {"message_id": new_id, "thread": thread_id})
-    recent = _inbound_since(conn, phone, recent_since) if recent_since is not None else 0
+    # The phone's latest thread and its texts of the last minute, in one statement.
+    since = recent_since if recent_since is not None else now
+    found = _THREAD_AND_RECENT.execute(conn, {"phone": phone, "since": since}).first()
+    if _goes_on(found, now):
+        # The text before the thread's row: a repeated MessageSid fails (or waits for the
+        # first delivery's transaction) holding no lock on the thread, which that first
+        # delivery's outcome updates (PostgreSQL found the deadlock the other way round).
+        thread_id = int(found.id)
+        new_id = int(_INSERT_MESSAGE.execute(conn, {**row, "thread_id": thread_id}).scalar_one())
+        _THREAD_GOES_ON.execute(conn, {"thread": thread_id, "last": max(now, found.last_at)})
+    else:
+        thread_id = _new_thread(conn, phone, now)
+        new_id = int(_INSERT_MESSAGE.execute(conn, {**row, "thread_id": thread_id}).scalar_one())
+    recent = int(found.recent or 0) + 1 if recent_since is not None else 0
     return Inbound(new_id, False, thread_id, recent)
 
 
 def _message_with_sid(conn: Connection, sid: str) -> int | None:
     found = _MESSAGE_WITH_SID.execute(conn, {"sid": sid}).scalar()
     return None if found is None else int(found)
-
-
-def _inbound_since(conn: Connection, phone: str, since: datetime) -> int:
-    return int(_INBOUND_SINCE.execute(conn, {"phone": phone, "since": since}).scalar() or 0)
 
 
 def _changed(conn: Connection, statement: sa.Executable) -> bool:
@@ -586,11 +595,21 @@ def finish(conn: Connection, h: Handled) -> int | None:
 def _thread_for(conn: Connection, phone: str, now: datetime) -> int:
     """The phone's current thread, counting one more message in it; a new one after a gap."""
     latest = _LATEST_THREAD.execute(conn, {"phone": phone}).first()
-    if latest is None or now - latest.last_at > THREAD_GAP:
-        row = dict(phone=phone, started_at=now, last_at=now, outcome="other", message_count=1)
-        return int(_NEW_THREAD.execute(conn, row).scalar_one())
+    if not _goes_on(latest, now):
+        return _new_thread(conn, phone, now)
     _THREAD_GOES_ON.execute(conn, {"thread": latest.id, "last": max(now, latest.last_at)})
     return int(latest.id)
+
+
+def _goes_on(latest: Any, now: datetime) -> bool:
+    """Whether a text at `now` belongs in the phone's latest thread (id, last_at; None or a
+    null id: it has none)."""
+    return latest is not None and latest.id is not None and now - latest.last_at <= THREAD_GAP
+
+
+def _new_thread(conn: Connection, phone: str, now: datetime) -> int:
+    row = dict(phone=phone, started_at=now, last_at=now, outcome="other", message_count=1)
+    return int(_NEW_THREAD.execute(conn, row).scalar_one())
 
 
 def _update_thread(conn: Connection, thread_id: int, h: Handled) -> None:
