@@ -9,9 +9,11 @@ import phonenumbers
 
 from .settings import PhoneIdFormat
 
-# Parsing a number costs ~100 µs and every text parses its sender's more than once (its key,
-# each log line's mask): the latest few thousand are remembered (pure functions of strings).
+# Parsing a number costs ~100 µs and every text needs its sender's more than once (its key,
+# each log line's mask): the latest few thousand are remembered (pure functions of strings),
+# and a number normalised is masked from the same parse.
 _SEEN = 4096
+_masked: dict[str, str] = {}  # E.164 -> mask, filled by normalise
 
 
 @functools.lru_cache(maxsize=_SEEN)
@@ -26,7 +28,11 @@ def normalise(raw: str, region: str) -> str | None:
         return None
     if not phonenumbers.is_valid_number(number):
         return None
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    e164 = str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    if len(_masked) >= _SEEN:
+        _masked.clear()
+    _masked[e164] = _mask_number(number)
+    return e164
 
 
 def sender_key(raw: str, region: str) -> str:
@@ -55,15 +61,21 @@ def as_personal_id(e164: str, fmt: PhoneIdFormat) -> str:
 @functools.lru_cache(maxsize=_SEEN)
 def mask(value: str) -> str:
     """A phone number with the middle digits hidden, for logs: +61 4** *** 156."""
-    keep_head = 3
+    known = _masked.get(value)
+    if known is not None:
+        return known
     try:
-        number = phonenumbers.parse(value, None)
-        value = str(
-            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-        )
-        keep_head = len(str(number.country_code)) + 1
+        return _mask_number(phonenumbers.parse(value, None))
     except phonenumbers.NumberParseException:
-        pass
+        return _mask_digits(value, 3)
+
+
+def _mask_number(number: phonenumbers.PhoneNumber) -> str:
+    value = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return _mask_digits(str(value), len(str(number.country_code)) + 1)
+
+
+def _mask_digits(value: str, keep_head: int) -> str:
     total = sum(c.isdigit() for c in value)
     if total < 7:
         return "***"

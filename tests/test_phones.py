@@ -42,3 +42,30 @@ def test_masks_hide_the_middle_digits() -> None:
     assert phones.mask("+61491570156") == "+61 4** *** 156"
     assert phones.mask("12345") == "***"
     assert "570" not in phones.mask("+1 415 570 2671")
+
+
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [
+        ("0491 570 156", "AU"),
+        ("(415) 555-2671", "US"),
+        ("020 7946 0958", "GB"),
+        ("+49 30 901820", "DE"),
+        ("090-1234-5678", "JP"),
+        ("+971 50 123 4567", None),
+        ("6 12 34 56 78", "FR"),
+    ],
+)
+def test_a_number_normalised_is_masked_as_if_parsed_afresh(raw: str, region: str) -> None:
+    """normalise() keeps the mask of the number it parsed (one parse a sender): the same
+    mask as parsing the E.164 form alone gives."""
+    e164 = phones.normalise(raw, region)
+    assert e164 is not None
+    phones._masked.clear()
+    phones.mask.cache_clear()
+    fresh = phones.mask(e164)
+    phones.normalise.cache_clear()
+    phones.mask.cache_clear()
+    assert phones.normalise(raw, region) == e164
+    assert phones._masked[e164] == fresh
+    assert phones.mask(e164) == fresh

@@ -3,14 +3,20 @@ app refuses a database at any other version with a message that says what to run
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
 
 from bot.app import create_app
 from bot.settings import Settings
 from bot.store import engine_at, schema
+from bot.store.tables import UTCDateTime
 
 from .conftest import Clock
 from .helpers import mock_upstream_bot
@@ -87,3 +93,20 @@ async def test_the_app_does_not_start_on_an_unmigrated_database(
 async def test_the_app_starts_on_a_migrated_database(db_url: str, clock: Clock) -> None:
     async with mock_upstream_bot(db_url, clock, lambda r: httpx.Response(500)) as (client, _):
         assert (await client.get("/healthz")).status_code == 200
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+    )
+)
+def test_sqlite_stores_a_datetime_as_sqlalchemy_would(value: datetime) -> None:
+    """UTCDateTime's one-step SQLite bind processor writes the very text SQLAlchemy's
+    decorator-then-DATETIME path writes (the log's time comparisons are text comparisons)."""
+    dialect = sqlite.dialect()
+    column = UTCDateTime().dialect_impl(dialect)  # as statements see it: DATETIME underneath
+    fast = column.bind_processor(dialect)
+    slow = sa.TypeDecorator.bind_processor(column, dialect)
+    assert fast is not None and slow is not None
+    assert fast(value) == slow(value)
+    assert fast(None) is None
