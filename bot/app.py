@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import doctor, phones
 from . import prompts as prompts_module
 from .errors import ClientGone, HttpError, NotHandled, SchemaError
-from .logs import RequestId
+from .logs import request_id, request_id_for
 from .notify import Notifier
 from .outbox import Outbox
 from .prompts import Catalogue
@@ -118,14 +118,13 @@ def create_app(
             staff_pages,
             Mount("/static", app=StaticFiles(packages=[("bot", "static")]), name="static"),
         ],
-        # Outermost first: every request gets an id; any error a handler below did not
-        # answer becomes a plain 500 here (the connection kept); staff answers, whatever
-        # made them, carry the security headers.
+        # Outermost first: staff answers, whatever made them, carry the security headers;
+        # every request gets an id; any error a handler below did not answer becomes a plain
+        # 500 in Boundary (the connection kept).
         middleware=[
             Middleware(ForwardedFor, trusted=settings.forwarded_allow_ips),
-            Middleware(RequestId),
             Middleware(SecurityHeaders, prefix="/staff"),
-            Middleware(ErrorBoundary),
+            Middleware(Boundary),
         ],
         exception_handlers=exception_handlers(apology, staff),
         lifespan=lifespan,
@@ -142,7 +141,7 @@ def exception_handlers(
 ) -> dict[type[Exception] | int, Callable[[Request, Exception], Response]]:
     """How requests' errors become responses: our 4xx errors as their status says, a text we
     could not handle as the apology TwiML, a client gone as nothing. Anything else is
-    ErrorBoundary's plain 500."""
+    Boundary's plain 500."""
 
     def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HttpError)
@@ -175,10 +174,13 @@ def exception_handlers(
     }
 
 
-class ErrorBoundary:
-    """The last error sink: an exception no handler answered is logged with its traceback and
-    answered with a plain 500, instead of reaching the server (which logs it as an ASGI crash
-    and drops the connection). After the response has started, nothing can be answered."""
+class Boundary:
+    """Every request's id, and the last error sink (one middleware: each wraps every request's
+    `send`). The id is the platform's X-Request-Id when it sent a sane one, else a new one; it
+    is in the logging context while the request runs and in the response's X-Request-Id. An
+    exception no handler answered is logged with its traceback and answered with a plain 500,
+    instead of reaching the server (which logs it as an ASGI crash and drops the connection);
+    after the response has started, nothing can be answered."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -187,20 +189,29 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rid = request_id_for(scope["headers"])
+        header = (b"x-request-id", rid.encode())
+        token = request_id.set(rid)
         started = False
 
-        async def tracking(message: Message) -> None:
+        async def sending(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking)
+            await self.app(scope, receive, sending)
         except Exception:
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            await PlainTextResponse("Internal Server Error", status_code=500)(
+                scope, receive, sending
+            )
+        finally:
+            request_id.reset(token)
 
 
 def _cause(exc: BaseException) -> str:

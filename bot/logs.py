@@ -15,8 +15,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from . import phones
 from .settings import LogFormat
 
@@ -141,27 +139,12 @@ def configure_logging(log_format: LogFormat = LogFormat.TEXT, server_level: str 
     logging.config.dictConfig(log_config(log_format, server_level=server_level))
 
 
-class RequestId:
-    """ASGI middleware: each request gets an id (the platform's X-Request-Id when it sent a
-    sane one), put in the logging context and echoed in the response's X-Request-Id."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _GOOD_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
-        token = request_id.set(rid)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id.reset(token)
+def request_id_for(headers: list[tuple[bytes, bytes]]) -> str:
+    """A request's id: the platform's X-Request-Id when it sent a sane one, else a new one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            if _GOOD_REQUEST_ID.fullmatch(given):
+                return given
+            break
+    return uuid.uuid4().hex[:16]
