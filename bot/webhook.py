@@ -145,7 +145,16 @@ class SignatureChecker:
         return self.token is not None and bool(self.token.validate(url, params, signature))
 
 
-async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
+class Form(ImmutableMultiDict[str, str]):
+    """A webhook's form. `getall` is what the twilio library's RequestValidator asks a form
+    for each parameter's values first: without it, it raises and catches an AttributeError a
+    parameter, twice a request (with and without the port)."""
+
+    def getall(self, key: str) -> list[str]:
+        return self.getlist(key)
+
+
+async def read_form(request: Request) -> Form:
     """The url-encoded form, refusing oversized (413), slow (408) or undecodable (400) bodies;
     a client that hangs up mid-body is a ClientGone, logged as one line."""
     declared = request.headers.get("content-length")
@@ -167,14 +176,12 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
     except UnicodeDecodeError as exc:
         raise BadWebhook("body is not UTF-8") from exc
     try:
-        return ImmutableMultiDict(parse_qsl(text, keep_blank_values=True, max_num_fields=200))
+        return Form(parse_qsl(text, keep_blank_values=True, max_num_fields=200))
     except ValueError as exc:
         raise BadWebhook(f"unreadable form: {exc}") from exc
 
 
-async def verified_form(
-    request: Request, checker: SignatureChecker
-) -> ImmutableMultiDict[str, str]:
+async def verified_form(request: Request, checker: SignatureChecker) -> Form:
     """A webhook's form once readable (else BadWebhook 400/413) and signed by Twilio (else
     BadWebhook 403)."""
     form = await read_form(request)
