@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from bot import logs
+from bot.doctor import Readiness
 from bot.settings import LogFormat
+from bot.staff.auth import SECURITY_HEADERS, Sessions
 
 from .conftest import Clock
 from .helpers import ALEX, form, running_bot
@@ -74,3 +76,34 @@ def test_the_conversation_key_is_stable_keyed_and_not_the_number() -> None:
     assert key == logs.conversation_key(ALEX, "secret")
     assert key != logs.conversation_key(ALEX, "other secret")
     assert "491570156" not in key
+
+
+async def test_an_unhandled_error_is_a_plain_500_with_its_request_id(
+    db_url: str,
+    clock: Clock,
+    json_logs: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any error no handler answered: logged with the request's id and traceback, answered
+    with a plain 500 that carries the id (and, on a staff page, the security headers)."""
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug in a page")
+
+    monkeypatch.setattr(Sessions, "account", broken)
+    monkeypatch.setattr(Readiness, "checks", broken)
+    staff_settings = dict(
+        staff_username="staff", staff_password="correct horse 12", secret_key="s" * 40
+    )
+    async with running_bot(db_url, clock, **staff_settings) as bot:
+        staff = await bot.client.get("/staff/login", headers={"X-Request-Id": "page-7"})
+        ready = await bot.client.get("/readyz")
+    assert (staff.status_code, staff.text) == (500, "Internal Server Error")
+    assert staff.headers["x-request-id"] == "page-7"
+    for name, value in SECURITY_HEADERS:
+        assert staff.headers[name.decode()] == value.decode()
+    assert ready.status_code == 500 and ready.headers["x-request-id"]
+    assert "content-security-policy" not in ready.headers
+    failures = [e for e in _events(json_logs) if e["level"] == "ERROR"]
+    assert [e.get("request_id") for e in failures] == ["page-7", ready.headers["x-request-id"]]
+    assert all("RuntimeError: a bug in a page" in e["exception"] for e in failures)
