@@ -3,7 +3,7 @@ app refuses a database at any other version with a message that says what to run
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -100,13 +100,20 @@ async def test_the_app_starts_on_a_migrated_database(db_url: str, clock: Clock) 
         min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
     )
 )
-def test_sqlite_stores_a_datetime_as_sqlalchemy_would(value: datetime) -> None:
-    """UTCDateTime's one-step SQLite bind processor writes the very text SQLAlchemy's
-    decorator-then-DATETIME path writes (the log's time comparisons are text comparisons)."""
+def test_sqlite_stores_and_reads_a_datetime_as_sqlalchemy_would(value: datetime) -> None:
+    """UTCDateTime's one-step SQLite processors write the very text SQLAlchemy's
+    decorator-then-DATETIME path writes (the log's time comparisons are text comparisons), and
+    read it back to the same instant, in UTC."""
     dialect = sqlite.dialect()
     column = UTCDateTime().dialect_impl(dialect)  # as statements see it: DATETIME underneath
-    fast = column.bind_processor(dialect)
-    slow = sa.TypeDecorator.bind_processor(column, dialect)
-    assert fast is not None and slow is not None
-    assert fast(value) == slow(value)
-    assert fast(None) is None
+    fast, slow = column.bind_processor(dialect), sa.TypeDecorator.bind_processor(column, dialect)
+    read = column.result_processor(dialect, None)
+    read_slow = sa.TypeDecorator.result_processor(column, dialect, None)
+    assert fast is not None and slow is not None and read is not None and read_slow is not None
+    stored = fast(value)
+    assert stored == slow(value)
+    assert read(stored) == read_slow(stored) == value.astimezone(UTC)  # (ambiguous local times)
+    assert read(stored).tzinfo is UTC
+    assert fast(None) is None and read(None) is None
+    # Written some other way (by hand, say): read as SQLAlchemy reads it.
+    assert read(stored[:19]) == read_slow(stored[:19])

@@ -22,22 +22,50 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         return value.astimezone(UTC).replace(tzinfo=None)
 
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+    # On SQLite, the text SQLAlchemy's DATETIME stores and reads ("2026-11-24 09:00:00.000000"),
+    # in one step each instead of the decorator's two: a text binds about twenty datetimes
+    # (tests/test_schema.py holds them to SQLAlchemy's own).
+
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        """On SQLite, the text SQLAlchemy's DATETIME stores ("2026-11-24 09:00:00.000000"),
-        written by isoformat in one step instead of the decorator's two (a text binds about
-        twenty datetimes)."""
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            v = value.astimezone(UTC)
+            return _SQLITE_DATETIME % (
+                v.year,
+                v.month,
+                v.day,
+                v.hour,
+                v.minute,
+                v.second,
+                v.microsecond,
+            )
 
         return process
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        slow = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or slow is None:
+            return slow
+
+        def process(value: str | None) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except (TypeError, ValueError):  # not as SQLAlchemy writes it
+                return slow(value)
+
+        return process
+
+
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's DATETIME storage format
 
 
 metadata = sa.MetaData()
