@@ -139,27 +139,36 @@ class Service:
         progress.phone = phone
         logs.conversation.set(self.log_key(phone))
         now = self.clock()
-        inbound = await self.store.log.record_inbound(
-            phone,
-            sms.sid,
-            sms.body,
-            sms.num_media,
-            now,
-            sms.idempotency_token,
-            recent_since=now - timedelta(minutes=1),
-        )
-        progress.inbound_id, progress.repeat = inbound.id, inbound.duplicate
-        if inbound.duplicate:
-            return await self._repeat(inbound.id, phone)
-        limited = await self._rate_limit(inbound.id, phone, inbound.recent)
-        if limited is not None:
-            return limited
-        try:
-            async with self.store.turns.take(phone, PHONE_TURN_WAIT_SECONDS) as turn:
-                return await self.answer(turn, inbound.id, phone, sms.body, inbound.thread_id)
-        except PhoneBusy as exc:
-            log.warning("%s: %s; sent the fallback reply", phones.mask(phone), exc)
-            return await self._log_aside(inbound.id, phone, "busy", ReplyKey.UPSTREAM_UNAVAILABLE)
+        # In the phone's line from now on: texts of one phone are answered in the order they
+        # arrived (when the phone's line was empty, its turn is taken as the text is stored).
+        async with self.store.turns.arrive(phone) as arrival:
+            inbound = await self.store.log.record_inbound(
+                phone,
+                sms.sid,
+                sms.body,
+                sms.num_media,
+                now,
+                sms.idempotency_token,
+                recent_since=now - timedelta(minutes=1),
+                then=arrival.with_turn(),
+            )
+            progress.inbound_id, progress.repeat = inbound.id, inbound.duplicate
+            if not inbound.duplicate:
+                limited = await self._rate_limit(inbound.id, phone, inbound.recent)
+                if limited is not None:
+                    return limited
+                try:
+                    async with arrival.turn(PHONE_TURN_WAIT_SECONDS) as turn:
+                        return await self.answer(
+                            turn, inbound.id, phone, sms.body, inbound.thread_id
+                        )
+                except PhoneBusy as exc:
+                    log.warning("%s: %s; sent the fallback reply", phones.mask(phone), exc)
+                    return await self._log_aside(
+                        inbound.id, phone, "busy", ReplyKey.UPSTREAM_UNAVAILABLE
+                    )
+        # A repeated delivery waits for the first one's answer out of the phone's line.
+        return await self._repeat(inbound.id, phone)
 
     async def answer(
         self, turn: Turn, inbound_id: int, phone: str, body: str, thread_id: int | None = None

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 
 from bot.errors import PhoneBusy
-from bot.store import open_store
+from bot.store import Store, open_store
 from bot.store.log import advisory_key
-from bot.store.tables import phone_locks
+from bot.store.tables import messages, phone_locks
 
 from .helpers import ALEX, JORDAN
 
@@ -58,3 +59,73 @@ async def test_a_turn_whose_holder_died_is_taken_back(db_url: str, backend: str)
             async with store.turns.take(ALEX, wait=5):
                 pass
             assert other.is_closed()
+
+
+async def test_a_text_is_not_let_ahead_of_one_that_arrived_before_it(db_url: str) -> None:
+    """A text is in its phone's line from the moment it arrives, while it is being stored: a
+    later text of the phone, finding the turn free, still waits for it."""
+    async with open_store(db_url) as store:
+        order: list[str] = []
+        first_stored = asyncio.Event()
+
+        async def text(name: str, storing: asyncio.Event | None = None) -> None:
+            async with store.turns.arrive(ALEX) as arrival:
+                if storing is not None:
+                    await storing.wait()  # its text still being stored
+                async with arrival.turn(5):
+                    order.append(name)
+
+        async with store.turns.take(ALEX, wait=5):
+            first = asyncio.create_task(text("first", first_stored))
+            await asyncio.sleep(0.05)
+        second = asyncio.create_task(text("second"))  # the turn is free; "first" is in line
+        await asyncio.sleep(0.1)
+        assert order == []
+        first_stored.set()
+        await asyncio.gather(first, second)
+        assert order == ["first", "second"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_lone_text_takes_its_turn_as_it_is_stored(db_url: str) -> None:
+    """SQLite: nobody else in the phone's line, so the transaction that stores the text also
+    takes the phone's lease and reads its conversation; the turn is that one."""
+    async with open_store(db_url) as store:
+        async with store.turns.arrive(ALEX) as arrival:
+            then = arrival.with_turn()
+            assert then is not None
+            inbound = await store.log.record_inbound(ALEX, "SM1", "here", 0, NOW, then=then)
+            assert arrival.leased is not None
+            assert await _lease_holder(store) == arrival.leased.owner
+            async with arrival.turn(0.1) as turn:
+                assert turn is arrival.leased and turn.saved.state == "idle"
+        assert inbound.id and await _lease_holder(store) is None  # given back
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_lone_text_whose_phone_another_process_holds_is_stored_and_waits(
+    db_url: str,
+) -> None:
+    async with open_store(db_url) as store, open_store(db_url) as elsewhere:
+        async with elsewhere.turns.take(ALEX, wait=1):
+            async with store.turns.arrive(ALEX) as arrival:
+                then = arrival.with_turn()
+                inbound = await store.log.record_inbound(ALEX, "SM2", "here", 0, NOW, then=then)
+                assert arrival.leased is None  # the other process's lease stood
+                with pytest.raises(PhoneBusy):
+                    async with arrival.turn(0.2):
+                        pass
+            assert await _lease_holder(store) is not None  # still the other's
+        async with store.engine.connect() as conn:
+            stored = await conn.scalar(
+                sa.select(messages.c.body).where(messages.c.id == inbound.id)
+            )
+        assert stored == "here"
+
+
+NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+
+
+async def _lease_holder(store: Store) -> str | None:
+    async with store.engine.connect() as conn:
+        return await conn.scalar(sa.select(phone_locks.c.owner).where(phone_locks.c.phone == ALEX))

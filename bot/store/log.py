@@ -168,10 +168,12 @@ class Log:
         now: datetime,
         idempotency_token: str | None = None,
         recent_since: datetime | None = None,
+        then: Callable[[Connection], None] | None = None,
     ) -> Inbound:
         """Store an inbound message before anything else; a repeated MessageSid is flagged.
         With `recent_since`, also counts the phone's texts since then (for the rate limit), in
-        the same transaction."""
+        the same transaction; `then` runs in it too, once the text is in (taking the phone's
+        turn: bot.store.turns.Arrival)."""
         row = dict(
             phone=phone,
             direction="in",
@@ -182,7 +184,7 @@ class Log:
             created_at=now,
         )
         try:
-            return await self.tx.run(_record_inbound, row, recent_since)
+            return await self.tx.run(_record_inbound, row, recent_since, then)
         except sa.exc.IntegrityError:
             found = await self.tx.run(_message_with_sid, sid)
             if found is None:
@@ -428,7 +430,10 @@ _THREAD_LOCK = Prepared(
 
 
 def _record_inbound(
-    conn: Connection, row: dict[str, Any], recent_since: datetime | None
+    conn: Connection,
+    row: dict[str, Any],
+    recent_since: datetime | None,
+    then: Callable[[Connection], None] | None = None,
 ) -> Inbound:
     phone, now = row["phone"], row["created_at"]
     if conn.dialect.name == "postgresql":
@@ -449,6 +454,8 @@ def _record_inbound(
         thread_id = _new_thread(conn, phone, now)
         new_id = int(_INSERT_MESSAGE.execute(conn, {**row, "thread_id": thread_id}).scalar_one())
     recent = int(found.recent or 0) + 1 if recent_since is not None else 0
+    if then is not None:
+        then(conn)
     return Inbound(new_id, False, thread_id, recent)
 
 

@@ -1,10 +1,11 @@
 """A phone's turn: one text at a time per phone, across every process on the database.
 
-Two layers, both here: within a process an asyncio lock per phone keeps texts in arrival order
-(and keeps waiters from each holding a connection); across processes, PostgreSQL takes a session
-advisory lock on a hash of the phone (waited for with `lock_timeout`; the server frees it when
-a crashed holder's connection drops), and SQLite, one machine by nature, a lease row in
-`phone_locks` that expires after LEASE_SECONDS if its holder died.
+Two layers, both here: within a process a line per phone keeps texts in the order they arrived
+(a text is in it from before it is stored; waiters hold no connection); across processes,
+PostgreSQL takes a session advisory lock on a hash of the phone (waited for with
+`lock_timeout`; the server frees it when a crashed holder's connection drops), and SQLite, one
+machine by nature, a lease row in `phone_locks` that expires after LEASE_SECONDS if its holder
+died.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -44,8 +46,9 @@ class Turn:
     """One message's turn on a phone's conversation: its reads and writes.
 
     None open while VirtualQ is asked. On SQLite three short transactions at most: taking the
-    turn reads the conversation and the directory with it; a check-in's write-ahead record;
-    the outcome, written with the turn's release. On PostgreSQL one: the lock, the reads, the
+    turn reads the conversation and the directory with it (in the transaction that stores the
+    text, when the phone's line was empty); a check-in's write-ahead record; the outcome,
+    written with the turn's release. On PostgreSQL one: the lock, the reads, the
     write-ahead record and the unlock are single statements in autocommit, and only the
     outcome is a transaction.
     """
@@ -113,7 +116,7 @@ class Turns:
     def __init__(self, engine: AsyncEngine, tx: Transactions) -> None:
         self.engine = engine
         self.tx = tx
-        self._local: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._lines: dict[str, deque[Arrival]] = {}  # per phone, in arrival order
         # On PostgreSQL a turn holds a connection (its advisory lock lives on it) while
         # VirtualQ is asked: at most half the pool at once (DATABASE_POOL_SIZE), so that a
         # rush waits here, in memory, and storing each inbound text (and the staff pages)
@@ -126,29 +129,59 @@ class Turns:
     async def take(self, phone: str, wait: float) -> AsyncIterator[Turn]:
         """This phone's conversation to ourselves; PhoneBusy after waiting `wait` seconds for
         another process."""
-        async with self._in_process(phone):
-            if self.tx.threaded:  # SQLite: a lease row; no connection held between writes
-                turn = Turn(self.tx, phone, None, uuid.uuid4().hex)
+        async with self.arrive(phone) as arrival, arrival.turn(wait) as turn:
+            yield turn
+
+    @asynccontextmanager
+    async def arrive(self, phone: str) -> AsyncIterator[Arrival]:
+        """A text from `phone` arriving: from now on in the phone's line in this process, and
+        its turn (`Arrival.turn`) comes after every text of the phone that arrived before it,
+        however long their storing took.
+
+        On SQLite, a text arriving at an empty line has the in-process turn at once, and
+        `Arrival.with_turn` takes the phone's lease (and reads its conversation) in the
+        transaction that stores the text: one transaction a text fewer, in the common case."""
+        line = self._lines.setdefault(phone, deque())
+        arrival = Arrival(self, phone)
+        line.append(arrival)
+        arrival.holding = len(line) == 1
+        try:
+            yield arrival
+        finally:
+            try:
+                if arrival.leased is not None and not arrival.leased.released:
+                    await self._give_back(arrival.leased)
+            finally:
+                first = line[0] is arrival
+                line.remove(arrival)
+                if not line:
+                    del self._lines[phone]
+                elif first:
+                    line[0].next_up()
+
+    async def _give_back(self, turn: Turn) -> None:
+        try:
+            await self.tx.run(_release, turn.phone, turn.owner)
+        except Exception:
+            logger.warning("could not release a phone's lease; it expires in %gs", LEASE_SECONDS)
+
+    @asynccontextmanager
+    async def _taken(self, arrival: Arrival, wait: float) -> AsyncIterator[Turn]:
+        """The phone's turn, for an arrival holding the in-process one."""
+        if self.tx.threaded:  # SQLite: a lease row; no connection held between writes
+            turn = arrival.leased
+            if turn is None:
+                turn = arrival.leased = Turn(self.tx, arrival.phone, None, uuid.uuid4().hex)
                 await self._lease(turn, wait)
-                try:
-                    yield turn
-                finally:
-                    if not turn.released:
-                        try:
-                            await self.tx.run(_release, phone, turn.owner)
-                        except Exception:
-                            logger.warning(
-                                "could not release a phone's lease; it expires in %gs",
-                                LEASE_SECONDS,
-                            )
-                return
-            async with self._slots, self.engine.connect() as conn:
-                turn = Turn(self.tx, phone, conn, "")
-                await self._advisory_lock(turn, conn, wait)
-                try:
-                    yield turn
-                finally:  # after the outcome's commit (see Turn.finish)
-                    await _advisory_unlock(conn, phone)
+            yield turn  # given back by `arrive`, unless the outcome's transaction did
+            return
+        async with self._slots, self.engine.connect() as conn:
+            turn = Turn(self.tx, arrival.phone, conn, "")
+            await self._advisory_lock(turn, conn, wait)
+            try:
+                yield turn
+            finally:  # after the outcome's commit (see Turn.finish)
+                await _advisory_unlock(conn, arrival.phone)
 
     async def _lease(self, turn: Turn, wait: float) -> None:
         loop = asyncio.get_running_loop()
@@ -183,19 +216,45 @@ class Turns:
             await _advisory_unlock(conn, turn.phone)
             raise
 
+
+class Arrival:
+    """A text in its phone's line in this process (see `Turns.arrive`)."""
+
+    def __init__(self, turns: Turns, phone: str) -> None:
+        self._turns = turns
+        self.phone = phone
+        self.holding = False  # first in the line: the in-process turn is this text's
+        self._waiting: asyncio.Future[None] | None = None
+        self.leased: Turn | None = None  # SQLite: the turn whose lease row is ours
+
+    def next_up(self) -> None:
+        """The texts before this one have left the line."""
+        self.holding = True
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
+
+    def with_turn(self) -> Callable[[Connection], None] | None:
+        """What the transaction storing the text also runs to take the phone's lease, when
+        this text is first in the line on SQLite (else None: the turn comes later)."""
+        if not self.holding or not self._turns.tx.threaded or self.leased is not None:
+            return None
+        turn = Turn(self._turns.tx, self.phone, None, uuid.uuid4().hex)
+
+        def take(conn: Connection) -> None:
+            if _take_lease(conn, turn):
+                self.leased = turn  # set in the writer thread, read after the commit
+
+        return take
+
     @asynccontextmanager
-    async def _in_process(self, phone: str) -> AsyncIterator[None]:
-        lock, users = self._local.get(phone, (asyncio.Lock(), 0))
-        self._local[phone] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._local[phone]
-            if users == 1:
-                del self._local[phone]
-            else:
-                self._local[phone] = (lock, users - 1)
+    async def turn(self, wait: float) -> AsyncIterator[Turn]:
+        """The phone's turn, after the texts before this one; PhoneBusy after waiting `wait`
+        seconds for another process."""
+        if not self.holding:
+            self._waiting = asyncio.get_running_loop().create_future()
+            await self._waiting
+        async with self._turns._taken(self, wait) as turn:
+            yield turn
 
 
 # --- SQLite: a lease row ------------------------------------------------------------------------
