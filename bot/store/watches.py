@@ -17,7 +17,7 @@ from .prepared import Prepared
 from .tables import conversations, notifications, watches
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: the notifier reads every open watch each poll
 class Watch:
     case_id: int
     phone: str
@@ -70,25 +70,34 @@ def stop(conn: Connection, phone: str, outcome: str, now: datetime) -> None:
     _SKIP_QUEUED.execute(conn, {"phone_": phone, "outcome_": outcome})
 
 
+_OPEN_FROM = watches.outerjoin(conversations, conversations.c.phone == watches.c.phone)
+_OPEN = (
+    watches.c.done_at.is_(None),
+    sa.or_(conversations.c.state.is_(None), conversations.c.state != "opted_out"),
+)
+
+
 class Watches:
     """Reads and writes of the watched cases."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def open(self) -> list[Watch]:
-        """Cases still watched, whose phone has not opted out."""
-        query = (
-            sa.select(*_COLUMNS)
-            .select_from(watches.outerjoin(conversations, conversations.c.phone == watches.c.phone))
-            .where(
-                watches.c.done_at.is_(None),
-                sa.or_(conversations.c.state.is_(None), conversations.c.state != "opted_out"),
-            )
-            .order_by(watches.c.case_id)
-        )
+    async def open(self, after: int | None = None, limit: int | None = None) -> list[Watch]:
+        """Cases still watched, whose phone has not opted out, by case id: with `after` and
+        `limit`, the next `limit` of them after case `after` (a page)."""
+        query = sa.select(*_COLUMNS).select_from(_OPEN_FROM).where(*_OPEN)
+        if after is not None:
+            query = query.where(watches.c.case_id > after)
+        query = query.order_by(watches.c.case_id).limit(limit)
         async with self.engine.connect() as conn:
             return [Watch(*row) for row in await conn.execute(query)]
+
+    async def open_units(self) -> list[int | None]:
+        """The units of the open watches (None: a case whose unit is not known)."""
+        query = sa.select(watches.c.unit_id).select_from(_OPEN_FROM).where(*_OPEN).distinct()
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars())
 
     async def update(self, case_id: int, **values: Any) -> None:
         async with self.engine.begin() as conn:
