@@ -37,6 +37,7 @@ LEASE_SECONDS = 15.0  # a stopped notifier's work is taken over within this
 STALE_CALL = timedelta(minutes=2)  # a "your turn" older than this when it could go out is not
 MAX_BACKOFF_SECONDS = 300.0
 READS_AT_ONCE = 8  # case reads in flight at a time in one poll
+WATCHES_A_PAGE = 1000  # open watches read at a time in one poll
 IN_SERVICE, COMPLETED, CANCELLED, NO_SHOW = 6, 8, 15, 17
 RESOLUTION_NO_SHOW = 2
 
@@ -156,14 +157,29 @@ class Notifier:
     async def poll(self) -> int:
         """Read the queues of everyone watched and queue the texts due; how many. The texts
         are queued (once per key) before the watches record them, in one transaction each:
-        a process that dies between the two leaves nothing to send twice."""
+        a process that dies between the two leaves nothing to send twice. The watches are
+        read a page at a time (the memory of a poll follows the page, not the crowd)."""
         self._failed = False
-        open_watches = await self.watches.open()
-        if not open_watches:
+        units = await self.watches.open_units()
+        if not units:
             return 0
-        positions, failed = await self._waiting_lists(open_watches)
+        positions, failed = await self._waiting_lists(units)
+        queued, after = 0, None
+        while True:
+            page = await self.watches.open(after, WATCHES_A_PAGE)
+            if page:
+                queued += await self._poll_page(page, positions, failed)
+                after = page[-1].case_id
+            if len(page) < WATCHES_A_PAGE:
+                break
+        self._recovered(failed)
+        return queued
+
+    async def _poll_page(
+        self, page: list[Watch], positions: dict[int, int], failed: set[int]
+    ) -> int:
         # VirtualQ is struggling with a unit: leave its cases alone this round.
-        mine = [w for w in open_watches if w.unit_id not in failed]
+        mine = [w for w in page if w.unit_id not in failed]
         gone = [w for w in mine if w.case_id not in positions or w.called_at is not None]
         reads = asyncio.Semaphore(READS_AT_ONCE)
 
@@ -184,14 +200,13 @@ class Notifier:
                 changes.append((watch.case_id, changed))
         queued = sum(1 for i in await self.outbox.enqueue(texts) if i is not None) if texts else 0
         await self.watches.update_many(changes)
-        self._recovered(failed)
         return queued
 
-    async def _waiting_lists(self, open_watches: list[Watch]) -> tuple[dict[int, int], set[int]]:
+    async def _waiting_lists(self, units: list[int | None]) -> tuple[dict[int, int], set[int]]:
         """Each watched unit's waiting list: every waiting case's place in its service's line."""
         positions: dict[int, int] = {}
         failed: set[int] = set()
-        for unit in sorted({w.unit_id for w in open_watches if w.unit_id is not None}):
+        for unit in sorted(u for u in units if u is not None):
             try:
                 rows = await self.client.waiting(unit)
             except UpstreamError as exc:

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from bot import notify
 from bot.notify import Notice, Notifier, Seen, notices, seen_in_case
 from bot.outbox import Kind, Outbox, Outgoing
 from bot.simulator import COMPLETED, NO_SHOW
@@ -346,3 +347,28 @@ async def test_when_virtualq_is_down_the_notifier_backs_off_and_says_so_once(
     assert len([s for s in said if "unavailable" in s]) == 1
     assert len([s for s in said if "answers again" in s]) == 1
     assert notifier.health() == (True, "polling every 20s")
+
+
+async def test_a_poll_reads_the_watches_a_page_at_a_time_and_misses_nobody(
+    bot: FaultyBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notify, "WATCHES_A_PAGE", 1)
+    pages: list[int] = []
+    watches_of = _notifier(bot).watches
+    read_page = watches_of.open
+
+    async def counted(after: int | None = None, limit: int | None = None) -> list[Watch]:
+        page = await read_page(after, limit)
+        pages.append(len(page))
+        return page
+
+    monkeypatch.setattr(watches_of, "open", counted)
+    assert "Ticket" in (await bot.text(ALEX, "here") or "")
+    assert "early" in (await bot.text(JORDAN, "here") or "")
+    assert "Ticket" in (await bot.text(JORDAN, "yes") or "")
+    for case in (ALEX_CASE, JORDAN_CASE):
+        bot.sim.call(bot.sim.cases[case], "Counter 3")
+    assert await _round(bot) == 2
+    assert pages == [1, 1, 0]
+    for phone in (ALEX, JORDAN):
+        assert _texts(bot, phone)[-1].startswith("It's your turn!")
