@@ -112,8 +112,8 @@ class Notifier:
         self.outbox = outbox
         self.catalogue = catalogue
         self.clock = clock
-        self.watches = Watches(store.engine)
-        self.leases = Leases(store.engine)
+        self.watches = Watches(store.engine, store.tx)
+        self.leases = Leases(store.engine, store.tx)
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self.leader = False
         self.backoff = 0.0  # extra seconds between polls while VirtualQ is down

@@ -72,7 +72,7 @@ class Outbox:
         clock: Callable[[], datetime],
     ) -> None:
         self.store = store
-        self.table = OutboxTable(store.engine)
+        self.table = OutboxTable(store.engine, store.tx)
         self.texter = texter
         self.clock = clock
         self.limiter = AsyncLimiter(settings.twilio_sends_per_second, 1)

@@ -425,7 +425,9 @@ async def add_desk_account(bot: Bot, name: str = DESK_USER) -> None:
     from bot.staff.accounts import hash_password
     from bot.store.staff import StaffStore
 
-    await StaffStore(bot.store.engine).add_account(name, "desk", hash_password(DESK_PASSWORD), T0)
+    await StaffStore(bot.store.engine, bot.store.tx).add_account(
+        name, "desk", hash_password(DESK_PASSWORD), T0
+    )
 
 
 async def log_in_as(client: httpx.AsyncClient, user: str, password: str) -> None:

@@ -40,7 +40,9 @@ async def bot(db_url: str, clock: Clock) -> AsyncIterator[FaultyBot]:
     async with faulty_bot(
         db_url, clock, staff_username=USER, staff_password=PASSWORD, secret_key=SECRET
     ) as b:
-        await StaffStore(b.store.engine).add_account(DESK, "desk", hash_password(DESK_PASSWORD), T0)
+        await StaffStore(b.store.engine, b.store.tx).add_account(
+            DESK, "desk", hash_password(DESK_PASSWORD), T0
+        )
         yield b
 
 

@@ -1,7 +1,8 @@
 """The store's engines. SQLite's writer thread: transactions queued behind a commit share the
 next one (group commit), each in a savepoint of its own, none is answered before its commit,
 and the writers of several workers take turns at the write lock. PostgreSQL: a pooled
-connection the server dropped while it sat idle is replaced before a text uses it."""
+connection the server dropped while it sat idle is replaced before a text uses it. Both: the
+writes off the per-text path (`tx.begin()`) commit all or nothing."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bot.store import Store, open_store
 from bot.store import engine as engine_module
-from bot.store import open_store
 from bot.store.engine import _Turnstile
 from bot.store.tables import phone_locks
 
@@ -134,3 +135,75 @@ def test_the_writers_of_two_workers_take_turns_at_the_write_lock(tmp_path: Path)
     for turnstile in (first, second):
         turnstile.close()
     probe.close()
+
+
+async def _held(store: Store) -> list[str]:
+    async with store.engine.connect() as conn:
+        return list((await conn.scalars(sa.select(phone_locks.c.phone))).all())
+
+
+async def test_a_write_block_commits_its_statements_or_none(db_url: str) -> None:
+    """`tx.begin()`, the writes off the per-text path: results as an AsyncConnection's
+    (rows, scalars, rowcount), committed at the end of the block, all undone if it raises (a
+    failed statement's error surfaces at its `execute`)."""
+    async with open_store(db_url) as store:
+        async with store.tx.begin() as conn:
+            await conn.execute(
+                phone_locks.insert(),
+                [dict(phone=p, owner="a", expires_at=NOW) for p in ("+61400000001", "+6140002")],
+            )
+            changed = await conn.execute(
+                phone_locks.update().where(phone_locks.c.phone == "+6140002").values(owner="b")
+            )
+            assert changed.rowcount == 1
+            owner = await conn.scalar(
+                sa.select(phone_locks.c.owner).where(phone_locks.c.phone == "+6140002")
+            )
+            assert owner == "b"
+            rows = await conn.execute(sa.select(phone_locks).order_by(phone_locks.c.phone))
+            assert [r.phone for r in rows] == ["+61400000001", "+6140002"]
+            first = await conn.execute(sa.select(phone_locks.c.owner).order_by("phone"))
+            assert first.scalars().all() == ["a", "b"]
+        with pytest.raises(sa.exc.IntegrityError):
+            async with store.tx.begin() as conn:
+                await conn.execute(_lock_row("+6140003"))
+                await conn.execute(_lock_row("+6140002"))  # taken: fails here
+        with pytest.raises(RuntimeError):
+            async with store.tx.begin() as conn:
+                await conn.execute(_lock_row("+6140004"))
+                raise RuntimeError("the block fails after a write")
+        assert sorted(await _held(store)) == ["+61400000001", "+6140002"]
+        # The writer goes on: a text's transaction right after.
+        assert await store.tx.run(_lock, "+6140005") == "+6140005"
+
+
+@SQLITE
+async def test_a_write_block_gets_its_turn_while_the_writer_is_busy(db_url: str) -> None:
+    """SQLite under a rush: the writer thread commits batch after batch; a staff or notifier
+    write queues with the texts' transactions instead of waiting for a gap in SQLite's busy
+    handler (where it could wait out busy_timeout and fail)."""
+    async with open_store(db_url) as store:
+        busy = True
+
+        def slow(conn: Connection) -> None:
+            conn.exec_driver_sql("SELECT 1")
+            threading.Event().wait(0.005)
+
+        async def rush() -> None:
+            while busy:
+                await asyncio.gather(*(store.tx.run(slow) for _ in range(8)))
+
+        rushing = [asyncio.create_task(rush()) for _ in range(4)]
+        await asyncio.sleep(0.2)
+        try:
+            async with asyncio.timeout(5):
+                async with store.tx.begin() as conn:
+                    await conn.execute(_lock_row("+6140006"))
+        finally:
+            busy = False
+            await asyncio.gather(*rushing)
+        assert await _held(store) == ["+6140006"]
+
+
+def _lock_row(phone: str) -> sa.Insert:
+    return phone_locks.insert().values(phone=phone, owner="t", expires_at=NOW)

@@ -48,7 +48,7 @@ def add(name: str, role: str, password_stdin: bool) -> None:
 
     async def work() -> bool:
         async with open_store(config.database_url) as store:
-            staff_store = StaffStore(store.engine)
+            staff_store = StaffStore(store.engine, store.tx)
             added = await staff_store.add_account(name, role, hashed, datetime.now(UTC))
             if added:
                 await staff_store.audit("cli", "staff_add", name, f"role {role}", datetime.now(UTC))
@@ -66,7 +66,7 @@ def list_() -> None:
 
     async def work() -> list[AccountRow]:
         async with open_store(config.database_url) as store:
-            return await StaffStore(store.engine).accounts()
+            return await StaffStore(store.engine, store.tx).accounts()
 
     rows = run(work())
     for row in rows:
@@ -85,7 +85,7 @@ def remove(name: str) -> None:
 
     async def work() -> bool:
         async with open_store(config.database_url) as store:
-            staff_store = StaffStore(store.engine)
+            staff_store = StaffStore(store.engine, store.tx)
             removed = await staff_store.remove_account(name, datetime.now(UTC))
             if removed:
                 await staff_store.audit("cli", "staff_remove", name, None, datetime.now(UTC))
@@ -106,7 +106,7 @@ def passwd(name: str, password_stdin: bool) -> None:
 
     async def work() -> bool:
         async with open_store(config.database_url) as store:
-            staff_store = StaffStore(store.engine)
+            staff_store = StaffStore(store.engine, store.tx)
             changed = await staff_store.set_password(name, hashed, datetime.now(UTC))
             if changed:
                 await staff_store.audit("cli", "staff_passwd", name, None, datetime.now(UTC))

@@ -113,7 +113,7 @@ class Actions:
     def __init__(self, staff: Staff) -> None:
         self.staff = staff
         self.engine = staff.store.engine
-        self.watches = Watches(self.engine)
+        self.watches = Watches(staff.store.engine, staff.store.tx)
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ class Staff:
         self.outbox = outbox  # where staff texts go (replies, broadcasts)
         self.catalogue = catalogue  # quick replies, per language
         self.zone = settings.zone()
-        self.staff_store = StaffStore(store.engine)
+        self.staff_store = StaffStore(store.engine, store.tx)
         self.roster = Roster(settings, self.staff_store)
         self.sessions = Sessions(self.staff_store, self.roster, clock)
         self.throttle = Throttle(self.staff_store, self.roster, clock)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -156,11 +157,126 @@ class Transactions:
         async with conn.begin():
             return await conn.run_sync(fn, *args, **kwargs)
 
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[Any]:
+        """A write transaction for code that is not on the per-text path (the send queue, the
+        notifier's watches, staff accounts and sessions), statement by statement: `await
+        conn.execute(...)` and `await conn.scalar(...)` as on an AsyncConnection, committed
+        when the block ends, rolled back if it raises.
+
+        On SQLite it runs in the writer thread too, which waits for each statement: under a
+        rush the writer holds the database's write lock nearly all the time, and a write
+        from another connection would sleep in SQLite's busy handler, or fail after
+        busy_timeout ("database is locked"). Keep such a block to its statements (no other
+        awaits in it). On PostgreSQL, an ordinary transaction from the pool."""
+        if self._writer is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        session = _Session(asyncio.get_running_loop(), self._sync_dialect())
+        done = self._writer.submit(session.run, (), {})
+        try:
+            yield session
+        except BaseException:
+            session.end(commit=False)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(done)
+            raise
+        session.end(commit=True)
+        await done
+
+    def _sync_dialect(self) -> sa.Dialect:
+        assert self._sync is not None
+        return self._sync.dialect
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
         if self._sync is not None:
             self._sync.dispose()
+
+
+class _Rollback(Exception):
+    """The block of a `Transactions.begin` on SQLite raised: undo its statements."""
+
+
+SESSION_IDLE_SECONDS = 10.0  # the writer gives up on a block that sends no statement this long
+
+
+class _Session:
+    """A `Transactions.begin` block on SQLite: its statements, run one by one in the writer
+    thread (`run`, a writer job), answered on the block's event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, dialect: sa.Dialect) -> None:
+        self._loop = loop
+        self.dialect = dialect
+        self._statements: queue.SimpleQueue[tuple[Any, ...] | bool] = queue.SimpleQueue()
+
+    async def execute(self, statement: Any, parameters: Any = None) -> _Done:
+        return await self._ask("execute", statement, parameters)  # type: ignore[no-any-return]
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
+        return await self._ask("scalar", statement, parameters)
+
+    async def _ask(self, how: str, statement: Any, parameters: Any) -> Any:
+        answer: asyncio.Future[Any] = self._loop.create_future()
+        self._statements.put((how, statement, parameters, answer))
+        return await answer
+
+    def end(self, commit: bool) -> None:
+        self._statements.put(commit)
+
+    def run(self, conn: Connection) -> None:
+        """In the writer thread: each statement as it comes, until the block ends."""
+        while True:
+            try:
+                item = self._statements.get(timeout=SESSION_IDLE_SECONDS)
+            except queue.Empty:
+                raise _Rollback("a write block sent nothing for 10 s") from None
+            if item is True:
+                return
+            if item is False:
+                raise _Rollback("the write block raised")
+            how, statement, parameters, answer = item
+            try:
+                if how == "scalar":
+                    value: Any = conn.scalar(statement, parameters)
+                else:
+                    result = conn.execute(statement, parameters)
+                    frozen = result.freeze() if result.returns_rows else None
+                    value = _Done(frozen, result.rowcount)
+            except Exception as exc:
+                self._loop.call_soon_threadsafe(_settle, answer, False, exc)
+                continue  # the block sees the error; its end (False) rolls back
+            self._loop.call_soon_threadsafe(_settle, answer, True, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class _Done:
+    """A statement's result, read in full in the writer thread: its rows (as a SQLAlchemy
+    Result: first(), scalars(), mappings(), …) and rowcount."""
+
+    def __init__(self, frozen: Any, rowcount: int) -> None:
+        self.rowcount = rowcount
+        self._result = frozen() if frozen is not None else None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._result is None:
+            raise sa.exc.ResourceClosedError("This result object does not return rows.")
+        return getattr(self._result, name)
+
+    def __iter__(self) -> Any:
+        if self._result is None:
+            raise sa.exc.ResourceClosedError("This result object does not return rows.")
+        return iter(self._result)
 
 
 @dataclass

@@ -309,7 +309,7 @@ class Log:
         answering while a purge runs."""
         purged = Purged()
         while True:
-            async with self.engine.begin() as conn:
+            async with self.tx.begin() as conn:
                 ids = (
                     (
                         await conn.execute(
@@ -328,7 +328,7 @@ class Log:
                 texts = await conn.execute(messages.delete().where(messages.c.thread_id.in_(ids)))
                 await conn.execute(threads.delete().where(threads.c.id.in_(ids)))
                 purged.add(len(ids), texts.rowcount, calls.rowcount)
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             orphans = sa.select(messages.c.id).where(
                 messages.c.thread_id.is_(None), messages.c.created_at < before
             )

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .engine import Transactions
 from .tables import leases, notifications
 
 
@@ -34,19 +35,20 @@ class Queued:
 class OutboxTable:
     """Reads and writes of the send queue."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: AsyncEngine, tx: Transactions) -> None:
+        self.engine = engine  # reads
+        self.tx = tx  # writes (on SQLite, in the writer thread)
 
     async def add(self, rows: Sequence[dict[str, Any]]) -> list[int | None]:
         """Queue texts; a row whose `key` is queued already is not queued again (its id None)."""
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             return await add_in(conn, rows)
 
     async def claim(self, owner: str, now: datetime, limit: int) -> list[Queued]:
         """The most urgent queued texts, claimed for `owner`: no one else will send them."""
         c = notifications.c
         claimed: list[Queued] = []
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             rows = (
                 await conn.execute(
                     sa.select(
@@ -85,7 +87,7 @@ class OutboxTable:
         error: str | None = None,
     ) -> None:
         """What became of a claimed text: sent, unsent (Twilio refused), stale, skipped."""
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(
                 notifications.update()
                 .where(notifications.c.id == notification_id)
@@ -100,7 +102,7 @@ class OutboxTable:
     async def abandon_stuck(self, before: datetime) -> int:
         """Texts claimed by a process that died before saying what became of them: marked
         `lost`, never sent again (a send whose answer was lost may have gone out)."""
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             found = await conn.execute(
                 notifications.update()
                 .where(notifications.c.status == "sending", notifications.c.claimed_at < before)
@@ -119,7 +121,7 @@ class OutboxTable:
 
     async def skip_phone(self, phone: str, now: datetime) -> int:
         """An opted-out phone: nothing queued for it goes out."""
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             found = await conn.execute(
                 notifications.update()
                 .where(notifications.c.phone == phone, notifications.c.status == "queued")
@@ -146,13 +148,14 @@ class Leases:
     """Named leases in the database: one holder at a time across processes, taken over when
     its holder stops renewing it (a process that died)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: AsyncEngine, tx: Transactions) -> None:
+        self.engine = engine  # reads
+        self.tx = tx  # writes (on SQLite, in the writer thread)
 
     async def hold(self, name: str, owner: str, seconds: float, now: datetime) -> bool:
         """Take or renew the lease; whether `owner` holds it now."""
         until = now + timedelta(seconds=seconds)
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(leases)
             await conn.execute(
                 insert.values(name=name, owner=owner, expires_at=until).on_conflict_do_update(
@@ -162,10 +165,10 @@ class Leases:
                 )
             )
             holder = await conn.scalar(sa.select(leases.c.owner).where(leases.c.name == name))
-        return holder == owner
+        return bool(holder == owner)
 
     async def release(self, name: str, owner: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(
                 leases.delete().where(leases.c.name == name, leases.c.owner == owner)
             )

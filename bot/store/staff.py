@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .engine import Transactions
 from .outbox import add_in
 from .tables import attention, audit_log, broadcasts, login_failures, staff_accounts, staff_sessions
 
@@ -59,8 +60,9 @@ class BroadcastRow:
 class StaffStore:
     """Reads and writes of the staff tables, each its own short transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: AsyncEngine, tx: Transactions) -> None:
+        self.engine = engine  # reads
+        self.tx = tx  # writes (on SQLite, in the writer thread)
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ class StaffStore:
     async def add_account(self, name: str, role: str, password_hash: str, now: datetime) -> bool:
         """A new account; False when the name is taken."""
         try:
-            async with self.engine.begin() as conn:
+            async with self.tx.begin() as conn:
                 await conn.execute(
                     staff_accounts.insert().values(
                         name=name,
@@ -95,7 +97,7 @@ class StaffStore:
 
     async def set_password(self, name: str, password_hash: str, now: datetime) -> bool:
         """A new password: every session of the account ends with the old one."""
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             changed = await conn.execute(
                 staff_accounts.update()
                 .where(staff_accounts.c.name == name)
@@ -109,7 +111,7 @@ class StaffStore:
         return bool(changed.rowcount)
 
     async def remove_account(self, name: str, now: datetime) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             removed = await conn.execute(
                 staff_accounts.delete().where(staff_accounts.c.name == name)
             )
@@ -125,7 +127,7 @@ class StaffStore:
     async def start_session(
         self, token_hash: str, account: str, credential: str, client: str, now: datetime
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(
                 staff_sessions.insert().values(
                     token_hash=token_hash,
@@ -150,7 +152,7 @@ class StaffStore:
         return None if row is None else SessionRow(*row)
 
     async def touch_session(self, token_hash: str, now: datetime) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(
                 staff_sessions.update()
                 .where(staff_sessions.c.token_hash == token_hash)
@@ -158,7 +160,7 @@ class StaffStore:
             )
 
     async def end_session(self, token_hash: str, now: datetime) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(
                 staff_sessions.update()
                 .where(
@@ -170,7 +172,7 @@ class StaffStore:
     # --- failed logins ----------------------------------------------------------------------
 
     async def failed_login(self, keys: list[str], now: datetime) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(login_failures.insert(), [{"key": k[:100], "at": now} for k in keys])
 
     async def failures_since(self, keys: list[str], since: datetime) -> dict[str, tuple[int, Any]]:
@@ -185,7 +187,7 @@ class StaffStore:
             return {r[0]: (int(r[1]), r[2]) for r in rows}
 
     async def forget_failures(self, before: datetime) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(login_failures.delete().where(login_failures.c.at < before))
 
     # --- the audit log ----------------------------------------------------------------------
@@ -193,7 +195,7 @@ class StaffStore:
     async def audit(
         self, account: str, action: str, target: str | None, detail: str | None, now: datetime
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(
                 audit_log.insert().values(
                     at=now,
@@ -216,7 +218,7 @@ class StaffStore:
     async def mark_handled(self, thread_id: int, account: str, now: datetime) -> None:
         """A conversation looked at: listed again only for what happens after `now`."""
         values = {"thread_id": thread_id, "handled_at": now, "handled_by": account[:64]}
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(attention)
             await conn.execute(
                 insert.values(**values).on_conflict_do_update(
@@ -240,7 +242,7 @@ class StaffStore:
         (the broadcast, True) the first time; (the first one, False) for the same token again,
         queueing nothing more."""
         try:
-            async with self.engine.begin() as conn:
+            async with self.tx.begin() as conn:
                 new_id = await conn.scalar(
                     broadcasts.insert()
                     .values(

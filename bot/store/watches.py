@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .engine import Transactions
 from .prepared import Prepared
 from .tables import conversations, notifications, watches
 
@@ -80,8 +81,9 @@ _OPEN = (
 class Watches:
     """Reads and writes of the watched cases."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: AsyncEngine, tx: Transactions) -> None:
+        self.engine = engine  # reads
+        self.tx = tx  # writes (on SQLite, in the writer thread)
 
     async def open(self, after: int | None = None, limit: int | None = None) -> list[Watch]:
         """Cases still watched, whose phone has not opted out, by case id: with `after` and
@@ -100,7 +102,7 @@ class Watches:
             return list((await conn.execute(query)).scalars())
 
     async def update(self, case_id: int, **values: Any) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             await conn.execute(
                 watches.update().where(watches.c.case_id == case_id).values(**values)
             )
@@ -109,7 +111,7 @@ class Watches:
         """Several watches' changes, in one transaction."""
         if not changes:
             return
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             for case_id, values in changes:
                 await conn.execute(
                     watches.update().where(watches.c.case_id == case_id).values(**values)
@@ -120,7 +122,7 @@ class Watches:
 
     async def close_phone(self, phone: str, outcome: str, now: datetime) -> int:
         """Stop watching a phone's cases (it opted out, or left the queue)."""
-        async with self.engine.begin() as conn:
+        async with self.tx.begin() as conn:
             found = await conn.execute(
                 watches.update()
                 .where(watches.c.phone == phone, watches.c.done_at.is_(None))
