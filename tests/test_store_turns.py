@@ -10,11 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from bot.errors import PhoneBusy
-from bot.store import Store, open_store
+from bot.store import Store, conversations, open_store
 from bot.store.log import advisory_key
 from bot.store.tables import messages, phone_locks
 
-from .helpers import ALEX, JORDAN
+from .helpers import ALEX, JORDAN, PATELS, STRANGER, seed_directory
 
 
 async def test_a_turn_waits_for_the_one_before_it_and_only_for_that_phone(db_url: str) -> None:
@@ -129,3 +129,21 @@ NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 async def _lease_holder(store: Store) -> str | None:
     async with store.engine.connect() as conn:
         return await conn.scalar(sa.select(phone_locks.c.owner).where(phone_locks.c.phone == ALEX))
+
+
+async def test_a_turn_reads_the_conversation_and_every_directory_entry_at_once(
+    db_url: str,
+) -> None:
+    """The turn's one read: a shared phone's customers in the order they were imported, with
+    the conversation as saved; a phone without either reads as new."""
+    await seed_directory(db_url)
+    async with open_store(db_url) as store:
+        await store.tx.run(conversations.save, PATELS, "choosing", {"n": 2}, NOW, ("hi", "chosen"))
+        async with store.turns.take(PATELS, wait=1) as turn:
+            assert turn.saved == conversations.Saved("choosing", {"n": 2}, "hi", "chosen")
+            assert [e.personal_id for e in turn.entries] == [
+                e.personal_id for e in await store.directory.entries(PATELS)
+            ]
+            assert len(turn.entries) == 2 and all(e.phone == PATELS for e in turn.entries)
+        async with store.turns.take(STRANGER, wait=1) as turn:
+            assert turn.saved == conversations.Saved() and turn.entries == ()

@@ -41,16 +41,11 @@ _LOAD = Prepared(
 
 
 def load(conn: Connection, phone: str) -> Saved:
-    return _saved(_LOAD.execute(conn, {"phone": phone}).first())
+    return saved(_LOAD.execute(conn, {"phone": phone}).first())
 
 
-async def load_on_driver(conn: AsyncConnection, phone: str) -> Saved:
-    """`load` as one statement outside any transaction (PostgreSQL's turns)."""
-    rows = await _LOAD.execute_on_driver(conn, {"phone": phone})
-    return _saved(rows[0] if rows else None)
-
-
-def _saved(row: Any) -> Saved:
+def saved(row: Any) -> Saved:
+    """A stored conversation from a row with its columns (None: the phone has none)."""
     if row is None:
         return Saved()
     return Saved(row.state, dict(row.data or {}), row.language, row.language_source)

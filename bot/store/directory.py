@@ -8,10 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .prepared import Prepared
 from .tables import directory
 
 BATCH = 1000  # rows per statement when importing
@@ -35,25 +33,6 @@ class ImportSummary:
     updated: int = 0  # a new name or language, or a phone's PersonalId that changed
     removed: int = 0  # only with replace: rows the file no longer has
     unchanged: int = 0
-
-
-_ENTRIES_FOR = Prepared(
-    sa.select(directory.c.personal_id, directory.c.name, directory.c.language)
-    .where(directory.c.phone == sa.bindparam("phone"))
-    .order_by(directory.c.id)
-)
-
-
-def entries_for(conn: Connection, phone: str) -> tuple[Entry, ...]:
-    """The phone's customers, in the order they were imported."""
-    rows = _ENTRIES_FOR.execute(conn, {"phone": phone}).all()
-    return tuple(Entry(phone, r.personal_id, r.name, r.language) for r in rows)
-
-
-async def entries_on_driver(conn: AsyncConnection, phone: str) -> tuple[Entry, ...]:
-    """`entries_for` as one statement outside any transaction (PostgreSQL's turns)."""
-    rows = await _ENTRIES_FOR.execute_on_driver(conn, {"phone": phone})
-    return tuple(Entry(phone, r.personal_id, r.name, r.language) for r in rows)
 
 
 def _same_person(a: str | None, b: str | None) -> bool:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -30,6 +30,8 @@ from . import conversations, directory, log
 from .engine import Transactions
 from .log import advisory_key
 from .prepared import Prepared
+from .tables import conversations as conversations_table
+from .tables import directory as directory_table
 from .tables import phone_locks
 
 logger = logging.getLogger("checkin_bot.store")
@@ -73,8 +75,18 @@ class Turn:
 
     def _read(self, conn: Connection) -> None:
         """The conversation and the phone's directory rows (in the taking transaction)."""
-        self.saved = conversations.load(conn, self.phone)
-        self.entries = directory.entries_for(conn, self.phone)
+        self._found(_TURN_READ.execute(conn, {"phone_": self.phone}).all())
+
+    def _found(self, rows: Sequence[Any]) -> None:
+        """The turn's read: a row per directory entry of the phone (one without, when it has
+        none), each with the phone's conversation (nulls, when it has none)."""
+        first = rows[0] if rows else None
+        self.saved = conversations.saved(first if first is not None and first.state else None)
+        self.entries = tuple(
+            directory.Entry(self.phone, r.personal_id, r.name, r.entry_language)
+            for r in rows
+            if r.personal_id is not None
+        )
 
     async def remember(self, state: str, data: Mapping[str, Any], now: datetime) -> None:
         """Save the conversation now, before the turn ends: what a check-in is about to do,
@@ -210,8 +222,7 @@ class Turns:
             await conn.invalidate()  # whether the lock was taken or not, closing frees it
             raise
         try:
-            turn.saved = await conversations.load_on_driver(conn, turn.phone)
-            turn.entries = await directory.entries_on_driver(conn, turn.phone)
+            turn._found(await _TURN_READ.execute_on_driver(conn, {"phone_": turn.phone}))
         except BaseException:
             await _advisory_unlock(conn, turn.phone)
             raise
@@ -255,6 +266,28 @@ class Arrival:
             await self._waiting
         async with self._turns._taken(self, wait) as turn:
             yield turn
+
+
+# --- the turn's read: the conversation and the directory in one statement ----------------------
+
+_asked = sa.select(sa.bindparam("phone_", type_=sa.String).label("phone")).subquery("asked")
+_TURN_READ = Prepared(
+    sa.select(
+        conversations_table.c.state,
+        conversations_table.c.data,
+        conversations_table.c.language,
+        conversations_table.c.language_source,
+        directory_table.c.personal_id,
+        directory_table.c.name,
+        directory_table.c.language.label("entry_language"),
+    )
+    .select_from(
+        _asked.outerjoin(
+            conversations_table, conversations_table.c.phone == _asked.c.phone
+        ).outerjoin(directory_table, directory_table.c.phone == _asked.c.phone)
+    )
+    .order_by(directory_table.c.id)
+)
 
 
 # --- SQLite: a lease row ------------------------------------------------------------------------
