@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -259,9 +260,15 @@ def test_the_front_desk_replies_marks_handled_and_an_admin_broadcasts(
     _until(lambda: any(t["Body"] == sent_body for t in _stand_in_texts(site)))
     [request] = [t for t in _stand_in_texts(site) if t["Body"] == sent_body]
     assert request["To"] == ALEX
-    # Twilio reports it delivered, signed, to the callback the bot gave it.
-    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
-        [stored] = [m for m in pool.submit(site.messages).result() if m["sent_by"] == DESK_USER]
+
+    # Twilio reports it delivered, signed, to the callback the bot gave it, naming the
+    # MessageSid its API answered with (which the bot records once that answer is back).
+    def desk_replies() -> list[dict[str, Any]]:
+        with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+            return [m for m in pool.submit(site.messages).result() if m["sent_by"] == DESK_USER]
+
+    _until(lambda: [bool(m["message_sid"]) for m in desk_replies()] == [True])
+    [stored] = desk_replies()
     callback = request["StatusCallback"]
     assert callback.startswith(f"{PUBLIC}/sms/status?m=")
     params = {"MessageSid": str(stored["message_sid"]), "MessageStatus": "delivered", "To": ALEX}
