@@ -183,6 +183,8 @@ class Turns:
         if self.tx.threaded:  # SQLite: a lease row; no connection held between writes
             turn = arrival.leased
             if turn is None:
+                # Ours to give back from now on: a wait cancelled just after the lease was
+                # taken still gives it back (a lease never taken is a DELETE of nothing).
                 turn = arrival.leased = Turn(self.tx, arrival.phone, None, uuid.uuid4().hex)
                 await self._lease(turn, wait)
             yield turn  # given back by `arrive`, unless the outcome's transaction did
