@@ -164,6 +164,9 @@ async def test_a_write_block_commits_its_statements_or_none(db_url: str) -> None
             assert [r.phone for r in rows] == ["+61400000001", "+6140002"]
             first = await conn.execute(sa.select(phone_locks.c.owner).order_by("phone"))
             assert first.scalars().all() == ["a", "b"]
+            # A loop of statements as one piece of work (in the writer thread, on SQLite).
+            counted = await conn.run_sync(_count_locks, "+6140002")
+            assert counted == 1
         with pytest.raises(sa.exc.IntegrityError):
             async with store.tx.begin() as conn:
                 await conn.execute(_lock_row("+6140003"))
@@ -203,6 +206,13 @@ async def test_a_write_block_gets_its_turn_while_the_writer_is_busy(db_url: str)
             busy = False
             await asyncio.gather(*rushing)
         assert await _held(store) == ["+6140006"]
+
+
+def _count_locks(conn: Connection, *phones: str) -> int:
+    return sum(
+        int(conn.scalar(sa.select(sa.func.count()).where(phone_locks.c.phone == p)) or 0)
+        for p in phones
+    )
 
 
 def _lock_row(phone: str) -> sa.Insert:

@@ -168,7 +168,9 @@ class Transactions:
         rush the writer holds the database's write lock nearly all the time, and a write
         from another connection would sleep in SQLite's busy handler, or fail after
         busy_timeout ("database is locked"). Keep such a block to its statements (no other
-        awaits in it). On PostgreSQL, an ordinary transaction from the pool."""
+        awaits in it), and put a loop of statements in a function for `conn.run_sync`: the
+        writer waits for the event loop between two statements. On PostgreSQL, an ordinary
+        transaction from the pool."""
         if self._writer is None:
             async with self.engine.begin() as conn:
                 yield conn
@@ -205,78 +207,76 @@ SESSION_IDLE_SECONDS = 10.0  # the writer gives up on a block that sends no stat
 
 class _Session:
     """A `Transactions.begin` block on SQLite: its statements, run one by one in the writer
-    thread (`run`, a writer job), answered on the block's event loop."""
+    thread (`run`, a writer job), answered on the block's event loop. A loop of statements
+    belongs in a function given to `run_sync`, run in the thread at once: the writer waits
+    for the event loop between two statements."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, dialect: sa.Dialect) -> None:
         self._loop = loop
         self.dialect = dialect
-        self._statements: queue.SimpleQueue[tuple[Any, ...] | bool] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[tuple[Callable[[Connection], Any], Any] | bool] = (
+            queue.SimpleQueue()
+        )
 
     async def execute(self, statement: Any, parameters: Any = None) -> _Done:
-        return await self._ask("execute", statement, parameters)  # type: ignore[no-any-return]
+        return await self._ask(lambda conn: _Done.of(conn.execute(statement, parameters)))  # type: ignore[no-any-return]
 
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
-        return await self._ask("scalar", statement, parameters)
+        return await self._ask(lambda conn: conn.scalar(statement, parameters))
 
-    async def _ask(self, how: str, statement: Any, parameters: Any) -> Any:
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` in the writer thread, as AsyncConnection.run_sync."""
+        return await self._ask(lambda conn: fn(conn, *args))  # type: ignore[no-any-return]
+
+    async def _ask(self, work: Callable[[Connection], Any]) -> Any:
         answer: asyncio.Future[Any] = self._loop.create_future()
-        self._statements.put((how, statement, parameters, answer))
+        self._work.put((work, answer))
         return await answer
 
     def end(self, commit: bool) -> None:
-        self._statements.put(commit)
+        self._work.put(commit)
 
     def run(self, conn: Connection) -> None:
-        """In the writer thread: each statement as it comes, until the block ends."""
+        """In the writer thread: each piece of work as it comes, until the block ends."""
         while True:
             try:
-                item = self._statements.get(timeout=SESSION_IDLE_SECONDS)
+                item = self._work.get(timeout=SESSION_IDLE_SECONDS)
             except queue.Empty:
                 raise _Rollback("a write block sent nothing for 10 s") from None
             if item is True:
                 return
             if item is False:
                 raise _Rollback("the write block raised")
-            how, statement, parameters, answer = item
+            work, answer = item
             try:
-                if how == "scalar":
-                    value: Any = conn.scalar(statement, parameters)
-                else:
-                    result = conn.execute(statement, parameters)
-                    frozen = result.freeze() if result.returns_rows else None
-                    value = _Done(frozen, result.rowcount)
-            except Exception as exc:
-                self._loop.call_soon_threadsafe(_settle, answer, False, exc)
-                continue  # the block sees the error; its end (False) rolls back
-            self._loop.call_soon_threadsafe(_settle, answer, True, value)
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+                value, ok = work(conn), True
+            except Exception as exc:  # the block sees the error; its end (False) rolls back
+                value, ok = exc, False
+            self._loop.call_soon_threadsafe(_resolve, [(answer, ok, value)])
 
 
 class _Done:
     """A statement's result, read in full in the writer thread: its rows (as a SQLAlchemy
     Result: first(), scalars(), mappings(), …) and rowcount."""
 
-    def __init__(self, frozen: Any, rowcount: int) -> None:
+    def __init__(self, result: Any, rowcount: int) -> None:
         self.rowcount = rowcount
-        self._result = frozen() if frozen is not None else None
+        self._result = result  # None: the statement returns no rows
+
+    @classmethod
+    def of(cls, result: sa.CursorResult[Any]) -> _Done:
+        return cls(result.freeze()() if result.returns_rows else None, result.rowcount)
+
+    def _rows(self) -> Any:
+        if self._result is None:
+            raise sa.exc.ResourceClosedError("This result object does not return rows.")
+        return self._result
 
     def __getattr__(self, name: str) -> Any:
-        if self._result is None:
-            raise sa.exc.ResourceClosedError("This result object does not return rows.")
-        return getattr(self._result, name)
+        return getattr(self._rows(), name)
 
     def __iter__(self) -> Any:
-        if self._result is None:
-            raise sa.exc.ResourceClosedError("This result object does not return rows.")
-        return iter(self._result)
+        return iter(self._rows())
 
 
 @dataclass

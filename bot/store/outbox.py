@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .engine import Transactions
 from .tables import leases, notifications
@@ -41,42 +42,11 @@ class OutboxTable:
 
     async def add(self, rows: Sequence[dict[str, Any]]) -> list[int | None]:
         """Queue texts; a row whose `key` is queued already is not queued again (its id None)."""
-        async with self.tx.begin() as conn:
-            return await add_in(conn, rows)
+        return await self.tx.run(add_in, rows)
 
     async def claim(self, owner: str, now: datetime, limit: int) -> list[Queued]:
         """The most urgent queued texts, claimed for `owner`: no one else will send them."""
-        c = notifications.c
-        claimed: list[Queued] = []
-        async with self.tx.begin() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        c.id,
-                        c.phone,
-                        c.thread_id,
-                        c.kind,
-                        c.body,
-                        c.reply_key,
-                        c.language,
-                        c.account,
-                        c.created_at,
-                        c.not_after,
-                    )
-                    .where(c.status == "queued", c.claimed_at.is_(None))
-                    .order_by(c.priority, c.id)
-                    .limit(limit)
-                )
-            ).all()
-            for row in rows:
-                taken = await conn.execute(
-                    notifications.update()
-                    .where(c.id == row.id, c.claimed_at.is_(None))
-                    .values(claimed_at=now, claimed_by=owner[:64], status="sending")
-                )
-                if taken.rowcount:
-                    claimed.append(Queued(**row._mapping))
-        return claimed
+        return await self.tx.run(_claim, owner, now, limit)
 
     async def settle(
         self,
@@ -130,7 +100,7 @@ class OutboxTable:
         return int(found.rowcount)
 
 
-async def add_in(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int | None]:
+def add_in(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int | None]:
     """OutboxTable.add within the caller's transaction (a broadcast and its texts, at once)."""
     ids: list[int | None] = []
     for row in rows:
@@ -140,8 +110,39 @@ async def add_in(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[
             .on_conflict_do_nothing(index_elements=[notifications.c.key])
             .returning(notifications.c.id)
         )
-        ids.append(await conn.scalar(statement))
+        ids.append(conn.scalar(statement))
     return ids
+
+
+def _claim(conn: Connection, owner: str, now: datetime, limit: int) -> list[Queued]:
+    c = notifications.c
+    claimed: list[Queued] = []
+    rows = conn.execute(
+        sa.select(
+            c.id,
+            c.phone,
+            c.thread_id,
+            c.kind,
+            c.body,
+            c.reply_key,
+            c.language,
+            c.account,
+            c.created_at,
+            c.not_after,
+        )
+        .where(c.status == "queued", c.claimed_at.is_(None))
+        .order_by(c.priority, c.id)
+        .limit(limit)
+    ).all()
+    for row in rows:
+        taken = conn.execute(
+            notifications.update()
+            .where(c.id == row.id, c.claimed_at.is_(None))
+            .values(claimed_at=now, claimed_by=owner[:64], status="sending")
+        )
+        if taken.rowcount:
+            claimed.append(Queued(**row._mapping))
+    return claimed
 
 
 class Leases:

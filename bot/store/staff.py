@@ -255,7 +255,7 @@ class StaffStore:
                     )
                     .returning(broadcasts.c.id)
                 )
-                await add_in(conn, texts)
+                await conn.run_sync(add_in, texts)
             return BroadcastRow(int(new_id), token, account, body, audience, len(texts), now), True
         except sa.exc.IntegrityError:
             found = await self.broadcast_by_token(token)

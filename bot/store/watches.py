@@ -71,6 +71,11 @@ def stop(conn: Connection, phone: str, outcome: str, now: datetime) -> None:
     _SKIP_QUEUED.execute(conn, {"phone_": phone, "outcome_": outcome})
 
 
+def _update_many(conn: Connection, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    for case_id, values in changes:
+        conn.execute(watches.update().where(watches.c.case_id == case_id).values(**values))
+
+
 _OPEN_FROM = watches.outerjoin(conversations, conversations.c.phone == watches.c.phone)
 _OPEN = (
     watches.c.done_at.is_(None),
@@ -109,13 +114,8 @@ class Watches:
 
     async def update_many(self, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Several watches' changes, in one transaction."""
-        if not changes:
-            return
-        async with self.tx.begin() as conn:
-            for case_id, values in changes:
-                await conn.execute(
-                    watches.update().where(watches.c.case_id == case_id).values(**values)
-                )
+        if changes:
+            await self.tx.run(_update_many, changes)
 
     async def close(self, case_id: int, outcome: str, now: datetime) -> None:
         await self.update(case_id, done_at=now, outcome=outcome)
