@@ -443,16 +443,14 @@ def _record_inbound(
     # The phone's latest thread and its texts of the last minute, in one statement.
     since = recent_since if recent_since is not None else now
     found = _THREAD_AND_RECENT.execute(conn, {"phone": phone, "since": since}).first()
-    if _goes_on(found, now):
-        # The text before the thread's row: a repeated MessageSid fails (or waits for the
-        # first delivery's transaction) holding no lock on the thread, which that first
-        # delivery's outcome updates (PostgreSQL found the deadlock the other way round).
-        thread_id = int(found.id)
-        new_id = int(_INSERT_MESSAGE.execute(conn, {**row, "thread_id": thread_id}).scalar_one())
+    goes_on = _goes_on(found, now)
+    thread_id = int(found.id) if goes_on else _new_thread(conn, phone, now)
+    new_id = int(_INSERT_MESSAGE.execute(conn, {**row, "thread_id": thread_id}).scalar_one())
+    if goes_on:
+        # After the text: a repeated MessageSid fails (or waits for the first delivery's
+        # transaction) holding no lock on the thread, which that first delivery's outcome
+        # updates (PostgreSQL found the deadlock the other way round).
         _THREAD_GOES_ON.execute(conn, {"thread": thread_id, "last": max(now, found.last_at)})
-    else:
-        thread_id = _new_thread(conn, phone, now)
-        new_id = int(_INSERT_MESSAGE.execute(conn, {**row, "thread_id": thread_id}).scalar_one())
     recent = int(found.recent or 0) + 1 if recent_since is not None else 0
     if then is not None:
         then(conn)
