@@ -76,8 +76,8 @@ class CaseDetail(_Model):
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class WaitingTicket:
     """One row of `GET Tickets/Waiting/{unitId}`. A slotted dataclass, not a model: a waiting
-    list can be long (the notifier reads each watched unit's every poll), and 100,000 rows
-    took 183 MB as models, 81 MB as this (bench/RESULTS.md)."""
+    list can be long (the notifier reads each watched unit's every poll), and parsing 100,000
+    rows left 133 MB more RSS as models, 30 MB as this (bench/RESULTS.md)."""
 
     case_id: int
     process_id: int | None = None
