@@ -8,9 +8,11 @@ afterwards. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 
 from .replies import TICKET_GIVEN, ReplyKey
 
@@ -91,16 +93,20 @@ def advance(current: ThreadOutcome, reply: ReplyKey | None, opted_out: bool) -> 
     return _BY_REPLY.get(reply, current)
 
 
-def advancing(reply: ReplyKey | None, opted_out: bool) -> Callable[[str], tuple[str, bool]]:
-    """`advance` as the log applies it, in the transaction that stores the reply: from the
-    stored outcome to (the new one, whether this reply gave the thread its ticket)."""
+@functools.cache
+def advancing(reply: ReplyKey | None, opted_out: bool) -> Mapping[str | None, tuple[str, bool]]:
+    """`advance` as the log applies it, in the statement that updates the thread: for each
+    outcome the thread may have stored, (the outcome after, whether this reply gave the thread
+    its ticket); under None, for a stored value no longer known (read as OTHER). A table, not a
+    function, so the database can apply it to the row as it stands, with no read before."""
 
-    def apply(stored: str) -> tuple[str, bool]:
-        current = ThreadOutcome(stored) if stored in _KNOWN else ThreadOutcome.OTHER
+    def apply(current: ThreadOutcome) -> tuple[str, bool]:
         after = advance(current, reply, opted_out)
         return after.value, after in TICKETED and current not in TICKETED
 
-    return apply
+    table: dict[str | None, tuple[str, bool]] = {o.value: apply(o) for o in ThreadOutcome}
+    table[None] = apply(ThreadOutcome.OTHER)
+    return MappingProxyType(table)
 
 
 def asked_cutoff(now: datetime, confirm_timeout: timedelta) -> datetime:
@@ -114,6 +120,3 @@ def shown(outcome: str, last_at: datetime, now: datetime, confirm_timeout: timed
     if outcome == ThreadOutcome.ASKED and last_at <= asked_cutoff(now, confirm_timeout):
         return ThreadOutcome.EXPIRED.value
     return outcome
-
-
-_KNOWN = frozenset(o.value for o in ThreadOutcome)

@@ -3,12 +3,17 @@ outcome in one write, and retention."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from bot.replies import ReplyKey as K
 from bot.store import Store, open_store
-from bot.store.log import THREAD_GAP, Call, Handled
+from bot.store.log import THREAD_GAP, Call, Handled, finish_together, finishes_together
+from bot.store.tables import threads
+from bot.threads import ThreadOutcome, advance, advancing
 
 from .conftest import T0
 from .helpers import ALEX, transcript
@@ -31,6 +36,12 @@ def handled(inbound_id: int, reply: str | None = "ok", **extra: object) -> Handl
     return Handled(**(values | extra))  # type: ignore[arg-type]
 
 
+async def threads_of(store: Store, phone: str) -> list[dict[str, object]]:
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(sa.select(threads).where(threads.c.phone == phone))
+        return [dict(r) for r in rows.mappings()]
+
+
 @pytest.fixture
 async def store(db_url: str) -> Store:
     async with open_store(db_url) as opened:
@@ -47,19 +58,67 @@ async def test_a_repeated_message_sid_is_stored_once(store: Store) -> None:
 async def test_a_message_outcome_is_one_write_with_the_rule_passed_in(store: Store) -> None:
     inbound = await store.log.record_inbound(ALEX, "SM1", "here", 0, T0)
     call = Call("checkin", {"PersonalId": "S1"}, 200, 12, "ok", "{}", None, T0)
-    seen: list[str] = []
-
-    def advance(stored: str) -> tuple[str, bool]:
-        seen.append(stored)
-        return "checked_in", True
-
-    reply_id = await store.log.finish(handled(inbound.id, calls=(call,), advance=advance))
-    assert seen == ["other"]  # the thread's outcome as stored, handed to the rule
+    # The rule as a table: the thread's stored outcome ("other", as new) picks the row.
+    advance = {"other": ("checked_in", True), "asked": ("confirmed", True), None: ("x", False)}
+    at = T0 + timedelta(seconds=3)
+    reply_id = await store.log.finish(handled(inbound.id, calls=(call,), advance=advance, now=at))
     [text, reply] = await transcript(store, ALEX)
     assert text["handled_at"] is not None and text["state_after"] == "checked_in"
     assert reply["id"] == reply_id and reply["reply_to"] == inbound.id
     assert [c["operation"] for c in text["calls"]] == ["checkin"]
     assert await store.log.state_of(ALEX) == "checked_in"
+    [thread] = await threads_of(store, ALEX)
+    assert (thread["outcome"], thread["ticket_at"], thread["last_at"]) == ("checked_in", at, at)
+    assert thread["message_count"] == 2
+
+
+STORED = [*(o.value for o in ThreadOutcome), "a value no longer known"]
+REPLIES = [K.CHECKED_IN, K.CONFIRM_EARLY, K.LEFT_QUEUE, K.DECLINED, K.STATUS, None]
+
+
+async def test_the_thread_moves_on_from_the_outcome_it_has_stored(store: Store) -> None:
+    """The database applies the rule's table to the outcome the thread has when the outcome
+    is written (no read before), for every outcome a thread can have stored and replies of
+    each kind, and keeps the later of two clocks' last_at; as `advance` says, on both paths
+    of PostgreSQL (one statement in autocommit, and the transaction)."""
+    paths = [False, True] if store.engine.dialect.name == "postgresql" else [False]
+    earlier, later = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+    phones = iter(f"+1555010{n:04d}" for n in range(1000))
+    expected: dict[str, tuple[str, bool]] = {}
+    for together, stored, reply in itertools.product(paths, STORED, REPLIES):
+        phone = next(phones)
+        inbound = await store.log.record_inbound(phone, None, "hi", 0, T0)
+        # The thread as another text left it: this outcome, a ticket long ago, its last
+        # text (by another process's clock) after this one's `now`.
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                threads.update()
+                .where(threads.c.id == inbound.thread_id)
+                .values(outcome=stored, ticket_at=T0, last_at=later)
+            )
+        table = advancing(reply, opted_out=False)
+        h = handled(
+            inbound.id,
+            phone=phone,
+            reply=None if reply is None else "ok",
+            advance=table,
+            thread_id=inbound.thread_id,
+            now=earlier,
+        )
+        if together:
+            assert finishes_together(h)
+            async with store.engine.connect() as conn:
+                await finish_together(conn, h)
+        else:
+            await store.log.finish(h)
+        expected[phone] = table[stored if stored in table else None]
+    for phone, (outcome, ticketed) in expected.items():
+        [thread] = await threads_of(store, phone)
+        assert thread["outcome"] == outcome, (phone, thread)
+        assert thread["ticket_at"] == (earlier if ticketed else T0), (phone, thread)
+        assert thread["last_at"] == later
+    current = advance(ThreadOutcome.OTHER, K.CHECKED_IN, opted_out=False)
+    assert advancing(K.CHECKED_IN, opted_out=False)["other"] == (current.value, True)
 
 
 async def test_a_status_never_moves_back_and_the_first_sid_wins(store: Store) -> None:

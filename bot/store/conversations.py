@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .prepared import Prepared
+from .prepared import Prepared, Write
 from .tables import conversations
 
 INITIAL_STATE = "idle"  # a phone the bot has never heard from
@@ -80,9 +80,20 @@ def save(
     language: tuple[str | None, str | None] | None = None,
 ) -> None:
     """Write the phone's state and data (and its reply language, when given)."""
-    _UPSERTS[conn.dialect.name, language is not None].execute(
-        conn, _row(phone, state, data, now, language)
-    )
+    statement, row = saving(conn.dialect.name, phone, state, data, now, language)
+    statement.execute(conn, row)
+
+
+def saving(
+    dialect: str,
+    phone: str,
+    state: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    language: tuple[str | None, str | None] | None = None,
+) -> Write:
+    """`save` as a statement to run with others."""
+    return _UPSERTS[dialect, language is not None], _row(phone, state, data, now, language)
 
 
 async def save_on_driver(

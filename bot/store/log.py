@@ -13,15 +13,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..sms import segments as segments_of
 from . import conversations as saved_conversations
+from . import watches
 from .engine import Transactions
-from .prepared import Prepared
+from .prepared import Prepared, Write, run_all, together_on_driver
 from .tables import conversations, messages, threads, upstream_calls
-from .watches import start as watch_cases
-from .watches import stop as stop_watching
 
 THREAD_GAP = timedelta(hours=6)  # silence after which a phone's next text starts a new thread
 # An inbound text still unanswered this long after it arrived was dropped (its process died):
@@ -104,8 +103,9 @@ class Who:
     case_id: int | None = None
 
 
-# Moves a thread's outcome on: (outcome now) -> (outcome after, whether that gave a ticket).
-Advance = Callable[[str], tuple[str, bool]]
+# Moves a thread's outcome on: for each outcome it may have stored, (the outcome after, whether
+# that gave the thread its ticket); under None, for any stored outcome not named.
+Advance = Mapping[str | None, tuple[str, bool]]
 
 
 @dataclass(frozen=True)
@@ -393,9 +393,6 @@ _THREAD_COUNTS_ONE_MORE = Prepared(
 _THREAD_OF = Prepared(
     sa.select(messages.c.thread_id).where(messages.c.id == sa.bindparam("message_id"))
 )
-_THREAD_NOW = Prepared(
-    sa.select(threads.c.outcome, threads.c.last_at).where(threads.c.id == sa.bindparam("thread"))
-)
 _HANDLED_AT = Prepared(
     sa.select(messages.c.handled_at).where(messages.c.id == sa.bindparam("message_id"))
 )
@@ -423,7 +420,18 @@ _MARK_HANDLED = Prepared(
         handled_at=sa.bindparam("handled_at_"),
     )
 )
-_INSERT_CALLS = Prepared(upstream_calls.insert())
+
+
+@functools.cache
+def _insert_calls(count: int) -> Prepared:
+    """An INSERT of `count` upstream calls, each column from `<column>_<i>`."""
+    columns = [c for c in upstream_calls.c if c.name != "id"]
+    rows = [
+        {c.name: sa.bindparam(f"{c.name}_{i}", type_=c.type) for c in columns} for i in range(count)
+    ]
+    return Prepared(upstream_calls.insert().values(rows), by_columns=False)
+
+
 _THREAD_LOCK = Prepared(
     sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger)))
 )
@@ -537,64 +545,75 @@ def superseded(conn: Connection, inbound_id: int, phone: str) -> bool:
 
 def finish(conn: Connection, h: Handled) -> int | None:
     """Write a message's outcome; the id of the reply stored (None: it was silent)."""
-    state_after = h.state_after if h.state_after is not None else h.state_before
     thread_id = h.thread_id if h.thread_id is not None else _thread_of(conn, h.inbound_id)
-    if h.calls:
-        _INSERT_CALLS.executemany(
-            conn,
-            [
-                dict(
-                    message_id=h.inbound_id,
-                    operation=c.operation,
-                    request=dict(c.request),
-                    status=c.status,
-                    latency_ms=c.latency_ms,
-                    outcome=c.outcome,
-                    response=c.response,
-                    error=c.error,
-                    created_at=c.at,
-                )
-                for c in h.calls
-            ],
-        )
-    reply_id = None
+    writes, reply = _outcome(h, thread_id, conn.dialect.name)
+    results = run_all(conn, writes)
+    return None if reply is None else int(results[reply].scalar_one())
+
+
+def finishes_together(h: Handled) -> bool:
+    """Whether `finish_together` can write this outcome: its thread is known, and it does not
+    both watch cases and stop watching the phone's (the stop would miss the new watches)."""
+    return h.thread_id is not None and not (h.watch and h.stop_watching)
+
+
+async def finish_together(conn: AsyncConnection, h: Handled) -> int | None:
+    """`finish` as one statement in autocommit on PostgreSQL (see `finishes_together`): one
+    round trip, where a transaction takes eight."""
+    writes, reply = _outcome(h, h.thread_id, conn.dialect.name)
+    row = await together_on_driver(conn, writes, reply)
+    return None if row is None else int(row[0])
+
+
+def _outcome(h: Handled, thread_id: int | None, dialect: str) -> tuple[list[Write], int | None]:
+    """A message's outcome as writes, none reading what another writes, and which of them
+    stores the reply (None: it was silent)."""
+    writes: list[Write] = []
+    if h.calls:  # one statement: the calls' ids in the order they were made
+        calls = {
+            f"{name}_{i}": value
+            for i, c in enumerate(h.calls)
+            for name, value in dict(
+                message_id=h.inbound_id,
+                operation=c.operation,
+                request=dict(c.request),
+                status=c.status,
+                latency_ms=c.latency_ms,
+                outcome=c.outcome,
+                response=c.response,
+                error=c.error,
+                created_at=c.at,
+            ).items()
+        }
+        writes.append((_insert_calls(len(h.calls)), calls))
+    state_after = h.state_after if h.state_after is not None else h.state_before
+    reply = None
     if h.reply is not None:
+        reply = len(writes)
         states = (h.state_before, state_after)
-        reply_id = _insert_reply(
-            conn,
-            h.phone,
-            thread_id,
-            h.inbound_id,
-            h.reply,
-            h.reply_key,
-            states,
-            h.segments,
-            h.now,
-            h.reply_language,
-        )
-    _MARK_HANDLED.execute(
-        conn,
-        {
-            "message_id": h.inbound_id,
-            "intent_": h.intent[:64],
-            "understood_": (h.understood or "")[:300] or None,
-            "language_": h.language,
-            "state_before_": h.state_before,
-            "state_after_": state_after,
-            "handled_at_": h.now,
-        },
-    )
+        args = (h.phone, thread_id, h.inbound_id, h.reply, h.reply_key, states, h.segments)
+        writes.append(_reply(*args, h.now, h.reply_language))
+    handled = {
+        "message_id": h.inbound_id,
+        "intent_": h.intent[:64],
+        "understood_": (h.understood or "")[:300] or None,
+        "language_": h.language,
+        "state_before_": h.state_before,
+        "state_after_": state_after,
+        "handled_at_": h.now,
+    }
+    writes.append((_MARK_HANDLED, handled))
     if thread_id is not None:
-        _update_thread(conn, thread_id, h)
-    if h.watch:
-        watch_cases(conn, [{**w, "thread_id": thread_id} for w in h.watch])
+        writes.append(_thread_moves_on(thread_id, h))
+        writes += watches.starting(dialect, [{**w, "thread_id": thread_id} for w in h.watch])
     if h.stop_watching:
-        stop_watching(conn, h.phone, h.stop_watching, h.now)
+        writes += watches.stopping(h.phone, h.stop_watching, h.now)
     if h.state_after is not None:
-        saved_conversations.save(
-            conn, h.phone, h.state_after, h.data_after or {}, h.now, h.remember_language
+        data, language = h.data_after or {}, h.remember_language
+        writes.append(
+            saved_conversations.saving(dialect, h.phone, h.state_after, data, h.now, language)
         )
-    return None if reply_id is None else int(reply_id)
+    return writes, reply
 
 
 def _thread_for(conn: Connection, phone: str, now: datetime) -> int:
@@ -617,38 +636,57 @@ def _new_thread(conn: Connection, phone: str, now: datetime) -> int:
     return int(_NEW_THREAD.execute(conn, row).scalar_one())
 
 
-def _update_thread(conn: Connection, thread_id: int, h: Handled) -> None:
-    """Move the thread's outcome on and note what this message told us about the customer."""
-    row = _THREAD_NOW.execute(conn, {"thread": thread_id}).first()
-    if row is None:
-        return
-    values: dict[str, Any] = dict(last_at=max(h.now, row.last_at))
-    if h.advance is not None:
-        values["outcome"], ticketed = h.advance(row.outcome)
-        if ticketed:
-            values["ticket_at"] = h.now
+def _thread_moves_on(thread_id: int, h: Handled) -> Write:
+    """The thread's update: its outcome moved on by `h.advance` from the one it has stored,
+    its last text's time, its message count and what this message told us about the
+    customer; one statement, no read before it."""
+    values: dict[str, Any] = {}
     if h.who is not None:
-        known = {k: v for k, v in vars(h.who).items() if v is not None}
-        if "name" in known:
-            known["name"] = str(known["name"])[:200]
-        values |= known
-    statement = _thread_update(tuple(sorted(values)))
+        values = {k: v for k, v in vars(h.who).items() if v is not None}
+        if "name" in values:
+            values["name"] = str(values["name"])[:200]
     params = {f"new_{name}": value for name, value in values.items()}
-    statement.execute(conn, {**params, "thread": thread_id, "added": int(h.reply is not None)})
+    params |= {"thread": thread_id, "added": int(h.reply is not None), "now": h.now}
+    moves = None
+    if h.advance is not None:
+        named = [(stored, after) for stored, after in h.advance.items() if stored is not None]
+        moves = len(named)
+        for i, (stored, (outcome, ticketed)) in enumerate(named):
+            params |= {f"from_{i}": stored, f"to_{i}": outcome, f"at_{i}": ticketed}
+        outcome, ticketed = h.advance[None]
+        params |= {"to_else": outcome, "at_else": ticketed}
+    return _thread_update(tuple(sorted(values)), moves), params
 
 
 @functools.cache
-def _thread_update(columns: tuple[str, ...]) -> Prepared:
-    """The thread's update for these columns, built once (building one costs more than running
-    it): each column from the parameter `new_<column>`, the message count moved on by `added`."""
-    return Prepared(
-        threads.update()
-        .where(threads.c.id == sa.bindparam("thread"))
-        .values(
-            message_count=threads.c.message_count + sa.bindparam("added"),
-            **{name: sa.bindparam(f"new_{name}") for name in columns},
+def _thread_update(columns: tuple[str, ...], moves: int | None) -> Prepared:
+    """The thread's update for these columns (each from the parameter `new_<column>`), built
+    once (building one costs more than running it). `last_at` becomes `now` unless later, the
+    message count grows by `added`. With `moves` (an Advance naming that many outcomes): the
+    outcome becomes `to_<i>` where it is `from_<i>` (else `to_else`), and `ticket_at` becomes
+    `now` where `at_<i>` (else `at_else`) is true."""
+    now = sa.bindparam("now", type_=threads.c.last_at.type)
+    values: dict[str, Any] = {
+        name: sa.bindparam(f"new_{name}", type_=threads.c[name].type) for name in columns
+    }
+    values["last_at"] = sa.case((threads.c.last_at > now, threads.c.last_at), else_=now)
+    values["message_count"] = threads.c.message_count + sa.bindparam("added", type_=sa.Integer)
+    if moves is not None:
+        stored = [
+            threads.c.outcome == sa.bindparam(f"from_{i}", type_=sa.String) for i in range(moves)
+        ]
+
+        def by_outcome(name: str, type_: Any) -> Any:
+            return sa.case(
+                *((s, sa.bindparam(f"{name}_{i}", type_=type_)) for i, s in enumerate(stored)),
+                else_=sa.bindparam(f"{name}_else", type_=type_),
+            )
+
+        values["outcome"] = by_outcome("to", sa.String)
+        values["ticket_at"] = sa.case(
+            (by_outcome("at", sa.Boolean), now), else_=threads.c.ticket_at
         )
-    )
+    return Prepared(threads.update().where(threads.c.id == sa.bindparam("thread")).values(**values))
 
 
 def _thread_of(conn: Connection, message_id: int) -> int | None:
@@ -666,8 +704,23 @@ def _insert_reply(
     states: tuple[str, str],
     segments: int | None,
     now: datetime,
-    language: str | None = None,
 ) -> int:
+    args = (phone, thread_id, inbound_id, text, reply_key, states, segments, now)
+    statement, row = _reply(*args)
+    return int(statement.execute(conn, row).scalar_one())
+
+
+def _reply(
+    phone: str,
+    thread_id: int | None,
+    inbound_id: int,
+    text: str,
+    reply_key: str | None,
+    states: tuple[str, str],
+    segments: int | None,
+    now: datetime,
+    language: str | None = None,
+) -> Write:
     row = dict(
         phone=phone,
         thread_id=thread_id,
@@ -682,4 +735,4 @@ def _insert_reply(
         language=language,
         created_at=now,
     )
-    return int(_INSERT_MESSAGE.execute(conn, row).scalar_one())
+    return _INSERT_MESSAGE, row

@@ -10,10 +10,16 @@ database gets the SQL its dialect writes. `execute` raises the driver's errors a
 (`sa.exc.IntegrityError`, `sa.exc.DBAPIError` with `.orig`), as `Connection.execute` raises
 them; `execute_on_driver` (asyncpg, outside SQLAlchemy) raises asyncpg's own, `.sqlstate` and
 all.
+
+`together_on_driver` runs several writes as one PostgreSQL statement, each a data-modifying
+WITH query: one round trip instead of a BEGIN, a statement each and a COMMIT, and as atomic as
+the transaction it replaces (one statement in autocommit commits all or nothing).
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,6 +34,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 observers: list[Callable[[str], None]] = []
 
 _Processor = Callable[[Any], Any] | None
+_PLACEHOLDER = re.compile(r"\$(\d+)")  # asyncpg's numbered parameters
 
 
 class Result:
@@ -103,9 +110,11 @@ class _Plan:
 class Prepared:
     """A Core statement run on the driver (see the module's docstring)."""
 
-    def __init__(self, statement: sa.ClauseElement) -> None:
+    def __init__(self, statement: sa.ClauseElement, by_columns: bool | None = None) -> None:
+        """`by_columns`: compiled for the columns each call gives (an INSERT's default;
+        False for one whose values are bound parameters already)."""
         self.statement = statement
-        self._by_columns = isinstance(statement, sa.Insert)
+        self._by_columns = isinstance(statement, sa.Insert) if by_columns is None else by_columns
         self._plans: dict[tuple[str, tuple[str, ...] | None], _Plan] = {}
 
     def _plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
@@ -139,6 +148,64 @@ class Prepared:
         if rows:
             plan = self._plan(conn.dialect, rows[0])
             _run(conn, plan, [plan.parameters(r) for r in rows], many=True)
+
+
+# A statement and its parameters, to run with others (`run_all`, `together_on_driver`).
+Write = tuple[Prepared, Mapping[str, Any]]
+
+
+def run_all(conn: Connection, writes: Sequence[Write]) -> list[Result]:
+    """Run each in order in the caller's transaction; their results."""
+    return [statement.execute(conn, params) for statement, params in writes]
+
+
+async def together_on_driver(
+    conn: AsyncConnection, writes: Sequence[Write], returning: int | None = None
+) -> Any:
+    """Run `writes` as one PostgreSQL statement on the driver, in autocommit: all of them or,
+    if any fails, none (asyncpg's error raised). The first row of `writes[returning]`'s
+    RETURNING (None: no row, or `returning` None).
+
+    Each write is a WITH query of the statement, and they all see the database as it was when
+    the statement began, in no set order: none may depend on another's effect, and no two may
+    change the same row (PostgreSQL would apply only one of them)."""
+    plans = [statement._plan(conn.dialect, params) for statement, params in writes]
+    key = (tuple(map(id, plans)), returning)
+    sql = _together.get(key)
+    if sql is None:
+        sql = _together[key] = _together_sql(plans, returning)
+    arguments = [
+        a for plan, (_, params) in zip(plans, writes, strict=True) for a in plan.parameters(params)
+    ]
+    for observe in observers:
+        observe(sql)
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    raw = await driver.fetch(sql, *arguments)
+    if returning is None or not raw:
+        return None
+    return plans[returning].rows(raw)[0]
+
+
+# The SQL of each combination of plans run together (plans live as long as their Prepared).
+_together: dict[tuple[tuple[int, ...], int | None], str] = {}
+
+
+def _together_sql(plans: Sequence[_Plan], returning: int | None) -> str:
+    parts, offset = [], 0
+    for i, plan in enumerate(plans):
+        numbers = {int(n) for n in _PLACEHOLDER.findall(plan.sql)}
+        if numbers != set(range(1, len(plan.slots) + 1)):
+            raise TypeError(f"not numbered $1..${len(plan.slots)}: {plan.sql}")
+        sql = _PLACEHOLDER.sub(functools.partial(_shifted, by=offset), plan.sql)
+        parts.append(f"w{i} AS ({sql})")
+        offset += len(plan.slots)
+    main = "SELECT NULL" if returning is None else f"SELECT * FROM w{returning}"
+    return f"WITH {', '.join(parts)} {main}"
+
+
+def _shifted(number: re.Match[str], by: int) -> str:
+    return f"${int(number[1]) + by}"
 
 
 def _run(conn: Connection, plan: _Plan, parameters: Any, many: bool) -> Result:

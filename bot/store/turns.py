@@ -111,6 +111,8 @@ class Turn:
         take the turn and read the conversation as it was before (the two-dyno test caught a
         YES read as still awaiting its answer)."""
         if self._conn is not None:
+            if log.finishes_together(handled):  # one statement: atomic, one round trip
+                return await log.finish_together(self._conn, handled)
             return await self._run(log.finish, handled)
         reply_id = await self._run(self._finish, handled)
         self.released = True  # committed (on a rollback, `take` releases it)

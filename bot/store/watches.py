@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .engine import Transactions
-from .prepared import Prepared
+from .prepared import Prepared, Write
 from .tables import conversations, notifications, watches
 
 
@@ -57,18 +57,17 @@ _SKIP_QUEUED = Prepared(
 )
 
 
-def start(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Watch these cases (a case already watched is left as it is)."""
-    insert = _START[conn.dialect.name]
-    for row in rows:
-        insert.execute(conn, row)
+def starting(dialect: str, rows: Sequence[dict[str, Any]]) -> list[Write]:
+    """Watch these cases (a case already watched is left as it is): statements to run."""
+    insert = _START[dialect]
+    return [(insert, row) for row in rows]
 
 
-def stop(conn: Connection, phone: str, outcome: str, now: datetime) -> None:
+def stopping(phone: str, outcome: str, now: datetime) -> list[Write]:
     """No more notifications for a phone: its cases are no longer watched, and nothing queued
-    for it goes out (it opted out, or left the queue)."""
-    _STOP_WATCHES.execute(conn, {"phone_": phone, "now": now, "outcome_": outcome})
-    _SKIP_QUEUED.execute(conn, {"phone_": phone, "outcome_": outcome})
+    for it goes out (it opted out, or left the queue). Statements to run."""
+    params = {"phone_": phone, "now": now, "outcome_": outcome}
+    return [(_STOP_WATCHES, params), (_SKIP_QUEUED, params)]
 
 
 def _update_many(conn: Connection, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
