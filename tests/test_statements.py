@@ -1,8 +1,9 @@
 """What one text costs the database: a first check-in is three short transactions on SQLite
 (store the text, taking the phone's turn and reading its conversation and directory with it;
-the check-in's write-ahead record; the outcome with the turn's release), one on PostgreSQL
-(storing the text: the turn's statements run alone in autocommit, and the outcome's writes as
-one statement), and no more statements than counted here. A
+the check-in's write-ahead record; the outcome with the turn's release); on PostgreSQL six
+statements, each alone in autocommit (storing the text is one function call; the turn's lock,
+read, write-ahead record and unlock; the outcome's writes as one statement); and no more
+statements than counted here. A
 change that adds a round trip to every text shows up here, not in production."""
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from .conftest import Clock
 from .helpers import ALEX, JORDAN, running_bot
 
 # (statements, transactions); SQLite's count includes each transaction's BEGIN IMMEDIATE.
-# PostgreSQL's turn (its lock, reads, write-ahead record, outcome and unlock) is single
-# statements in autocommit: the stored text is its one transaction.
-FIRST_CHECKIN = {"sqlite": (17, 3), "postgresql": (9, 1)}
-STATUS = {"sqlite": (15, 2), "postgresql": (8, 1)}  # STATUS after the check-in: no write-ahead
+# PostgreSQL's are single statements in autocommit: no transaction is begun.
+FIRST_CHECKIN = {"sqlite": (17, 3), "postgresql": (6, 0)}
+STATUS = {"sqlite": (15, 2), "postgresql": (5, 0)}  # STATUS after the check-in: no write-ahead
 
 
 @contextmanager
@@ -66,4 +66,4 @@ async def test_a_first_check_in_costs_a_few_short_transactions(
         (status, STATUS[backend]),
     ):
         assert 0 < seen["statements"] <= statements, seen
-        assert 0 < seen["transactions"] <= transactions, seen
+        assert seen["transactions"] <= transactions, seen

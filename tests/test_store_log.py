@@ -3,6 +3,7 @@ outcome in one write, and retention."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import timedelta
 
@@ -53,6 +54,55 @@ async def test_a_repeated_message_sid_is_stored_once(store: Store) -> None:
     again = await store.log.record_inbound(ALEX, "SM1", "here", 0, T0 + timedelta(seconds=5))
     assert not first.duplicate and again.duplicate and again.id == first.id
     assert [m["body"] for m in await transcript(store, ALEX)] == ["here"]
+
+
+async def test_texts_find_their_thread_and_count_the_phones_recent_ones(store: Store) -> None:
+    """Each text goes into its phone's latest thread while the gap since its last text is at
+    most THREAD_GAP, else into a new one, and counts the phone's texts since `recent_since`;
+    on PostgreSQL the function call (migration 0011) and the transaction (taken when a `then`
+    is given) store the same way, duplicates included."""
+    # (minutes after T0, MessageSid): a repeat, texts within the gap, the gap exactly, past it
+    gap = THREAD_GAP.total_seconds() / 60
+    texts = [(0, "SM1"), (0.5, "SM1"), (1, "SM2"), (1 + gap, "SM3"), (2 + 2 * gap, "SM4")]
+    texts += [(2.5 + 2 * gap, "SM5"), (3 + 2 * gap, "SM6")]
+    seen: dict[bool, list[tuple[int, bool, int]]] = {}
+    for generic, phone in ((False, ALEX), (True, "+15550100999")):
+        first_thread = None
+        stored = seen[generic] = []
+        for minutes, sid in texts:
+            at = T0 + timedelta(minutes=minutes)
+            then = (lambda conn: None) if generic else None
+            inbound = await store.log.record_inbound(
+                phone,
+                f"{sid}-{generic}",
+                "hi",
+                0,
+                at,
+                recent_since=at - timedelta(minutes=1),
+                then=then,
+            )
+            if inbound.duplicate:
+                stored.append((-1, True, 0))
+                continue
+            first_thread = first_thread or inbound.thread_id
+            assert inbound.thread_id is not None
+            stored.append((inbound.thread_id - first_thread, False, inbound.recent))
+    assert seen[False] == seen[True]
+    threads_seen = [t for t, duplicate, _ in seen[False] if not duplicate]
+    assert threads_seen == [threads_seen[0]] * 3 + [threads_seen[3]] * 3  # the gap itself goes on
+    assert [r for _, _, r in seen[False]] == [1, 0, 2, 1, 1, 2, 3]
+    counts = {t["id"]: t["message_count"] for t in await threads_of(store, ALEX)}
+    assert list(counts.values()) == [3, 3]
+
+
+async def test_first_texts_at_once_open_one_thread(store: Store) -> None:
+    at = [T0 + timedelta(milliseconds=n) for n in range(8)]
+    stored = await asyncio.gather(
+        *(store.log.record_inbound(ALEX, f"SM{n}", "here", 0, t) for n, t in enumerate(at))
+    )
+    assert len({s.thread_id for s in stored}) == 1
+    [thread] = await threads_of(store, ALEX)
+    assert thread["message_count"] == len(at)
 
 
 async def test_a_message_outcome_is_one_write_with_the_rule_passed_in(store: Store) -> None:

@@ -150,6 +150,14 @@ class Prepared:
             _run(conn, plan, [plan.parameters(r) for r in rows], many=True)
 
 
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether a statement failed on a unique key: SQLAlchemy's IntegrityError from `execute`,
+    or asyncpg's unique_violation (SQLSTATE 23505) from `execute_on_driver`."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    return getattr(exc, "sqlstate", None) == "23505"
+
+
 # A statement and its parameters, to run with others (`run_all`, `together_on_driver`).
 Write = tuple[Prepared, Mapping[str, Any]]
 
