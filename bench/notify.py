@@ -130,7 +130,8 @@ async def run(
             def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
                 statements[statement.split(None, 1)[0].upper()] += 1
 
-            sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+            for engine in store.tx.engines():  # SQLite's writes run on the writer's engine
+                sa.event.listen(engine, "before_cursor_execute", count)
             prepared.observers.append(lambda sql: count(None, None, sql))
             clock = lambda: datetime.now(UTC)  # noqa: E731
             async with make_http_client(settings, counted, base_url=base) as http:

@@ -6,7 +6,7 @@ over loopback HTTP (tests/faulty.py), on both databases."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import timedelta
 
 import pytest
@@ -349,26 +349,56 @@ async def test_when_virtualq_is_down_the_notifier_backs_off_and_says_so_once(
     assert notifier.health() == (True, "polling every 20s")
 
 
+def _counting_reads(bot: FaultyBot, monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The case ids of each page of watches the notifier reads in full, from now on."""
+    pages: list[list[int]] = []
+    watches_of = _notifier(bot).watches
+    read_page = watches_of.open
+
+    async def counted(
+        after: int | None = None, limit: int | None = None, cases: Collection[int] | None = None
+    ) -> list[Watch]:
+        page = await read_page(after, limit, cases)
+        pages.append([w.case_id for w in page])
+        return page
+
+    monkeypatch.setattr(watches_of, "open", counted)
+    return pages
+
+
 async def test_a_poll_reads_the_watches_a_page_at_a_time_and_misses_nobody(
     bot: FaultyBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(notify, "WATCHES_A_PAGE", 1)
-    pages: list[int] = []
-    watches_of = _notifier(bot).watches
-    read_page = watches_of.open
-
-    async def counted(after: int | None = None, limit: int | None = None) -> list[Watch]:
-        page = await read_page(after, limit)
-        pages.append(len(page))
-        return page
-
-    monkeypatch.setattr(watches_of, "open", counted)
+    pages = _counting_reads(bot, monkeypatch)
     assert "Ticket" in (await bot.text(ALEX, "here") or "")
     assert "early" in (await bot.text(JORDAN, "here") or "")
     assert "Ticket" in (await bot.text(JORDAN, "yes") or "")
     for case in (ALEX_CASE, JORDAN_CASE):
         bot.sim.call(bot.sim.cases[case], "Counter 3")
     assert await _round(bot) == 2
-    assert pages == [1, 1, 0]
+    assert pages == [[ALEX_CASE], [JORDAN_CASE]]
     for phone in (ALEX, JORDAN):
         assert _texts(bot, phone)[-1].startswith("It's your turn!")
+
+
+async def test_a_poll_reads_in_full_only_the_watches_with_something_to_do(
+    bot: FaultyBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Texted "almost" at place 2 (this bot's setting): a case further back is not read in
+    full (nor written) until it comes near, is called or leaves the waiting list."""
+    pages = _counting_reads(bot, monkeypatch)
+    assert "A003" in (await bot.text(ALEX, "here") or "")  # third in line
+    assert "early" in (await bot.text(JORDAN, "here") or "")
+    assert "Ticket" in (await bot.text(JORDAN, "yes") or "")  # further back
+    await _round(bot)
+    assert pages == []  # nobody near the front, called or gone
+    bot.sim.call_next(1)  # Alex second: "almost"
+    await _round(bot)
+    assert pages == [[ALEX_CASE]] and len(_texts(bot)) == 1
+    bot.sim.set_status(bot.sim.cases[JORDAN_CASE], COMPLETED)  # Jordan's case closed, unseen
+    await _round(bot)
+    assert pages[1:] == [[ALEX_CASE, JORDAN_CASE]]
+    assert (await _watch_row(bot, JORDAN_CASE))["done_at"] is not None
+    await _round(bot)
+    assert pages[2:] == [[ALEX_CASE]]  # still at the front; Jordan's watch is closed

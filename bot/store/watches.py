@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -89,15 +89,34 @@ class Watches:
         self.engine = engine  # reads
         self.tx = tx  # writes (on SQLite, in the writer thread)
 
-    async def open(self, after: int | None = None, limit: int | None = None) -> list[Watch]:
+    async def open(
+        self,
+        after: int | None = None,
+        limit: int | None = None,
+        cases: Collection[int] | None = None,
+    ) -> list[Watch]:
         """Cases still watched, whose phone has not opted out, by case id: with `after` and
-        `limit`, the next `limit` of them after case `after` (a page)."""
+        `limit`, the next `limit` of them after case `after` (a page); with `cases`, only
+        those of these cases."""
         query = sa.select(*_COLUMNS).select_from(_OPEN_FROM).where(*_OPEN)
         if after is not None:
             query = query.where(watches.c.case_id > after)
+        if cases is not None:
+            query = query.where(watches.c.case_id.in_(cases))
         query = query.order_by(watches.c.case_id).limit(limit)
         async with self.engine.connect() as conn:
             return [Watch(*row) for row in await conn.execute(query)]
+
+    async def open_cases(self) -> dict[int, bool]:
+        """The case ids of `open`, each with whether it has been called: one narrow read,
+        so that a poll reads in full only the watches it has something to do with."""
+        query = (
+            sa.select(watches.c.case_id, watches.c.called_at.is_not(None))
+            .select_from(_OPEN_FROM)
+            .where(*_OPEN)
+        )
+        async with self.engine.connect() as conn:
+            return {case_id: bool(called) for case_id, called in await conn.execute(query)}
 
     async def open_units(self) -> list[int | None]:
         """The units of the open watches (None: a case whose unit is not known)."""

@@ -27,9 +27,11 @@ from .models import (
     CANCELLED,
     CASE,
     EXPECTED,
+    PLACES,
     WAITING,
     CaseDetail,
     CaseState,
+    WaitingPlace,
     WaitingTicket,
 )
 from .refusals import RefusalClassifier, error_message
@@ -102,6 +104,11 @@ class VirtualQClient:
         """GET Tickets/Waiting/{unitId}: the unit's waiting tickets, oldest first."""
         path = f"Tickets/Waiting/{int(unit_id)}"
         return await self._read("waiting", "GET", path, None, observe, WAITING)
+
+    async def places(self, unit_id: int) -> list[WaitingPlace]:
+        """`waiting`, each ticket read for its case and service only (the notifier's poll)."""
+        path = f"Tickets/Waiting/{int(unit_id)}"
+        return await self._read("waiting", "GET", path, None, None, PLACES)
 
     async def find_checkin(
         self,
