@@ -209,8 +209,8 @@ class Turns:
 
     async def _advisory_lock(self, turn: Turn, conn: AsyncConnection, wait: float) -> None:
         """Lock the phone's key and read its conversation and directory rows, outside any
-        transaction: each statement reads what was committed before it began, so after the
-        lock, what the turn before this one committed; three round trips."""
+        transaction, in one function call (migration 0011): the read is a statement of its
+        own after the lock, so it sees what the turn before this one committed."""
         fairy = await conn.get_raw_connection()
         timeout_ms = max(1, int(wait * 1000))
         try:
@@ -219,16 +219,16 @@ class Turns:
                 # lock longer than a turn does (set once per connection, not per text).
                 await _LOCK_TIMEOUT.execute_on_driver(conn, {"ms": str(timeout_ms)})
                 fairy.info["lock_timeout"] = timeout_ms
-            await _ADVISORY_LOCK.execute_on_driver(conn, {"key": advisory_key(turn.phone)})
+            key = advisory_key(turn.phone)
+            turn._found(
+                await _TAKE_TURN.execute_on_driver(conn, {"key": key, "phone_": turn.phone})
+            )
         except BaseException as exc:  # a cancelled wait too: it may have got the lock
             if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise PhoneBusy(f"waited {wait:g} s for this phone's turn") from exc
-            await conn.invalidate()  # whether the lock was taken or not, closing frees it
-            raise
-        try:
-            turn._found(await _TURN_READ.execute_on_driver(conn, {"phone_": turn.phone}))
-        except BaseException:
-            await _advisory_unlock(conn, turn.phone)
+            # The lock may be held (a session lock outlives its failed statement): closing
+            # the connection frees it.
+            await conn.invalidate()
             raise
 
 
@@ -304,10 +304,7 @@ _TAKE_LEASE = Prepared(
         index_elements=[phone_locks.c.phone],
         set_=dict(owner=_LEASE.excluded.owner, expires_at=_LEASE.excluded.expires_at),
         where=phone_locks.c.expires_at < sa.bindparam("now"),
-    )
-)
-_LEASE_HOLDER = Prepared(
-    sa.select(phone_locks.c.owner).where(phone_locks.c.phone == sa.bindparam("phone_"))
+    ).returning(phone_locks.c.owner)  # a row only when inserted or taken over: ours
 )
 _RELEASE = Prepared(
     phone_locks.delete().where(
@@ -321,10 +318,10 @@ def _take_lease(conn: Connection, turn: Turn) -> bool:
     """Take the phone's lease if it is free or expired; if taken, read the conversation."""
     now = datetime.now(UTC)  # wall clock: leases are shared between processes
     until = now + timedelta(seconds=LEASE_SECONDS)
-    _TAKE_LEASE.execute(
+    taken = _TAKE_LEASE.execute(
         conn, {"phone_": turn.phone, "owner_": turn.owner, "until": until, "now": now}
-    )
-    if _LEASE_HOLDER.execute(conn, {"phone_": turn.phone}).scalar() != turn.owner:
+    ).scalar()
+    if taken != turn.owner:  # None: another's lease, unexpired
         return False
     turn._read(conn)
     return True
@@ -342,9 +339,16 @@ def _release(conn: Connection, phone: str, owner: str) -> None:
 _LOCK_TIMEOUT = Prepared(
     sa.select(sa.func.set_config("lock_timeout", sa.bindparam("ms", type_=sa.String), False))
 )
-_ADVISORY_LOCK = Prepared(
-    sa.select(sa.func.pg_advisory_lock(sa.bindparam("key", type_=sa.BigInteger)))
+_taken = sa.func.checkin_bot_take_turn(
+    sa.bindparam("key", type_=sa.BigInteger), sa.bindparam("phone_", type_=sa.String)
+).table_valued(
+    *(
+        sa.column(column.key, column.type)
+        for column in _TURN_READ.statement.selected_columns  # type: ignore[attr-defined]
+    )
 )
+# PostgreSQL: the lock and `_TURN_READ` in one call (Turns._advisory_lock).
+_TAKE_TURN = Prepared(sa.select(*_taken.c))
 _ADVISORY_UNLOCK = Prepared(
     sa.select(sa.func.pg_advisory_unlock(sa.bindparam("key", type_=sa.BigInteger)))
 )

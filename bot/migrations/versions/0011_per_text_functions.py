@@ -1,10 +1,16 @@
-"""PostgreSQL: an inbound text stored by one function call, one round trip instead of six
+"""PostgreSQL: the per-text path's multi-statement steps as function calls, a round trip each
 
-The function does what bot.store.log._record_inbound does on SQLite, in the same order: lock the
-phone's threads for the transaction, find its latest thread and its texts since `recent_since`,
-then insert the text (into that thread if its last text is at most `thread_gap` old, else into
-a new one) before moving the thread on. Called alone, in autocommit: it commits when it returns.
-A repeated MessageSid raises unique_violation, and nothing of the call is kept.
+`checkin_bot_store_text` does what bot.store.log._record_inbound does on SQLite, in the same
+order: lock the phone's threads for the transaction, find its latest thread and its texts since
+`recent_since`, then insert the text (into that thread if its last text is at most `thread_gap`
+old, else into a new one) before moving the thread on. Called alone, in autocommit: it commits
+when it returns. A repeated MessageSid raises unique_violation, and nothing of the call is kept.
+One round trip where the transaction took six.
+
+`checkin_bot_take_turn` takes the phone's turn (bot.store.turns): waits for its session-level
+advisory lock (up to the session's lock_timeout; held after the call, until unlocked), then
+reads the phone's conversation and directory rows in a statement of its own, which sees what
+the turn before this one committed. One round trip where the lock and the read took two.
 
 Revision ID: 0011
 Revises: 0010
@@ -70,13 +76,41 @@ $$
 """
 
 
+TAKE_TURN = """
+CREATE OR REPLACE FUNCTION checkin_bot_take_turn(lock_key bigint, turn_phone varchar)
+RETURNS TABLE (
+    state varchar,
+    data json,
+    language varchar,
+    language_source varchar,
+    personal_id varchar,
+    name varchar,
+    entry_language varchar
+)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM pg_advisory_lock(lock_key);
+    RETURN QUERY
+        SELECT c.state, c.data, c.language, c.language_source, d.personal_id, d.name, d.language
+        FROM (SELECT turn_phone AS phone) AS asked
+        LEFT OUTER JOIN conversations c ON c.phone = asked.phone
+        LEFT OUTER JOIN directory d ON d.phone = asked.phone
+        ORDER BY d.id;
+END
+$$
+"""
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(FUNCTION)
+        op.execute(TAKE_TURN)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS checkin_bot_take_turn(bigint, varchar)")
         op.execute(
             "DROP FUNCTION IF EXISTS checkin_bot_store_text("
             "bigint, varchar, text, varchar, varchar, integer, timestamp, timestamp, interval)"
