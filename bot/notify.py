@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from . import phones
+from . import memory, phones
 from .errors import UpstreamError, UpstreamRefused
 from .outbox import Kind, Outbox, Outgoing
 from .prompts import Catalogue
@@ -138,6 +138,7 @@ class Notifier:
                     if loop.time() >= self._next_poll:
                         await self.outbox.abandon_stuck()
                         await self.poll()
+                        await memory.give_back_soon()  # what the waiting lists took
                         self._next_poll = (
                             loop.time() + self.settings.notify_poll_seconds + self.backoff
                         )
