@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 EXPECTED, WAITING, IN_SERVICE, COMPLETED, CANCELLED, NO_SHOW = 0, 3, 6, 8, 15, 17
@@ -471,31 +471,50 @@ def create_simulator_app(
                 return JSONResponse(customer_json(c))
         raise Refused("Customer not found.", 404)
 
-    async def waiting(request: Request) -> JSONResponse:
-        unit_id, rows = int(request.path_params["unit_id"]), []
+    # Each waiting case's row as JSON, kept while what it shows is unchanged: the list is read
+    # whole by every poll of the notifier, and at 100,000 waiting, building and encoding every
+    # row again took the simulator's one event loop for a second, stalling every check-in.
+    rows_seen: dict[int, tuple[tuple[Any, ...], str, bytes]] = {}
+
+    def waiting_row(case: Case, service: Queue, unit_id: int) -> tuple[str, bytes]:
+        """(EnqueueTime, the row's JSON after its opening brace, without "Row")."""
+        customer = sim.customers.get(case.personal_id or "")
+        names = (customer.first_name, customer.last_name) if customer else (None, None)
+        shown = (case.process_id, case.enqueued_at, case.ticket, case.appointment_at, *names)
+        key = (*shown, case.personal_id, service.qcode, service.name, unit_id)
+        seen = rows_seen.get(case.case_id)
+        if seen is not None and seen[0] == key:
+            return seen[1], seen[2]
+        enqueued = dotnet_time(case.enqueued_at or sim.clock())
+        row = {
+            "ProcessId": case.process_id,
+            "CaseId": case.case_id,
+            "EnqueueTime": enqueued,
+            "QCode": service.qcode,
+            "QNumber": int((case.ticket or "0")[1:]),
+            "ServiceName": service.name,
+            "UnitId": unit_id,
+            "PersonalId": case.personal_id,
+            "FirstName": names[0],
+            "LastName": names[1],
+            "IsAppointment": case.appointment_at is not None,
+        }
+        encoded = json.dumps(row, ensure_ascii=False, separators=(",", ":"))[1:].encode()
+        if case.enqueued_at is not None:  # else "now": not the same row next time
+            rows_seen[case.case_id] = (key, str(enqueued), encoded)
+        return str(enqueued), encoded
+
+    async def waiting(request: Request) -> Response:
+        unit_id, rows = int(request.path_params["unit_id"]), list[tuple[str, bytes]]()
         for service in sim.services.values():
             if service.unit_id != unit_id:
                 continue
-            for case_id in service.waiting:
-                case = sim.cases[case_id]
-                customer = sim.customers.get(case.personal_id or "")
-                rows.append(
-                    {
-                        "ProcessId": case.process_id,
-                        "CaseId": case_id,
-                        "EnqueueTime": dotnet_time(case.enqueued_at or sim.clock()),
-                        "QCode": service.qcode,
-                        "QNumber": int((case.ticket or "0")[1:]),
-                        "ServiceName": service.name,
-                        "UnitId": unit_id,
-                        "PersonalId": case.personal_id,
-                        "FirstName": customer.first_name if customer else None,
-                        "LastName": customer.last_name if customer else None,
-                        "IsAppointment": case.appointment_at is not None,
-                    }
-                )
-        rows.sort(key=lambda r: str(r["EnqueueTime"]))
-        return JSONResponse([{"Row": i, **r} for i, r in enumerate(rows, 1)])
+            rows.extend(
+                waiting_row(sim.cases[case_id], service, unit_id) for case_id in service.waiting
+            )
+        rows.sort(key=lambda r: r[0])
+        body = b",".join(b'{"Row":%d,%s' % (i, row) for i, (_, row) in enumerate(rows, 1))
+        return Response(b"[" + body + b"]", media_type="application/json")
 
     async def cancel(request: Request) -> JSONResponse:
         body = await _json_body(request)

@@ -169,7 +169,21 @@ async def test_simulator_lists_customers_and_waiting_tickets(sim: Simulator) -> 
         assert [r["Row"] for r in rows] == list(range(1, 7))
         cancel = await h.post("/Cases/Cancel", json={"CaseId": rows[0]["CaseId"], "Status": 15})
         assert cancel.status_code == 200
-        assert len((await h.get("/Tickets/Waiting/10")).json()) == 5
+        after = (await h.get("/Tickets/Waiting/10")).json()
+        assert [r["Row"] for r in after] == list(range(1, 6))
+        assert [r["CaseId"] for r in after] == [r["CaseId"] for r in rows[1:]]
+        assert set(after[0]) == {
+            "Row", "ProcessId", "CaseId", "EnqueueTime", "QCode", "QNumber", "ServiceName",
+            "UnitId", "PersonalId", "FirstName", "LastName", "IsAppointment",
+        }  # fmt: skip
+        # A row is kept as JSON between reads, but shows what changed since.
+        await _sim_client(sim).checkin(personal_id="S1005")
+        after = (await h.get("/Tickets/Waiting/10")).json()
+        n = next(i for i, r in enumerate(after) if r["PersonalId"] == "S1005")
+        sim.customers["S1005"].first_name = "Renamed"
+        again = (await h.get("/Tickets/Waiting/10")).json()
+        assert again[n]["FirstName"] == "Renamed"
+        assert again[:n] + again[n + 1 :] == after[:n] + after[n + 1 :]
         by_process = await h.get(f"/Cases/Processes/{rows[1]['ProcessId']}")
         assert by_process.json()["CaseId"] == rows[1]["CaseId"]
         assert (await h.post("/Appointments/Checkin", content=b"{nope")).status_code == 400
