@@ -527,9 +527,9 @@ def _record_reply(
 ) -> int:
     state = saved_conversations.load(conn, phone).state
     thread_id = _thread_of(conn, inbound_id)
-    reply_id = _insert_reply(
-        conn, phone, thread_id, inbound_id, text, reply_key, (state, state), segments, now
-    )
+    args = (phone, thread_id, inbound_id, text, reply_key, (state, state), segments, now)
+    statement, row = _reply(*args)
+    reply_id = int(statement.execute(conn, row).scalar_one())
     if thread_id is not None:
         _THREAD_COUNTS_ONE_MORE.execute(conn, {"thread": thread_id})
     return reply_id
@@ -730,22 +730,6 @@ def _thread_update(columns: tuple[str, ...], moves: int | None) -> Prepared:
 def _thread_of(conn: Connection, message_id: int) -> int | None:
     found = _THREAD_OF.execute(conn, {"message_id": message_id}).scalar()
     return None if found is None else int(found)
-
-
-def _insert_reply(
-    conn: Connection,
-    phone: str,
-    thread_id: int | None,
-    inbound_id: int,
-    text: str,
-    reply_key: str | None,
-    states: tuple[str, str],
-    segments: int | None,
-    now: datetime,
-) -> int:
-    args = (phone, thread_id, inbound_id, text, reply_key, states, segments, now)
-    statement, row = _reply(*args)
-    return int(statement.execute(conn, row).scalar_one())
 
 
 def _reply(
