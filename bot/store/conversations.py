@@ -100,8 +100,8 @@ async def save_on_driver(
     conn: AsyncConnection, phone: str, state: str, data: Mapping[str, Any], now: datetime
 ) -> None:
     """`save` as one statement in autocommit, durable when it returns (PostgreSQL's turns)."""
-    row = _row(phone, state, data, now, None)
-    await _UPSERTS[conn.dialect.name, False].execute_on_driver(conn, row)
+    statement, row = saving(conn.dialect.name, phone, state, data, now)
+    await statement.execute_on_driver(conn, row)
 
 
 def _row(

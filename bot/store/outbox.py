@@ -158,14 +158,16 @@ class Leases:
         until = now + timedelta(seconds=seconds)
         async with self.tx.begin() as conn:
             insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(leases)
-            await conn.execute(
-                insert.values(name=name, owner=owner, expires_at=until).on_conflict_do_update(
+            # A row only when inserted, renewed or taken over: ours (none: another holds it).
+            holder = await conn.scalar(
+                insert.values(name=name, owner=owner, expires_at=until)
+                .on_conflict_do_update(
                     index_elements=[leases.c.name],
                     set_={"owner": owner, "expires_at": until},
                     where=sa.or_(leases.c.owner == owner, leases.c.expires_at < now),
                 )
+                .returning(leases.c.owner)
             )
-            holder = await conn.scalar(sa.select(leases.c.owner).where(leases.c.name == name))
         return bool(holder == owner)
 
     async def release(self, name: str, owner: str) -> None:

@@ -128,7 +128,7 @@ class Prepared:
         """Run once; its rows (if it returns any) and rowcount."""
         params = params or {}
         plan = self._plan(conn.dialect, params)
-        return _run(conn, plan, plan.parameters(params), many=False)
+        return _run(conn, plan, plan.parameters(params))
 
     async def execute_on_driver(
         self, conn: AsyncConnection, params: Mapping[str, Any] | None = None
@@ -142,12 +142,6 @@ class Prepared:
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
         return plan.rows(await driver.fetch(plan.sql, *plan.parameters(params)))
-
-    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run once for each of `rows` (all with the same keys), returning nothing."""
-        if rows:
-            plan = self._plan(conn.dialect, rows[0])
-            _run(conn, plan, [plan.parameters(r) for r in rows], many=True)
 
 
 def is_unique_violation(exc: BaseException) -> bool:
@@ -216,7 +210,7 @@ def _shifted(number: re.Match[str], by: int) -> str:
     return f"${int(number[1]) + by}"
 
 
-def _run(conn: Connection, plan: _Plan, parameters: Any, many: bool) -> Result:
+def _run(conn: Connection, plan: _Plan, parameters: Any) -> Result:
     for observe in observers:
         observe(plan.sql)
     raw = conn.connection.dbapi_connection
@@ -224,9 +218,6 @@ def _run(conn: Connection, plan: _Plan, parameters: Any, many: bool) -> Result:
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cursor = raw.cursor()
     try:
-        if many:
-            cursor.executemany(plan.sql, parameters)
-            return Result([], cursor.rowcount)
         cursor.execute(plan.sql, parameters)
         rows = plan.rows(cursor.fetchall()) if cursor.description is not None else []
         return Result(rows, cursor.rowcount)
