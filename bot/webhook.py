@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
@@ -10,7 +11,7 @@ from xml.sax.saxutils import escape
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.datastructures import ImmutableMultiDict
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from twilio.request_validator import (
     SIGNATURE_HEADER,
@@ -127,11 +128,14 @@ class SignatureChecker:
         self.public_base_url = settings.public_base_url
 
     def url_for(self, request: Request) -> str:
-        """The URL Twilio signed: PUBLIC_BASE_URL + path + query, not what a proxy forwarded."""
+        """The URL Twilio signed: PUBLIC_BASE_URL + path + query, not what a proxy forwarded
+        (read from the ASGI scope as Starlette's URL reads it, without building one)."""
         if not self.public_base_url:
             return str(request.url)
-        query = f"?{request.url.query}" if request.url.query else ""
-        return f"{self.public_base_url}{request.url.path}{query}"
+        scope = request.scope
+        path = scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+        query = scope.get("query_string", b"").decode("latin-1")
+        return f"{self.public_base_url}{path}?{query}" if query else f"{self.public_base_url}{path}"
 
     def valid(self, request: Request, params: ImmutableMultiDict[str, str]) -> bool:
         signature = request.headers.get(SIGNATURE_HEADER)
@@ -141,8 +145,26 @@ class SignatureChecker:
         settings_header = request.headers.get(SIGNATURE_SETTINGS_HEADER)
         if settings_header:
             algorithm = get_signature_algorithm(settings_header)
-            return any(v.validate(url, params, signature, algorithm) for v in self.shared)
-        return self.token is not None and bool(self.token.validate(url, params, signature))
+            return any(_signed(v, url, params, signature, algorithm) for v in self.shared)
+        return self.token is not None and _signed(self.token, url, params, signature)
+
+
+def _signed(
+    validator: RequestValidator,
+    url: str,
+    params: ImmutableMultiDict[str, str],
+    signature: str,
+    algorithm: str | None = None,
+) -> bool:
+    """`validator.validate`, trying first the URL as it is: `validate` computes the signature
+    for the URL with its port and without it (two HMACs, every request), and a URL as it is
+    is one of the two. A match is a signature of this URL by the token; anything else gets
+    `validate`'s verdict (a bodySHA256 URL always does)."""
+    if "bodySHA256" not in url:
+        computed = validator.compute_signature(url, params, algorithm)
+        if hmac.compare_digest(computed.encode(), signature.encode()):
+            return True
+    return bool(validator.validate(url, params, signature, algorithm))
 
 
 class Form(ImmutableMultiDict[str, str]):
@@ -161,16 +183,22 @@ async def read_form(request: Request) -> Form:
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BadWebhook("body too large", status=413)
     raw = b""
+    receive = request.receive  # ASGI's messages, as Request.stream reads them, without it
     try:
         async with asyncio.timeout(BODY_SECONDS):
-            async for chunk in request.stream():
-                raw += chunk
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone("the client hung up before sending its whole body")
+                if message["type"] != "http.request":
+                    continue
+                raw += message.get("body", b"")
                 if len(raw) > MAX_BODY_BYTES:
                     raise BadWebhook("body too large", status=413)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise BadWebhook(f"body not sent within {BODY_SECONDS:g}s", status=408) from None
-    except ClientDisconnect:
-        raise ClientGone("the client hung up before sending its whole body") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
