@@ -142,6 +142,7 @@ class Service:
         # In the phone's line from now on: texts of one phone are answered in the order they
         # arrived (when the phone's line was empty, its turn is taken as the text is stored).
         async with self.store.turns.arrive(phone) as arrival:
+            planned: list[_Planned] = []
             inbound = await self.store.log.record_inbound(
                 phone,
                 sms.sid,
@@ -150,7 +151,7 @@ class Service:
                 now,
                 sms.idempotency_token,
                 recent_since=now - timedelta(minutes=1),
-                then=arrival.with_turn(),
+                then=arrival.with_turn(self._plan(phone, sms.body, planned)),
             )
             progress.inbound_id, progress.repeat = inbound.id, inbound.duplicate
             if not inbound.duplicate:
@@ -160,7 +161,12 @@ class Service:
                 try:
                     async with arrival.turn(PHONE_TURN_WAIT_SECONDS) as turn:
                         return await self.answer(
-                            turn, inbound.id, phone, sms.body, inbound.thread_id
+                            turn,
+                            inbound.id,
+                            phone,
+                            sms.body,
+                            inbound.thread_id,
+                            planned[0] if planned else None,
                         )
                 except PhoneBusy as exc:
                     log.warning("%s: %s; sent the fallback reply", phones.mask(phone), exc)
@@ -171,18 +177,26 @@ class Service:
         return await self._repeat(inbound.id, phone)
 
     async def answer(
-        self, turn: Turn, inbound_id: int, phone: str, body: str, thread_id: int | None = None
+        self,
+        turn: Turn,
+        inbound_id: int,
+        phone: str,
+        body: str,
+        thread_id: int | None = None,
+        planned: _Planned | None = None,
     ) -> Answer:
         """Read a text in its conversation, perform what the conversation needs, and write the
-        message's whole outcome in one transaction (the caller holds the phone's turn)."""
+        message's whole outcome in one transaction (the caller holds the phone's turn).
+        `planned`: the text already read and stepped as it was stored (`_plan`)."""
         saved = turn.saved
         before = Conversation(State(saved.state), saved.data)
-        candidates = identity.candidates(self.settings, phone, turn.entries)
-        ctx = Context(self.clock(), candidates, self.policy)
-        reading = read(body, self.catalogue.lexicon, expecting(before, ctx), prefer=saved.language)
+        if planned is None:
+            candidates, ctx, reading = self._read(turn, phone, body, before)
+        else:
+            candidates, ctx, reading = planned.candidates, planned.ctx, planned.reading
         calls: list[Call] = []
         seen: list[CaseView] = []
-        decision = await self._decide(turn, phone, before, reading, ctx, calls, seen)
+        decision = await self._decide(turn, phone, before, reading, ctx, calls, seen, planned)
         after = Conversation(decision.state, decision.data)
         language = self._language(
             saved.language, saved.language_source, reading, decision, seen, candidates
@@ -223,6 +237,41 @@ class Service:
             reading.label,
         )
         return Answer(text, reply_id)
+
+    def _read(
+        self, turn: Turn, phone: str, body: str, before: Conversation
+    ) -> tuple[tuple[Candidate, ...], Context, Reading]:
+        """Whom the phone may be, the moment's context, and the text read in it."""
+        candidates = identity.candidates(self.settings, phone, turn.entries)
+        ctx = Context(self.clock(), candidates, self.policy)
+        language = turn.saved.language
+        return candidates, ctx, read(body, self.catalogue.lexicon, expecting(before, ctx), language)
+
+    def _plan(
+        self, phone: str, body: str, planned: list[_Planned]
+    ) -> Callable[[Turn, int], tuple[str, dict[str, Any], datetime] | None]:
+        """On SQLite, when the text takes its phone's turn as it is stored: read and step it
+        there, in the writer thread (`Arrival.with_turn`), and when the conversation's first
+        action is a check-in, return its write-ahead record to save with the text (one
+        transaction a check-in fewer). Not for a text over the rate limit, which the
+        conversation never sees. What it decided is appended to `planned` for `answer`."""
+
+        def plan(turn: Turn, recent: int) -> tuple[str, dict[str, Any], datetime] | None:
+            if recent > self.settings.rate_limit_per_minute:
+                return None
+            saved = turn.saved
+            before = Conversation(State(saved.state), saved.data)
+            candidates, ctx, reading = self._read(turn, phone, body, before)
+            decision = step(before, reading, ctx)
+            if not isinstance(decision.action, Checkin):
+                planned.append(_Planned(candidates, ctx, reading, decision, None))
+                return None
+            at = self.clock()
+            sent = unconfirmed_data(decision.action.target, at.isoformat())
+            planned.append(_Planned(candidates, ctx, reading, decision, sent))
+            return before.state.value, {**before.data, **sent}, at
+
+        return plan
 
     def _watch(
         self,
@@ -303,25 +352,29 @@ class Service:
         ctx: Context,
         calls: list[Call],
         seen: list[CaseView],
+        planned: _Planned | None = None,
     ) -> Decision:
         """Step the conversation, performing the VirtualQ actions it asks for in turn. The one
         error sink of a text: whatever fails, the customer gets the apology and a check-in
         that may have happened is kept to reconcile on the next text."""
         sent: dict[str, Any] = {}  # a check-in sent whose outcome we do not know yet
         try:
-            decision = step(before, reading, ctx)
+            decision = step(before, reading, ctx) if planned is None else planned.decision
             async with asyncio.timeout(HANDLING_LIMIT_SECONDS):
-                for _ in range(MAX_UPSTREAM_HOPS):
+                for hop in range(MAX_UPSTREAM_HOPS):
                     action = decision.action
                     if action is None:
                         return decision
                     if isinstance(action, Checkin):
                         # Write ahead: should this process die mid-call, the phone's next
                         # message (or the reclaimer) looks the check-in up before anything.
-                        sent = unconfirmed_data(action.target, self.clock().isoformat())
-                        await turn.remember(
-                            before.state.value, {**before.data, **sent}, self.clock()
-                        )
+                        if hop == 0 and planned is not None and planned.sent is not None:
+                            sent = planned.sent  # saved with the text (`_plan`)
+                        else:
+                            sent = unconfirmed_data(action.target, self.clock().isoformat())
+                            await turn.remember(
+                                before.state.value, {**before.data, **sent}, self.clock()
+                            )
                     result = await self._perform(action, calls, phone)
                     if isinstance(result, CaseView):
                         seen.append(result)
@@ -492,6 +545,18 @@ class Service:
     def log_key(self, phone: str) -> str:
         """The phone's conversation key in log lines (never the number itself)."""
         return logs.conversation_key(phone, self._log_key)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A text read and stepped as it was stored (`Service._plan`), and the check-in written
+    ahead with it, if its first action is one (`unconfirmed_data`)."""
+
+    candidates: tuple[Candidate, ...]
+    ctx: Context
+    reading: Reading
+    decision: Decision
+    sent: dict[str, Any] | None
 
 
 def render(prompts: Prompts, reply: Reply | None) -> str | None:

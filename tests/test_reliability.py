@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -128,6 +129,54 @@ async def test_the_check_in_is_written_ahead_before_it_is_sent(bot: FaultyBot) -
     assert "A003" in (await bot.text(ALEX, "here") or "")
     assert seen and isinstance(seen[0], dict) and seen[0]["target"]["personal_id"] == "S1001"
     assert UNCONFIRMED not in (await conversation_of(bot.store, ALEX)).data  # and cleared after
+
+
+async def test_a_check_in_is_written_ahead_in_its_own_transaction_behind_another_text(
+    bot: FaultyBot,
+) -> None:
+    """A text that finds its phone's line taken is stored without taking the turn; its
+    check-in's write-ahead record is a transaction of its own once the turn comes."""
+    seen: list[object] = []
+    original = bot.service.client.checkin
+
+    async def spy(**kw: object) -> object:
+        seen.append((await conversation_of(bot.store, ALEX)).data.get(UNCONFIRMED))
+        return await original(**kw)  # type: ignore[arg-type]
+
+    bot.service.client.checkin = spy  # type: ignore[method-assign]
+    async with bot.store.turns.arrive(ALEX):  # a text of the phone's before it, in the line
+        text = asyncio.create_task(bot.text(ALEX, "here"))
+        await asyncio.sleep(0.3)
+        assert not text.done() and not seen
+    assert "A003" in (await text or "")
+    assert seen and isinstance(seen[0], dict) and seen[0]["target"]["personal_id"] == "S1001"
+    assert UNCONFIRMED not in (await conversation_of(bot.store, ALEX)).data
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_text_whose_decision_fails_as_it_is_stored_is_stored_and_decided_again(
+    bot: FaultyBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reads and steps a lone text in the transaction that stores it (so its check-in
+    is written ahead with it): should that fail, the text is stored all the same, and the
+    conversation steps it again in its turn (PostgreSQL steps a text only there)."""
+    from bot import service as service_module
+
+    failed: list[str] = []
+    step = service_module.step
+
+    def flaky(*args: object) -> object:
+        if not failed:
+            failed.append(threading.current_thread().name)
+            raise RuntimeError("a bug in the conversation")
+        return step(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "step", flaky)
+    assert "A003" in (await bot.text(ALEX, "here") or "")
+    assert failed != [threading.main_thread().name]  # it failed in the writer thread
+    assert bot.sim.checkins == 1
+    [inbound] = [m for m in await transcript(bot.store, ALEX) if m["direction"] == "in"]
+    assert inbound["handled_at"] and inbound["intent"] == "arrive"
 
 
 async def test_a_booking_number_check_in_is_looked_up_by_case(db_url: str, clock: Clock) -> None:

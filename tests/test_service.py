@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from bot import service as service_module
-from bot.conversation import State
+from bot.conversation import UNCONFIRMED, State
 from bot.store import open_store
 
 from .conftest import Clock
@@ -219,9 +219,12 @@ async def test_a_message_that_cannot_get_its_turn_is_answered_and_logged(
 
 async def test_a_flood_from_one_phone_is_told_once_then_ignored_for_a_minute(bot: Bot) -> None:
     limited = bot.service.prompts.render("rate_limited")
-    replies = [await bot.text(ALEX, "status") for _ in range(12)]
+    replies = [await bot.text(ALEX, "status") for _ in range(10)]
+    replies += [await bot.text(ALEX, "here") for _ in range(2)]  # over the limit: not read
     assert all(r and "Text HERE" in r for r in replies[:10])  # "not checked in yet"
     assert replies[10] == limited and replies[11] is None
+    assert bot.sim.checkin_requests == 0  # nor written ahead: nothing to look up later
+    assert UNCONFIRMED not in (await conversation_of(bot.store, ALEX)).data
     assert "early" in (await bot.text(JORDAN, "here") or "")  # other phones are unaffected
     bot.clock.advance(1.1)
     assert "Ticket A003" in (await bot.text(ALEX, "here") or "")

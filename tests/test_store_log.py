@@ -71,7 +71,7 @@ async def test_texts_find_their_thread_and_count_the_phones_recent_ones(store: S
         stored = seen[generic] = []
         for minutes, sid in texts:
             at = T0 + timedelta(minutes=minutes)
-            then = (lambda conn: None) if generic else None
+            then = (lambda conn, recent: None) if generic else None
             inbound = await store.log.record_inbound(
                 phone,
                 f"{sid}-{generic}",

@@ -168,12 +168,12 @@ class Log:
         now: datetime,
         idempotency_token: str | None = None,
         recent_since: datetime | None = None,
-        then: Callable[[Connection], None] | None = None,
+        then: Callable[[Connection, int], None] | None = None,
     ) -> Inbound:
         """Store an inbound message before anything else; a repeated MessageSid is flagged.
         With `recent_since`, also counts the phone's texts since then (for the rate limit), in
-        the same transaction; `then` runs in it too, once the text is in (taking the phone's
-        turn: bot.store.turns.Arrival)."""
+        the same transaction; `then(conn, recent)` runs in it too, once the text is in (taking
+        the phone's turn: bot.store.turns.Arrival)."""
         row = dict(
             phone=phone,
             direction="in",
@@ -479,7 +479,7 @@ def _record_inbound(
     conn: Connection,
     row: dict[str, Any],
     recent_since: datetime | None,
-    then: Callable[[Connection], None] | None = None,
+    then: Callable[[Connection, int], None] | None = None,
 ) -> Inbound:
     phone, now = row["phone"], row["created_at"]
     if conn.dialect.name == "postgresql":
@@ -499,7 +499,7 @@ def _record_inbound(
         _THREAD_GOES_ON.execute(conn, {"thread": thread_id, "last": max(now, found.last_at)})
     recent = int(found.recent or 0) + 1 if recent_since is not None else 0
     if then is not None:
-        then(conn)
+        then(conn, recent)
     return Inbound(new_id, False, thread_id, recent)
 
 

@@ -43,16 +43,21 @@ _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# A write-ahead record decided from a text as it is stored (`Arrival.with_turn`): the
+# conversation's state, its data, and when.
+Ahead = Callable[["Turn", int], tuple[str, Mapping[str, Any], datetime] | None]
+
 
 class Turn:
     """One message's turn on a phone's conversation: its reads and writes.
 
-    None open while VirtualQ is asked. On SQLite three short transactions at most: taking the
-    turn reads the conversation and the directory with it (in the transaction that stores the
-    text, when the phone's line was empty); a check-in's write-ahead record; the outcome,
-    written with the turn's release. On PostgreSQL one: the lock, the reads, the
-    write-ahead record and the unlock are single statements in autocommit, and only the
-    outcome is a transaction.
+    None open while VirtualQ is asked. On SQLite three short transactions at most, two in the
+    common case: taking the turn reads the conversation and the directory with it (in the
+    transaction that stores the text, when the phone's line was empty, which also saves the
+    check-in's write-ahead record when the text is one: `Arrival.with_turn`); else a
+    check-in's write-ahead record; the outcome, written with the turn's release. On
+    PostgreSQL one: the lock, the reads, the write-ahead record and the unlock are single
+    statements in autocommit, and only the outcome is a transaction.
     """
 
     def __init__(
@@ -248,16 +253,34 @@ class Arrival:
         if self._waiting is not None and not self._waiting.done():
             self._waiting.set_result(None)
 
-    def with_turn(self) -> Callable[[Connection], None] | None:
+    def with_turn(self, ahead: Ahead | None = None) -> Callable[[Connection, int], None] | None:
         """What the transaction storing the text also runs to take the phone's lease, when
-        this text is first in the line on SQLite (else None: the turn comes later)."""
+        this text is first in the line on SQLite (else None: the turn comes later).
+
+        With the lease taken, `ahead(turn, recent)` (`recent`: the phone's texts in the last
+        minute, this one included) may return a write-ahead record, saved as `Turn.remember`
+        saves it, in this transaction: a check-in decided from the text and the conversation
+        just read is on disk, with the text, before VirtualQ is asked, and the commit of a
+        transaction of its own is saved. It runs in the writer thread, holding the write
+        lock: pure work on what the turn read, no I/O. Should it raise, the text is stored
+        anyway and the turn goes on without it."""
         if not self.holding or not self._turns.tx.threaded or self.leased is not None:
             return None
         turn = Turn(self._turns.tx, self.phone, None, uuid.uuid4().hex)
 
-        def take(conn: Connection) -> None:
-            if _take_lease(conn, turn):
-                self.leased = turn  # set in the writer thread, read after the commit
+        def take(conn: Connection, recent: int) -> None:
+            if not _take_lease(conn, turn):
+                return
+            self.leased = turn  # set in the writer thread, read after the commit
+            if ahead is None:
+                return
+            try:
+                record = ahead(turn, recent)
+            except Exception:
+                logger.exception("deciding a text as it was stored failed; decided later")
+                return
+            if record is not None:
+                conversations.save(conn, self.phone, *record)
 
         return take
 
