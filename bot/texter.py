@@ -7,11 +7,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import requests  # twilio's HTTP client
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
-
 from . import phones
 from .settings import Settings
 
@@ -48,6 +43,14 @@ class Texter:
     async def send(self, to: str, body: str, status_callback: str | None = None) -> Sent:
         if not self.enabled:
             return Sent(None, "unsent", reason="no Twilio REST credentials")
+        # Imported at the first send: twilio's REST client and requests, its HTTP client, are
+        # ~5 MB of every worker's memory (~12 MB once a client is made), and a deployment
+        # without REST credentials never sends.
+        import requests
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
         # The library's blocking client, in a thread: its asyncio one (aiohttp) warns of
         # deprecated calls on every send.
         http = TwilioHttpClient(pool_connections=False, timeout=SEND_TIMEOUT_SECONDS)

@@ -1,8 +1,10 @@
-"""A worker gives back what a poll's big temporaries took (bot.memory)."""
+"""A worker gives back what a poll's big temporaries took (bot.memory), and does not load
+what it does not use."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -35,3 +37,17 @@ def test_a_big_waiting_list_read_leaves_no_memory_behind() -> None:
     before = _rss_mb()
     assert memory.give_back()  # glibc, as on the machines this is deployed to
     assert _rss_mb() < before - 5, (before, _rss_mb())
+
+
+def test_a_web_worker_does_not_load_the_migration_tools_or_the_rest_client() -> None:
+    """Alembic with Mako (~11 MB) is for `checkin-bot migrate`; twilio's REST client with
+    requests (~5 MB, ~12 once used) for the first text the bot sends of its own."""
+    probe = (
+        "import sys, bot.app; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako', 'requests'}),"
+        " 'twilio.rest' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[] False", out

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import SchemaError
 from .engine import describe
 from .tables import metadata
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# Alembic (and Mako under it, ~11 MB of a worker's memory) is imported only to migrate or to
+# explain a wrong schema: a web worker's check reads the revision with one SELECT and knows
+# this release's from the migrations' file names.
+
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 FIRST_REVISION = "0001"  # the schema `create_all` made before migrations existed
 _MIGRATION_LOCK = 7_319_244_117  # any constant: one `migrate` at a time on PostgreSQL
+_VERSIONS = sa.table("alembic_version", sa.column("version_num", sa.String))
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -31,7 +37,9 @@ def alembic_config() -> Config:
 
 @functools.cache
 def _scripts() -> ScriptDirectory:
-    """The release's migrations, read once (/readyz checks the schema every few seconds)."""
+    """The release's migrations, read once."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -41,18 +49,34 @@ def head() -> str:
     return heads[0]
 
 
+@functools.cache
+def latest() -> str:
+    """This release's head revision without Alembic: revisions are numbered 0001, 0002, …
+    (`new_revision`), each file named after its own (tests/test_schema.py holds this to
+    `head()`)."""
+    return max(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def _current(conn: sa.Connection) -> str | None:
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.select(_VERSIONS.c.version_num)).scalars().first()
+
+
 async def current(engine: AsyncEngine) -> str | None:
     """The database's schema revision (None: no checkin-bot schema at all)."""
     async with engine.connect() as conn:
-        heads = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads())
-    return heads[0] if heads else None
+        return await conn.run_sync(_current)
 
 
 async def check(engine: AsyncEngine) -> str:
-    """The schema revision, or SchemaError when this release cannot run on it."""
-    found, wanted = await current(engine), head()
+    """The schema revision, or SchemaError when this release cannot run on it (/readyz
+    checks it every few seconds)."""
+    found, wanted = await current(engine), latest()
     if found == wanted:
         return found
+    from alembic.util.exc import CommandError
+
     where = describe(engine)
     if found is None:
         raise SchemaError(f"{where} has no checkin-bot schema: run `checkin-bot migrate`")
@@ -70,6 +94,9 @@ async def check(engine: AsyncEngine) -> str:
 
 async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
     """Upgrade to this release's head; (revision before, revision after)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     config = alembic_config()
 
     def upgrade(conn: sa.Connection) -> str | None:
@@ -94,6 +121,8 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
 async def new_revision(engine: AsyncEngine, message: str) -> Path:
     """(Developers) write the next migration for what changed in bot/store/tables.py; the
     database must be at head. Review the file: autogenerate misses renames and data moves."""
+    from alembic import command
+
     await check(engine)
     config = alembic_config()
     rev_id = f"{int(head()) + 1:04d}"
@@ -110,5 +139,6 @@ async def new_revision(engine: AsyncEngine, message: str) -> Path:
 def autogenerate_diff(engine_conn: sa.Connection) -> list[Any]:
     """Differences between the tables in code and the migrated database (for tests)."""
     from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
 
     return list(compare_metadata(MigrationContext.configure(engine_conn), metadata))
