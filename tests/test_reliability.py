@@ -117,7 +117,13 @@ async def test_a_process_that_died_mid_check_in_is_reconciled_by_the_next_text(
     assert (bot.upstream.requests, bot.sim.checkins) == (0, 1)
 
 
-async def test_the_check_in_is_written_ahead_before_it_is_sent(bot: FaultyBot) -> None:
+@pytest.mark.parametrize("behind_another", [False, True])
+async def test_the_check_in_is_written_ahead_before_it_is_sent(
+    bot: FaultyBot, behind_another: bool
+) -> None:
+    """A lone text's check-in is written ahead as the text is stored (SQLite) or in its own
+    statement (PostgreSQL); a text that finds its phone's line taken is stored without the
+    turn, and its check-in written ahead in a transaction of its own once the turn comes."""
     seen: list[object] = []
     original = bot.service.client.checkin
 
@@ -126,31 +132,17 @@ async def test_the_check_in_is_written_ahead_before_it_is_sent(bot: FaultyBot) -
         return await original(**kw)  # type: ignore[arg-type]
 
     bot.service.client.checkin = spy  # type: ignore[method-assign]
-    assert "A003" in (await bot.text(ALEX, "here") or "")
+    if behind_another:
+        async with bot.store.turns.arrive(ALEX):  # a text of the phone's before it, in the line
+            text = asyncio.create_task(bot.text(ALEX, "here"))
+            await asyncio.sleep(0.3)
+            assert not text.done() and not seen
+        reply = await text
+    else:
+        reply = await bot.text(ALEX, "here")
+    assert "A003" in (reply or "")
     assert seen and isinstance(seen[0], dict) and seen[0]["target"]["personal_id"] == "S1001"
     assert UNCONFIRMED not in (await conversation_of(bot.store, ALEX)).data  # and cleared after
-
-
-async def test_a_check_in_is_written_ahead_in_its_own_transaction_behind_another_text(
-    bot: FaultyBot,
-) -> None:
-    """A text that finds its phone's line taken is stored without taking the turn; its
-    check-in's write-ahead record is a transaction of its own once the turn comes."""
-    seen: list[object] = []
-    original = bot.service.client.checkin
-
-    async def spy(**kw: object) -> object:
-        seen.append((await conversation_of(bot.store, ALEX)).data.get(UNCONFIRMED))
-        return await original(**kw)  # type: ignore[arg-type]
-
-    bot.service.client.checkin = spy  # type: ignore[method-assign]
-    async with bot.store.turns.arrive(ALEX):  # a text of the phone's before it, in the line
-        text = asyncio.create_task(bot.text(ALEX, "here"))
-        await asyncio.sleep(0.3)
-        assert not text.done() and not seen
-    assert "A003" in (await text or "")
-    assert seen and isinstance(seen[0], dict) and seen[0]["target"]["personal_id"] == "S1001"
-    assert UNCONFIRMED not in (await conversation_of(bot.store, ALEX)).data
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
