@@ -61,6 +61,8 @@ log = logging.getLogger("checkin_bot.service")
 MAX_UPSTREAM_HOPS = 12
 DUPLICATE_WAIT_SECONDS = 10.0
 PHONE_TURN_WAIT_SECONDS = 10.0  # a message waits this long for the one before it (any process)
+# SQLite: texts up to this long are read as they are stored (Service._plan): one SMS segment.
+PLAN_MAX_CHARS = 160
 # A message's VirtualQ calls stop after this long (inside the SQLite lease of turns.LEASE_SECONDS).
 HANDLING_LIMIT_SECONDS = 25.0
 
@@ -249,12 +251,17 @@ class Service:
 
     def _plan(
         self, phone: str, body: str, planned: list[_Planned]
-    ) -> Callable[[Turn, int], tuple[str, dict[str, Any], datetime] | None]:
+    ) -> Callable[[Turn, int], tuple[str, dict[str, Any], datetime] | None] | None:
         """On SQLite, when the text takes its phone's turn as it is stored: read and step it
         there, in the writer thread (`Arrival.with_turn`), and when the conversation's first
         action is a check-in, return its write-ahead record to save with the text (one
         transaction a check-in fewer). Not for a text over the rate limit, which the
-        conversation never sees. What it decided is appended to `planned` for `answer`."""
+        conversation never sees, nor for a long one: the writer holds the database's write
+        lock meanwhile, and reading 160 characters takes up to ~1 ms, 10,000 up to ~170 ms
+        (those are read in their turn, as on PostgreSQL). What it decided is appended to
+        `planned` for `answer`."""
+        if len(body) > PLAN_MAX_CHARS:
+            return None
 
         def plan(turn: Turn, recent: int) -> tuple[str, dict[str, Any], datetime] | None:
             if recent > self.settings.rate_limit_per_minute:

@@ -171,6 +171,31 @@ async def test_a_text_whose_decision_fails_as_it_is_stored_is_stored_and_decided
     assert inbound["handled_at"] and inbound["intent"] == "arrive"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_long_text_is_read_in_its_turn_not_while_the_write_lock_is_held(
+    bot: FaultyBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading 10,000 characters can take ~170 ms: only texts of one segment are read in the
+    writer thread (holding SQLite's write lock); a longer one is read on the event loop, and
+    its check-in written ahead in a transaction of its own."""
+    from bot import service as service_module
+
+    threads: list[str] = []
+    step = service_module.step
+
+    def watched(*args: object) -> object:
+        threads.append(threading.current_thread().name)
+        return step(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "step", watched)
+    body = "Hi, I'm here now. " + "I have an appointment this morning and I am waiting. " * 3
+    assert len(body) > service_module.PLAN_MAX_CHARS
+    assert "A003" in (await bot.text(ALEX, body) or "")
+    assert threads == [threading.main_thread().name]
+    await bot.text(CASEY, "here")  # a short one is read as it is stored
+    assert len(threads) == 2 and threads[1] != threading.main_thread().name
+
+
 async def test_a_booking_number_check_in_is_looked_up_by_case(db_url: str, clock: Clock) -> None:
     async with faulty_bot(db_url, clock, booking_number_fallback=True, virtualq_unit_ids="") as bot:
         case = next(c for c in bot.sim.cases.values() if c.personal_id == "S1001")
