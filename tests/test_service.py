@@ -255,3 +255,24 @@ async def test_during_an_outage_customers_get_the_apology_without_waiting(
         last = await transcript(app.state.store, phones_[-1])
         assert [c["outcome"] for c in last[0]["calls"]] == ["circuit_open"]
         assert "circuit open" in last[0]["calls"][0]["error"]
+
+
+async def test_a_body_longer_than_any_text_is_stored_whole_and_read_in_part(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twilio delivers at most 1,600 characters; the webhook takes up to 10,000, and reading
+    all of them would hold the event loop for up to ~170 ms: the first 1,600 are read."""
+    lengths: list[int] = []
+    read = service_module.read
+
+    def measured(text: str, *args: object, **kwargs: object) -> object:
+        lengths.append(len(text))
+        return read(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "read", measured)
+    body = "I'm here. " + "ok " * 3330
+    assert len(body) == 10_000
+    assert "Ticket A003" in (await bot.text(ALEX, body) or "")
+    assert lengths == [service_module.READ_MAX_CHARS]
+    [stored] = [m for m in await transcript(bot.store, ALEX) if m["direction"] == "in"]
+    assert stored["body"] == body
