@@ -1,4 +1,5 @@
-"""Giving freed memory back to the operating system.
+"""Giving freed memory back to the operating system, and keeping the cyclic garbage
+collector's pauses short (`settle`).
 
 CPython frees a poll's big temporaries (a VirtualQ waiting list's response body and rows, the
 watched case ids) into the C allocator, and glibc keeps most of those pages: the heap only
@@ -16,7 +17,12 @@ import asyncio
 import ctypes
 import ctypes.util
 import functools
+import gc
 from collections.abc import Callable
+
+# A web worker's collector: its first generation collected every 10,000 net allocations of
+# container objects instead of 700 (see `settle`).
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 @functools.cache
@@ -44,3 +50,18 @@ def give_back() -> bool:
 async def give_back_soon() -> bool:
     """`give_back` in a thread: ctypes lets go of the GIL, so the event loop runs meanwhile."""
     return await asyncio.to_thread(give_back)
+
+
+def settle() -> None:
+    """For a web worker once its app is built: collect, then freeze what is alive (modules,
+    classes, the prompt catalogue: ~100,000 objects that live as long as the process) out of
+    the collector's sight, and collect young objects less often.
+
+    Measured under load (one worker, 32 connections, SQLite, ~4,000 check-ins): the collector
+    took ~1.2 s of the run, ~0.25 ms a text, nine of it full collections at ~80 ms each, each
+    a pause of the event loop for every text in flight; with this, ~0.3 s, nearly all of it
+    the collection here at start-up. Not for the tests' many apps in one process: what is
+    frozen is never collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

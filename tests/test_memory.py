@@ -4,8 +4,10 @@ what it does not use."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,24 @@ def test_a_web_worker_does_not_load_the_migration_tools_or_the_rest_client() -> 
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[] False", out
+
+
+def test_a_web_worker_freezes_what_it_started_with_and_collects_young_objects_less_often(
+    tmp_path: Path,
+) -> None:
+    """`checkin-bot serve`'s app factory settles the collector (bot.memory.settle): in a
+    fresh process, as a worker is."""
+    probe = (
+        "import gc; from bot.cli.run_bot import app_from_env; app_from_env(); "
+        "print(gc.get_freeze_count() > 50_000, gc.get_threshold())"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "TWILIO_AUTH_TOKEN": "token",
+        "VIRTUALQ_BASE_URL": "http://127.0.0.1:9",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.splitlines()[-1] == f"True {memory.GC_THRESHOLDS}", out  # after its log lines

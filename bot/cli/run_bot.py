@@ -18,7 +18,7 @@ import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from .. import phones
+from .. import memory, phones
 from .. import prompts as prompts_module
 from ..app import create_app
 from ..errors import PromptError
@@ -59,7 +59,9 @@ def app_from_env() -> Starlette:
     config = load_settings()
     _require_serve_settings(config)
     configure_logging(config.log_format)
-    return create_app(config)
+    app = create_app(config)
+    memory.settle()
+    return app
 
 
 @main.command()
