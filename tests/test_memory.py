@@ -55,14 +55,12 @@ def test_a_web_worker_does_not_load_the_migration_tools_or_the_rest_client() -> 
     assert out.strip() == "[] False", out
 
 
-def test_a_web_worker_freezes_what_it_started_with_and_collects_young_objects_less_often(
-    tmp_path: Path,
-) -> None:
+def test_a_web_worker_freezes_what_it_started_with(tmp_path: Path) -> None:
     """`checkin-bot serve`'s app factory settles the collector (bot.memory.settle): in a
     fresh process, as a worker is."""
     probe = (
         "import gc; from bot.cli.run_bot import app_from_env; app_from_env(); "
-        "print(gc.get_freeze_count() > 50_000, gc.get_threshold())"
+        "print(gc.get_freeze_count() > 50_000)"
     )
     env = {
         **os.environ,
@@ -73,4 +71,4 @@ def test_a_web_worker_freezes_what_it_started_with_and_collects_young_objects_le
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
     ).stdout
-    assert out.splitlines()[-1] == f"True {memory.GC_THRESHOLDS}", out  # after its log lines
+    assert out.splitlines()[-1] == "True", out  # after its log lines
