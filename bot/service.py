@@ -278,12 +278,20 @@ class Service:
             if not isinstance(decision.action, Checkin):
                 planned.append(_Planned(candidates, ctx, reading, decision, None))
                 return None
-            at = self.clock()
-            sent = unconfirmed_data(decision.action.target, at.isoformat())
+            sent, record = self._write_ahead(before, decision.action)
             planned.append(_Planned(candidates, ctx, reading, decision, sent))
-            return before.state.value, {**before.data, **sent}, at
+            return record
 
         return plan
+
+    def _write_ahead(
+        self, before: Conversation, action: Checkin
+    ) -> tuple[dict[str, Any], tuple[str, dict[str, Any], datetime]]:
+        """A check-in's write-ahead record: the data marking it unconfirmed, and the
+        conversation to save before it is sent (state, data, when)."""
+        at = self.clock()
+        sent = unconfirmed_data(action.target, at.isoformat())
+        return sent, (before.state.value, {**before.data, **sent}, at)
 
     def _watch(
         self,
@@ -383,10 +391,8 @@ class Service:
                         if hop == 0 and planned is not None and planned.sent is not None:
                             sent = planned.sent  # saved with the text (`_plan`)
                         else:
-                            sent = unconfirmed_data(action.target, self.clock().isoformat())
-                            await turn.remember(
-                                before.state.value, {**before.data, **sent}, self.clock()
-                            )
+                            sent, record = self._write_ahead(before, action)
+                            await turn.remember(*record)
                     result = await self._perform(action, calls, phone)
                     if isinstance(result, CaseView):
                         seen.append(result)
