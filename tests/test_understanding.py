@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import understanding as corpus
-from bot.prompts import Catalogue
+from bot.prompts import BUILT_IN, Catalogue, load_catalogue
 from bot.understanding import NOTHING, Expecting, Meaning, Topic, read
 from bot.understanding.text import plain, prepare
 
@@ -262,3 +262,25 @@ def test_an_arrival_that_says_it_is_everyones(
     reading = read(text, catalogue.lexicon)
     assert reading.meaning is M.ARRIVE, reading.why
     assert (reading.choice == EVERYONE) is everyone, reading.why
+
+
+def test_remembered_readings_are_the_readings(catalogue: Catalogue) -> None:
+    """Short texts' readings are remembered per lexicon (a desk's texts are mostly the same
+    few words): read again, in any state and language, a text gets what reading it afresh
+    gives, and the memory stays bounded."""
+    from bot.understanding import reading as module
+
+    lexicon = load_catalogue(BUILT_IN).lexicon  # its own, with nothing remembered yet
+    examples = corpus.load_examples(corpus.CORPUS)
+    opens = [NOTHING, ARRIVAL, FORCE, LEAVE, PATELS]
+    for example in examples[:400]:
+        for expecting in opens:
+            for prefer in (None, example.language):
+                first = read(example.text, lexicon, expecting, prefer)
+                again = read(example.text, lexicon, expecting, prefer)
+                fresh = module._read(example.text, lexicon, expecting, prefer)
+                assert first == again == fresh, (example.text, expecting, prefer)
+    assert 0 < len(lexicon.readings) <= module.REMEMBERED
+    long = "here " * 20
+    read(long, lexicon)
+    assert all(key[0] != long for key in lexicon.readings)

@@ -65,6 +65,12 @@ class Lexicon:
     opt_in: frozenset[str] = frozenset()
     typo_keywords: dict[str, set[str]] = field(default_factory=dict)  # deletion -> keywords
     typo_never: set[str] = field(default_factory=set)
+    # Readings of short texts already read (reading.py's `read`): a check-in desk's texts are
+    # mostly the same few words, and a reading is a pure function of the text, the question
+    # open and the language preferred. Filled after the lexicon is built, never before.
+    readings: dict[tuple[str, object, str | None], object] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def phrases_at(self, word: str) -> Sequence[Phrase]:
         return self.by_first.get(word, ())

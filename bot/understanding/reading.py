@@ -104,11 +104,29 @@ class Reading:
         return self.meaning.value
 
 
+# Texts up to this long are remembered with their readings, the latest this many per lexicon.
+REMEMBER_MAX_CHARS = 40
+REMEMBERED = 2048
+
+
 def read(
     text: str, lexicon: Lexicon, expecting: Expecting = NOTHING, prefer: str | None = None
 ) -> Reading:
     """What `text` means to a conversation expecting `expecting`; `prefer` is the language
     the conversation is in (it settles a word two languages read differently)."""
+    if len(text) > REMEMBER_MAX_CHARS:
+        return _read(text, lexicon, expecting, prefer)
+    key = (text, expecting, prefer)
+    known = lexicon.readings.get(key)
+    if known is None:
+        if len(lexicon.readings) >= REMEMBERED:
+            lexicon.readings.clear()
+        known = lexicon.readings[key] = _read(text, lexicon, expecting, prefer)
+    assert isinstance(known, Reading)
+    return known
+
+
+def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None) -> Reading:
     prepared = prepare(text)
     if prepared.whole in lexicon.opt_out:
         return Reading(Meaning.OPT_OUT, f"'{prepared.whole}': an opt-out word, the whole text")
