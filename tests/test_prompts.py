@@ -4,6 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot import prompts as P
 from bot import sms
@@ -75,6 +77,22 @@ def test_segments_counts_gsm7_and_unicode() -> None:
     assert sms.segments("a" * 161) == 2
     assert sms.segments("€" * 80) == 1  # extension characters cost two septets
     assert sms.segments("🙂" * 36) == 2  # UCS-2: 70 code units a segment, emoji take two
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(sms.GSM7_BASIC + sms.GSM7_EXTENSION + "ÀŁΣ王🙂 \t"), max_size=60
+    )
+)
+def test_sms_arithmetic_is_its_definition(text: str) -> None:
+    """The C-loop forms of is_gsm7, septets and to_gsm7 agree with the plain definitions."""
+    alphabet = set(sms.GSM7_BASIC + sms.GSM7_EXTENSION)
+    assert sms.is_gsm7(text) == all(c in alphabet for c in text)
+    assert sms.septets(text) == sum(2 if c in sms.GSM7_EXTENSION else 1 for c in text)
+    made = sms.to_gsm7(text)
+    assert all(c in alphabet for c in made)
+    if all(c in alphabet for c in text):  # nothing to change but the spacing
+        assert made == " ".join(text.split())
 
 
 def _copy(src: Path, dest: Path, edit: tuple[str, str] | None = None) -> Path:
