@@ -4,7 +4,7 @@ fixed TwiML reply, served with the same uvicorn options as `checkin-bot serve`.
     python -m bench.echo --port 8090 [--workers 2]
 
 Whatever the bot does per text costs on top of what this process costs per request: uvicorn
-(HTTP parsing, the access log line), Starlette routing and reading the form body.
+(HTTP parsing), Starlette routing and reading the form body.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             timeout_graceful_shutdown=20,
             timeout_worker_healthcheck=30,
             log_config=log_config(LogFormat.TEXT),
+            access_log=False,  # as serve: the bot's app writes its own access lines
         )
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import doctor, phones
+from . import doctor, logs, phones
 from . import prompts as prompts_module
 from .errors import ClientGone, HttpError, NotHandled, SchemaError
 from .logs import request_id, request_id_for
@@ -175,12 +176,18 @@ def exception_handlers(
 
 
 class Boundary:
-    """Every request's id, and the last error sink (one middleware: each wraps every request's
-    `send`). The id is the platform's X-Request-Id when it sent a sane one, else a new one; it
-    is in the logging context while the request runs and in the response's X-Request-Id. An
-    exception no handler answered is logged with its traceback and answered with a plain 500,
-    instead of reaching the server (which logs it as an ASGI crash and drops the connection);
-    after the response has started, nothing can be answered."""
+    """Every request's id, its access line, and the last error sink (one middleware: each
+    wraps every request's `send`). The id is the platform's X-Request-Id when it sent a sane
+    one, else a new one; it is in the logging context while the request runs and in the
+    response's X-Request-Id. An exception no handler answered is logged with its traceback and
+    answered with a plain 500, instead of reaching the server (which logs it as an ASGI crash
+    and drops the connection); after the response has started, nothing can be answered.
+
+    The access line (uvicorn's format, logger checkin_bot.access; uvicorn's own are off)
+    names the client as bot.proxy found it and the query's names without their values (a staff
+    search is a phone number in any format), for every request but an answered text: POST
+    /sms answered 2xx already has the service's line (the phone masked, what it meant, what
+    was said), and a second line a text cost half the logging's share of the CPU."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -192,12 +199,13 @@ class Boundary:
         rid = request_id_for(scope["headers"])
         header = (b"x-request-id", rid.encode())
         token = request_id.set(rid)
-        started = False
+        status = 0
+        asked = dict(scope)  # as it came: routing rewrites the scope's paths as it goes
 
         async def sending(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
@@ -205,13 +213,35 @@ class Boundary:
             await self.app(scope, receive, sending)
         except Exception:
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
-            if started:
+            if status:
                 raise
             await PlainTextResponse("Internal Server Error", status_code=500)(
                 scope, receive, sending
             )
         finally:
+            if status and not (200 <= status < 300 and asked["path"] == "/sms"):
+                _access_line(asked, status)
             request_id.reset(token)
+
+
+access_log = logging.getLogger(logs.ACCESS)
+
+
+def _access_line(scope: Scope, status: int) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client")
+    path = urllib.parse.quote(scope.get("root_path", "") + scope["path"])  # as uvicorn writes it
+    raw = scope.get("query_string", b"").decode("ascii", "backslashreplace")
+    query = "&".join(f"{name}=…" for name, _ in urllib.parse.parse_qsl(raw, True))
+    access_log.info(
+        '%s - "%s %s HTTP/%s" %d',
+        f"{client[0]}:{client[1]}" if client else "-",
+        scope["method"],
+        f"{path}?{query}" if query else path,
+        scope.get("http_version", "1.1"),
+        status,
+    )
 
 
 def _cause(exc: BaseException) -> str:

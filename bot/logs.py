@@ -23,7 +23,8 @@ conversation: ContextVar[str | None] = ContextVar("conversation", default=None)
 
 _PHONE = re.compile(r"\+\d{7,15}\b")
 _GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-LOGGERS = ("checkin_bot", "uvicorn", "uvicorn.access")
+LOGGERS = ("checkin_bot", "uvicorn")
+ACCESS = "checkin_bot.access"  # one line a request (bot.app.Boundary)
 
 
 def mask_phones(text: str) -> str:
@@ -106,6 +107,10 @@ def log_config(
     """logging.config.dictConfig for our loggers and (at `server_level`) uvicorn's; also what
     uvicorn.run(log_config=…) applies in each worker process."""
     levels = {"checkin_bot": level, "uvicorn": server_level or level}
+    # The access lines are the app's (bot.app.Boundary: no query values, no answered texts),
+    # at the server's level; uvicorn's own are off (it writes them only while its logger has
+    # a handler, and it is checked on each connection).
+    access = {"level": server_level or level, "handlers": ["stdout"], "propagate": False}
     formatter = JsonFormatter if log_format is LogFormat.JSON else TextFormatter
     return {
         "version": 1,
@@ -128,6 +133,8 @@ def log_config(
                 }
                 for name in LOGGERS
             },
+            ACCESS: access,
+            "uvicorn.access": {"handlers": [], "propagate": False},
             # Twilio's client logs each request's form, phone numbers and texts included, at
             # INFO: only its warnings reach the log.
             "twilio": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},

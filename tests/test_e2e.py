@@ -45,9 +45,16 @@ def test_a_signed_here_gets_a_ticket_from_the_real_processes(deployment: Deploym
     printed = deployment.logs.read_text()
     assert "+61491570156" not in printed and "+61 4** *** 156" in printed
     events = [json.loads(line) for line in printed.splitlines()]  # every line, uvicorn's too
-    assert {"uvicorn.error", "uvicorn.access", "checkin_bot.service"} <= {
+    assert {"uvicorn.error", "checkin_bot.access", "checkin_bot.service"} <= {
         e["logger"] for e in events
     }
+    # One access line a request (the app's, uvicorn's own is off), but none for an answered
+    # text: the service's line is its line.
+    access = [e["message"] for e in events if e["logger"] == "checkin_bot.access"]
+    assert not any(e["logger"] == "uvicorn.access" for e in events)
+    assert sum('"POST /sms HTTP/1.1" 403' in line for line in access) == 1, access
+    assert not any('"POST /sms HTTP/1.1" 200' in line for line in access), access
+    assert sum(e["logger"] == "checkin_bot.service" and "-> " in e["message"] for e in events) >= 3
     assert all(e.get("request_id") for e in events if e["logger"] == "checkin_bot.service")
 
 

@@ -21,7 +21,7 @@ from .helpers import ALEX, form, running_bot
 def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
     logs.configure_logging(LogFormat.JSON)
     yield capsys
-    for name in logs.LOGGERS:  # leave logging as pytest found it
+    for name in (*logs.LOGGERS, logs.ACCESS, "uvicorn.access"):  # as pytest found it
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
@@ -61,6 +61,9 @@ async def test_a_webhook_request_logs_its_id_and_conversation(
     async with running_bot(db_url, clock) as bot:
         given = await bot.post(form(ALEX, "here"), headers={"X-Request-Id": "edge-42"})
         made = await bot.post(form(ALEX, "status"), headers={"X-Request-Id": "bad id\x7f"})
+        searched = await bot.client.get("/staff/conversations?q=0491570156&page=2")
+        forged = await bot.client.post("/sms", data=form(ALEX, "here"))
+    assert forged.status_code == 403
     assert given.headers["x-request-id"] == "edge-42"
     assert made.headers["x-request-id"] not in ("", "bad id\x7f")
     events = _events(json_logs)
@@ -69,6 +72,14 @@ async def test_a_webhook_request_logs_its_id_and_conversation(
     keys = {e["conversation"] for e in service}
     assert len(keys) == 1 and len(keys.pop()) == 12  # one phone, one key
     assert all("491570156" not in json.dumps(e) for e in events)
+    # One access line a request but for the answered texts (the service's lines are theirs),
+    # the query's names without their values (a staff search is a phone number, any format).
+    access = [e["message"] for e in events if e["logger"] == logs.ACCESS]
+    assert len(access) == 2, access
+    assert access[0].endswith(
+        '"GET /staff/conversations?q=…&page=… HTTP/1.1" ' + str(searched.status_code)
+    )
+    assert access[1].endswith('"POST /sms HTTP/1.1" 403')
 
 
 def test_the_conversation_key_is_stable_keyed_and_not_the_number() -> None:

@@ -93,6 +93,7 @@ def serve(host: str, port: int, workers: int) -> None:
         # dyno's boot that is a loop of killed workers and no server. Give them 30 s.
         timeout_worker_healthcheck=30,
         log_config=log_config(config.log_format),
+        access_log=False,  # the app writes the access lines (bot.app.Boundary)
     )
     run_uvicorn(server)
 
