@@ -3,6 +3,7 @@ route, table-driven), and that what customers text is shown as text."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -600,6 +601,19 @@ async def test_failed_logins_are_slowed_logged_and_then_refused(
     failures = [r for r in caplog.records if "failed staff login" in r.getMessage()]
     assert len(failures) == auth.FAILED_LOGIN_LIMIT
     assert PASSWORD not in caplog.text and "guess" not in caplog.text
+
+
+async def test_a_burst_of_concurrent_guesses_is_held_to_the_limit(bot: Bot) -> None:
+    """Tries sent all at once (HTTP Basic, one address): the count and the failure's record
+    are one step per try, so no more than the limit are checked; the rest wait it out."""
+    async with browser(bot) as client:
+        tries = [
+            client.get("/staff/dashboard.json", auth=(USER, f"guess {i}"))
+            for i in range(3 * auth.FAILED_LOGIN_LIMIT)
+        ]
+        statuses = sorted(r.status_code for r in await asyncio.gather(*tries))
+    assert statuses.count(401) == auth.FAILED_LOGIN_LIMIT, statuses
+    assert set(statuses) == {401, 429}
 
 
 async def test_a_new_password_signs_everyone_out(

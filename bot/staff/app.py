@@ -11,6 +11,7 @@ desk staff).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -38,6 +39,7 @@ from ..settings import Settings
 from ..store import Store
 from ..store.staff import StaffStore
 from ..webhook import read_form
+from . import auth
 from .accounts import Account, Roster
 from .actions import Actions
 from .auth import SECURITY_HEADERS, SESSION_MAX, Sessions, Throttle, basic_auth
@@ -138,15 +140,18 @@ class Staff:
     async def _basic(self, request: Request) -> Account | Response:
         client = client_of(request)
         user, password = basic_auth(request.headers.get("authorization", ""))
-        wait = await self.throttle.retry_after(client, user)
-        if wait:
-            return self._too_many(wait)
-        account = await self.roster.check(user, password) if user is not None else None
-        if account is not None:
-            request.scope["staff_account"] = account
-            return account
+        async with self.throttle.checking:
+            wait = await self.throttle.retry_after(client, user)
+            if wait:
+                return self._too_many(wait)
+            account = await self.roster.check(user, password) if user is not None else None
+            if account is not None:
+                request.scope["staff_account"] = account
+                return account
+            if user is not None:
+                await self.throttle.failed(client, user, "basic")
         if user is not None:
-            await self.throttle.failed(client, user, "basic")
+            await asyncio.sleep(auth.FAILED_LOGIN_DELAY)
         return PlainTextResponse(
             "log in at /staff/login, or use HTTP Basic with a staff login",
             status_code=401,
@@ -199,12 +204,15 @@ class Staff:
                 username=username,
                 error="This form had expired. Please try again.",
             )
-        wait = await self.throttle.retry_after(client, username)
-        if wait:
-            return self._too_many(wait)
-        account = await self.roster.check(username, form.get("password", ""))
+        async with self.throttle.checking:
+            wait = await self.throttle.retry_after(client, username)
+            if wait:
+                return self._too_many(wait)
+            account = await self.roster.check(username, form.get("password", ""))
+            if account is None:
+                await self.throttle.failed(client, username, "form")
         if account is None:
-            await self.throttle.failed(client, username, "form")
+            await asyncio.sleep(auth.FAILED_LOGIN_DELAY)
             return self.render(
                 request,
                 "login.html",

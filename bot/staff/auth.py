@@ -128,12 +128,18 @@ class Throttle:
     """Failed logins, counted in the database (so every process sees them) by the address
     the platform's router saw and by the user name tried: each failure waits
     FAILED_LOGIN_DELAY; FAILED_LOGIN_LIMIT from one address, or USER_FAILURE_LIMIT for one
-    name, within the window lock further tries out until the window has passed."""
+    name, within the window lock further tries out until the window has passed.
+
+    Between the count and the failure's record, a process checks one password at a time
+    (`checking`): a burst of concurrent tries all counted before any was recorded, so all
+    of them were checked (a probe got 25 tries past a limit of 5). Several processes may
+    each let one more through."""
 
     def __init__(self, store: StaffStore, roster: Roster, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.roster = roster
         self.clock = clock
+        self.checking = asyncio.Lock()
 
     @staticmethod
     def _keys(client: str, name: str | None) -> list[str]:
@@ -155,11 +161,11 @@ class Throttle:
         return max(waits)
 
     async def failed(self, client: str, name: str, how: str) -> None:
+        """Record a failure (inside `checking`); the caller then waits `FAILED_LOGIN_DELAY`."""
         now = self.clock()
         await self.store.failed_login(self._keys(client, name), now)
         shown = name[:64] if await self.roster.known(name) else self.roster.pseudonym(name)
         log.warning("failed staff login (%s) for user %s from %s", how, shown, client)
-        await asyncio.sleep(FAILED_LOGIN_DELAY)
 
 
 def basic_auth(header: str) -> tuple[str | None, str]:
