@@ -279,7 +279,13 @@ async def test_customer_text_and_names_are_shown_as_text(bot: Bot, desk: httpx.A
 async def test_the_csv_export_parses_back_to_the_log(
     bot: Bot, desk: httpx.AsyncClient, clock: Clock
 ) -> None:
-    tricky = ['HERE, "now"', "line one\nline two", '=HYPERLINK("http://x")', "Here 👍 مرحبا"]
+    tricky = [
+        'HERE, "now"',
+        "line one\nline two",
+        '=HYPERLINK("http://x")',
+        "Here 👍 مرحبا",
+        "no;=1+1; @SUM(2+2)",  # where ";" separates cells
+    ]
     for body in tricky:
         await bot.text(STRANGER, body)
     clock.advance(24 * 60)
@@ -292,7 +298,7 @@ async def test_the_csv_export_parses_back_to_the_log(
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == 2 * len(tricky)
     inbound = [r["body"] for r in rows if r["direction"] == "in"]
-    assert inbound == [tricky[0], tricky[1], "'" + tricky[2], tricky[3]]
+    assert inbound == [tricky[0], tricky[1], "'" + tricky[2], tricky[3], "no;'=1+1; '@SUM(2+2)"]
     assert {r["phone"] for r in rows} == {STRANGER}  # a phone's + is not "escaped"
     assert rows[0]["time"].startswith("2026-11-24T20:00:00+11:00")
     assert all(r["conversation"] for r in rows)

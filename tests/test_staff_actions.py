@@ -643,3 +643,20 @@ async def test_the_dashboard_links_its_counts_and_refreshes(
         "conversations": 0,
         "more": False,
     }
+
+
+async def test_a_customer_text_cannot_turn_the_pages_own_words_around(
+    bot: Bot, desk: httpx.AsyncClient
+) -> None:
+    """A text opening a right-to-left override (U+202E) and never closing it reversed the
+    page's own words after its quote (the time, "read as …"): quoted, it loses its bidi
+    controls and is isolated from what follows, and the reason is isolated on the page."""
+    await bot.text(ALEX, "\u202eIs this the right entrance?\u2069 0491 570 199")
+    attention = (await desk.get("/staff/attention.json")).json()
+    whys = [r["why"] for c in attention["conversations"] for r in c["reasons"]]
+    [why] = [w for w in whys if "right entrance" in w]
+    assert not any(chr(c) in why for c in (*range(0x202A, 0x202F), 0x2066, 0x2067))
+    assert why.startswith("“\u2068Is this the right entrance?") and "\u2069”" in why
+    assert why.count("\u2069") == 1
+    page = (await desk.get("/staff/attention")).text
+    assert "<bdi>“\u2068Is this the right entrance?" in page

@@ -59,9 +59,15 @@ class Why:
     message_id: int | None = None
 
 
+# Unicode's bidirectional controls: a text that opens one (U+202E, right-to-left override)
+# and never closes it reversed the page's own words after the quote (a forged time, a forged
+# "read as"). A quote loses them and is isolated (U+2068 ... U+2069) from what follows.
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F])
+
+
 def _quote(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return f"“{text[:limit]}{'…' if len(text) > limit else ''}”"
+    text = " ".join(text.translate(_BIDI_CONTROLS).split())
+    return f"“\u2068{text[:limit]}{'…' if len(text) > limit else ''}\u2069”"
 
 
 def _check(chosen: Period) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import statistics
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -594,9 +595,16 @@ _CSV_SOURCE = (
 )
 
 
+# A formula's first character after a list separator other than the comma (a spreadsheet set
+# to a region whose separator is ";" splits "no;=1+1" into a text and a formula).
+_FORMULA_AFTER_SEPARATOR = re.compile(r"([;\t|]\s*)([=+\-@])")
+
+
 def _cell(value: object) -> str:
-    """A CSV cell that a spreadsheet shows as text: a customer can text '=HYPERLINK(…)'."""
+    """A CSV cell that a spreadsheet shows as text: a customer can text '=HYPERLINK(…)', or
+    'no;=1+1' (each part after a ';' is a cell where ';' separates them)."""
     text = "" if value is None else str(value)
+    text = _FORMULA_AFTER_SEPARATOR.sub(r"\1'\2", text)
     if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not phones.is_e164(text):
         return "'" + text
     return text
