@@ -33,32 +33,19 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
-        # A text binds the same few instants over and over (its `now` in every row it
-        # writes): the latest texts' UTC ones are remembered. Only UTC's: in a zone with a
-        # fold, two instants can be equal datetimes (same wall time, same tzinfo).
-        known: dict[datetime, str] = {}
-
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            utc = value.tzinfo is UTC
-            text = known.get(value) if utc else None
-            if text is None:
-                if len(known) >= 256:
-                    known.clear()
-                v = value if utc else value.astimezone(UTC)
-                text = _SQLITE_DATETIME % (
-                    v.year,
-                    v.month,
-                    v.day,
-                    v.hour,
-                    v.minute,
-                    v.second,
-                    v.microsecond,
-                )
-                if utc:
-                    known[value] = text
-            return text
+            v = value.astimezone(UTC)
+            return _SQLITE_DATETIME % (
+                v.year,
+                v.month,
+                v.day,
+                v.hour,
+                v.minute,
+                v.second,
+                v.microsecond,
+            )
 
         return process
 
