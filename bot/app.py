@@ -124,7 +124,11 @@ def create_app(
         # 500 in Boundary (the connection kept).
         middleware=[
             Middleware(ForwardedFor, trusted=settings.forwarded_allow_ips),
-            Middleware(SecurityHeaders, prefix="/staff"),
+            Middleware(
+                SecurityHeaders,
+                prefix="/staff",
+                https=(settings.public_base_url or "").lower().startswith("https://"),
+            ),
             Middleware(Boundary),
         ],
         exception_handlers=exception_handlers(apology, staff),

@@ -113,6 +113,7 @@ async def test_an_unhandled_error_is_a_plain_500_with_its_request_id(
     assert staff.headers["x-request-id"] == "page-7"
     for name, value in SECURITY_HEADERS:
         assert staff.headers[name.decode()] == value.decode()
+    assert staff.headers["strict-transport-security"] == "max-age=31536000"  # PUBLIC is https
     assert ready.status_code == 500 and ready.headers["x-request-id"]
     assert "content-security-policy" not in ready.headers
     failures = [e for e in _events(json_logs) if e["level"] == "ERROR"]

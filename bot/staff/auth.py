@@ -40,15 +40,19 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
 class SecurityHeaders:
     """Adds SECURITY_HEADERS to every response under `prefix` (all staff pages hold personal
     data, so none may be cached, framed or run a script): pages, errors, redirects alike."""
 
-    def __init__(self, app: ASGIApp, prefix: str = "") -> None:
+    def __init__(self, app: ASGIApp, prefix: str = "", https: bool = False) -> None:
         self.app = app
         self.prefix = prefix
+        # Served over https (PUBLIC_BASE_URL): browsers are told to come back only over https
+        # for a year, so a staff member's first visit typed as http:// cannot be intercepted.
+        self.headers = SECURITY_HEADERS + ([HSTS] if https else [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
@@ -60,8 +64,8 @@ class SecurityHeaders:
                 message["headers"] = [
                     (k, v)
                     for k, v in message.get("headers", [])
-                    if k.lower() not in {name for name, _ in SECURITY_HEADERS}
-                ] + SECURITY_HEADERS
+                    if k.lower() not in {name for name, _ in self.headers}
+                ] + self.headers
             await send(message)
 
         await self.app(scope, receive, with_headers)
