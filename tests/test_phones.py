@@ -69,3 +69,28 @@ def test_a_number_normalised_is_masked_as_if_parsed_afresh(raw: str, region: str
     assert phones.normalise(raw, region) == e164
     assert phones._masked[e164] == fresh
     assert phones.mask(e164) == fresh
+
+
+def test_masks_from_remembered_layouts_are_the_masks_of_a_fresh_format() -> None:
+    """A mask is filled into the layout remembered for its country code, length and first
+    digits: for every region's example numbers and others sharing their first digits, the
+    same text as formatting each number afresh."""
+    import phonenumbers as P
+
+    phones._layouts.clear()
+    checked = 0
+    for region in sorted(P.SUPPORTED_REGIONS):
+        for kind in (P.PhoneNumberType.MOBILE, P.PhoneNumberType.FIXED_LINE):
+            example = P.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            nsn = P.national_significant_number(example)
+            for variant in (nsn, nsn[:4] + nsn[4:][::-1], nsn[:-1] + str(9 - int(nsn[-1]))):
+                number = P.parse(f"+{example.country_code}{variant}", None)
+                if not P.is_valid_number(number):
+                    continue
+                written = P.format_number(number, P.PhoneNumberFormat.INTERNATIONAL)
+                fresh = phones._mask_digits(str(written), len(str(number.country_code)) + 1)
+                assert phones._mask_number(number) == fresh, (region, variant)
+                checked += 1
+    assert checked > 500 and phones._layouts
