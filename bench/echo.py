@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.logs import log_config
-from bot.serving import run_uvicorn
+from bot.serving import HeadersDeadline, run_uvicorn
 from bot.settings import LogFormat
 
 TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response><Message>ok</Message></Response>'
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             timeout_worker_healthcheck=30,
             log_config=log_config(LogFormat.TEXT),
             access_log=False,  # as serve: the bot's app writes its own access lines
+            http=HeadersDeadline,
         )
     )
 

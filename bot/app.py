@@ -211,6 +211,8 @@ class Boundary:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
+                if not (200 <= status < 300 and asked["path"] == "/sms"):
+                    _access_line(asked, status)  # before the answer leaves, as uvicorn's was
             await send(message)
 
         try:
@@ -223,8 +225,6 @@ class Boundary:
                 scope, receive, sending
             )
         finally:
-            if status and not (200 <= status < 300 and asked["path"] == "/sms"):
-                _access_line(asked, status)
             request_id.reset(token)
 
 

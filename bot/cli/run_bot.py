@@ -24,7 +24,7 @@ from ..app import create_app
 from ..errors import PromptError
 from ..logs import configure_logging, log_config
 from ..service import InboundText, Service
-from ..serving import run_uvicorn
+from ..serving import HeadersDeadline, run_uvicorn
 from ..settings import Settings, load_settings
 from ..simulator import (
     DEMO_PEOPLE,
@@ -94,6 +94,7 @@ def serve(host: str, port: int, workers: int) -> None:
         timeout_worker_healthcheck=30,
         log_config=log_config(config.log_format),
         access_log=False,  # the app writes the access lines (bot.app.Boundary)
+        http=HeadersDeadline,
     )
     run_uvicorn(server)
 
