@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -229,6 +230,7 @@ class Boundary:
 
 
 access_log = logging.getLogger(logs.ACCESS)
+_LONG_NUMBER = re.compile(r"(%2B|\+)?\d{7,}")
 
 
 def _access_line(scope: Scope, status: int) -> None:
@@ -236,6 +238,7 @@ def _access_line(scope: Scope, status: int) -> None:
         return
     client = scope.get("client")
     path = urllib.parse.quote(scope.get("root_path", "") + scope["path"])  # as uvicorn writes it
+    path = _LONG_NUMBER.sub("…", path)  # /sms/0491570156: a number in a path is not logged
     raw = scope.get("query_string", b"").decode("ascii", "backslashreplace")
     query = "&".join(f"{name}=…" for name, _ in urllib.parse.parse_qsl(raw, True))
     access_log.info(

@@ -23,6 +23,8 @@ conversation: ContextVar[str | None] = ContextVar("conversation", default=None)
 
 _PHONE = re.compile(r"\+\d{7,15}\b")
 _GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PHONE_LIKE = re.compile(r"[\d.-]{7,}")
+_LINE_BREAKS = str.maketrans({"\r": "\\r", "\n": "\\n"})
 LOGGERS = ("checkin_bot", "uvicorn")
 ACCESS = "checkin_bot.access"  # one line a request (bot.app.Boundary)
 
@@ -49,6 +51,12 @@ class ContextFilter(logging.Filter):
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
+        # One event, one line: a line break inside a message (a value a request carried) is
+        # written as \n, so no request can forge a line of its own. Tracebacks keep theirs.
+        record.message = record.message.translate(_LINE_BREAKS)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -147,11 +155,12 @@ def configure_logging(log_format: LogFormat = LogFormat.TEXT, server_level: str 
 
 
 def request_id_for(headers: list[tuple[bytes, bytes]]) -> str:
-    """A request's id: the platform's X-Request-Id when it sent a sane one, else a new one."""
+    """A request's id: the platform's X-Request-Id when it sent a sane one, else a new one
+    (not one that is a phone number: it is on every line of the request)."""
     for name, value in headers:
         if name == b"x-request-id":
             given = value.decode("latin-1")
-            if _GOOD_REQUEST_ID.fullmatch(given):
+            if _GOOD_REQUEST_ID.fullmatch(given) and not _PHONE_LIKE.fullmatch(given):
                 return given
             break
     return uuid.uuid4().hex[:16]

@@ -214,8 +214,9 @@ async def verified_form(request: Request, checker: SignatureChecker) -> Form:
     BadWebhook 403)."""
     form = await read_form(request)
     if checker.enabled and not checker.valid(request, form):
+        url, asked, _ = checker.url_for(request).partition("?")  # not the query's values
         raise BadWebhook(
-            f"missing or invalid Twilio signature for {checker.url_for(request)}", status=403
+            f"missing or invalid Twilio signature for {url}{'?…' if asked else ''}", status=403
         )
     return form
 
@@ -295,7 +296,7 @@ class Webhooks:
         if raw_id and stored is None:
             # Not a reply of ours (we name them by 32-bit ids): nothing to record, and Twilio
             # would only retry an error.
-            log.info("delivery status for an unknown reply id %r ignored", raw_id[:24])
+            log.info("delivery status for an unknown reply id (%d digits) ignored", len(raw_id))
             return Response(status_code=204)
         updated = await self.service.record_delivery(
             stored, callback.message_sid, callback.status, callback.error_code
@@ -333,7 +334,7 @@ class Webhooks:
             "Twilio used the Fallback URL for a text from %s (ErrorCode %s): /sms failed or "
             "timed out; answered the apology, %s",
             phones.mask(form.get("From", "?")),
-            form.get("ErrorCode", "?")[:16],
+            "".join(c for c in form.get("ErrorCode", "") if c.isdigit())[:6] or "?",
             stored,
         )
         return twiml(self.apology)

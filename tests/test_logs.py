@@ -119,3 +119,34 @@ async def test_an_unhandled_error_is_a_plain_500_with_its_request_id(
     failures = [e for e in _events(json_logs) if e["level"] == "ERROR"]
     assert [e.get("request_id") for e in failures] == ["page-7", ready.headers["x-request-id"]]
     assert all("RuntimeError: a bug in a page" in e["exception"] for e in failures)
+
+
+def test_a_line_break_in_a_message_cannot_forge_a_line() -> None:
+    """A value a request carried (a signed From, an ErrorCode) is written on its own line's
+    line: its line breaks escaped; a traceback keeps its own."""
+    forged = "x\n2026-11-29 10:00:00,000 ERROR checkin_bot.app: FORGED\r\nmore"
+    record = logging.LogRecord("checkin_bot.x", logging.WARNING, "f", 1, "from %s", (forged,), None)
+    line = logs.TextFormatter().format(record)
+    assert "\n" not in line and "\r" not in line
+    assert line.endswith("from x\\n2026-11-29 10:00:00,000 ERROR checkin_bot.app: FORGED\\r\\nmore")
+
+
+async def test_numbers_a_request_chose_stay_out_of_the_log(
+    db_url: str, clock: Clock, json_logs: pytest.CaptureFixture[str]
+) -> None:
+    """Unsigned requests can put a number anywhere: in the query (the refusal's line names
+    the URL without the query's values), in the path (the access line writes … for it), in
+    X-Request-Id (a number is not taken as the request's id)."""
+    async with running_bot(db_url, clock) as bot:
+        refused = await bot.client.post(
+            "/sms?x=%2B61491570156&c=0491%20570%20156", data=form(ALEX, "here")
+        )
+        lost = await bot.client.post("/sms/0491570156", data=form(ALEX, "here"))
+        named = await bot.client.get("/healthz", headers={"X-Request-Id": "0491570156"})
+    assert refused.status_code == 403 and lost.status_code in (404, 405)
+    assert named.headers["x-request-id"] != "0491570156"
+    printed = json_logs.readouterr().out
+    assert "0491570156" not in printed and "491570156" not in printed and "0491" not in printed
+    events = [json.loads(line) for line in printed.splitlines() if line]
+    assert any("signature for https://bot.example.com/sms?…" in e["message"] for e in events)
+    assert any('"POST /sms/… HTTP/1.1"' in e["message"] for e in events)
