@@ -19,6 +19,7 @@ log = logging.getLogger("checkin_bot.reclaimer")
 # the Fallback URL, or left.
 RECLAIM_WITHIN = timedelta(minutes=10)
 RECLAIM_EVERY_SECONDS = 30.0
+RECLAIM_AT_ONCE = 8  # phones answered at once
 
 
 class Reclaimer:
@@ -30,15 +31,33 @@ class Reclaimer:
 
     async def reclaim(self) -> int:
         """Answer the unanswered texts, texting the answers; how many were answered. Texts
-        older than RECLAIM_WITHIN are only marked as abandoned."""
-        now = self.service.clock()
-        answered = 0
-        for text in await self.service.store.log.unanswered(now - UNANSWERED_AFTER):
-            answer = await self._reclaim(text, now)
-            if answer is not None:
-                answered += 1
-                await self.service.late.deliver(text.phone, answer)
-        return answered
+        older than RECLAIM_WITHIN are only marked as abandoned.
+
+        Phones are answered RECLAIM_AT_ONCE at a time, each phone's texts in the order they
+        came: one at a time, a probe's 180 texts left by a kill -9, behind a VirtualQ taking
+        0.5-3 s a check-in, took 9.5 of the 10 minutes before the last was answered. Each
+        text's age is judged on the clock as it is reached, not as the pass began."""
+        clock = self.service.clock
+        by_phone: dict[str, list[Unanswered]] = {}
+        for text in await self.service.store.log.unanswered(clock() - UNANSWERED_AFTER):
+            by_phone.setdefault(text.phone, []).append(text)
+        slots = asyncio.Semaphore(RECLAIM_AT_ONCE)
+
+        async def one_phone(texts: list[Unanswered]) -> int:
+            answered = 0
+            async with slots:
+                for text in texts:
+                    answer = await self._reclaim(text, clock())
+                    if answer is not None:
+                        answered += 1
+                        await self.service.late.deliver(text.phone, answer)
+            return answered
+
+        done = await asyncio.gather(*map(one_phone, by_phone.values()), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                log.warning("could not answer a text left unanswered: %r", outcome)
+        return sum(outcome for outcome in done if isinstance(outcome, int))
 
     async def _reclaim(self, text: Unanswered, now: datetime) -> Answer | None:
         service = self.service

@@ -8,7 +8,8 @@ import asyncio
 import base64
 import threading
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from .faulty import Fault
 from .helpers import (
     ALEX,
     CASEY,
+    JORDAN,
     PUBLIC,
     TOKEN,
     FaultyBot,
@@ -357,3 +359,33 @@ async def test_a_callback_that_beats_the_rest_answer_is_not_moved_back(slow: Fau
     assert not await slow.store.log.record_status(final["id"], sid, "queued", None)
     final = (await transcript(slow.store, ALEX))[-1]
     assert (final["status"], final["message_sid"]) == ("delivered", sid)
+
+
+async def test_the_reclaimer_answers_several_phones_at_once_each_in_order(
+    bot: FaultyBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left by a dead process: texts of four phones, two of them from one phone. The phones
+    are answered side by side (one at a time, a backlog behind a slow VirtualQ ran into the
+    10-minute limit), and one phone's texts in the order they came."""
+    from bot import reclaimer as module
+
+    for i, phone in enumerate((ALEX, JORDAN, CASEY, ALEX)):
+        await bot.store.log.record_inbound(phone, f"SMleft{i}", "status", 0, bot.clock())
+    bot.clock.advance(2)
+    busy, most, order = 0, 0, []
+    reclaim_one = module.Reclaimer._reclaim
+
+    async def watched(self: Reclaimer, text: Any, now: datetime) -> Any:
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        order.append((text.phone, text.id))
+        await asyncio.sleep(0.05)  # long enough for the others to start, if they may
+        busy -= 1
+        return await reclaim_one(self, text, now)
+
+    monkeypatch.setattr(module.Reclaimer, "_reclaim", watched)
+    assert await Reclaimer(bot.service).reclaim() == 4
+    assert most == 3  # three phones at once; Alex's second text waits for the first
+    alex = [i for phone, i in order if phone == ALEX]
+    assert alex == sorted(alex) and len(alex) == 2
