@@ -11,7 +11,6 @@ desk staff).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import secrets
@@ -39,7 +38,6 @@ from ..settings import Settings
 from ..store import Store
 from ..store.staff import StaffStore
 from ..webhook import read_form
-from . import auth
 from .accounts import Account, Roster
 from .actions import Actions
 from .auth import SECURITY_HEADERS, SESSION_MAX, Sessions, Throttle, basic_auth
@@ -140,18 +138,12 @@ class Staff:
     async def _basic(self, request: Request) -> Account | Response:
         client = client_of(request)
         user, password = basic_auth(request.headers.get("authorization", ""))
-        async with self.throttle.checking:
-            wait = await self.throttle.retry_after(client, user)
-            if wait:
-                return self._too_many(wait)
-            account = await self.roster.check(user, password) if user is not None else None
-            if account is not None:
-                request.scope["staff_account"] = account
-                return account
-            if user is not None:
-                await self.throttle.failed(client, user, "basic")
-        if user is not None:
-            await asyncio.sleep(auth.FAILED_LOGIN_DELAY)
+        account = await self.throttle.log_in(client, user, password, "basic")
+        if isinstance(account, Account):
+            request.scope["staff_account"] = account
+            return account
+        if account:
+            return self._too_many(account)
         return PlainTextResponse(
             "log in at /staff/login, or use HTTP Basic with a staff login",
             status_code=401,
@@ -204,15 +196,10 @@ class Staff:
                 username=username,
                 error="This form had expired. Please try again.",
             )
-        async with self.throttle.checking:
-            wait = await self.throttle.retry_after(client, username)
-            if wait:
-                return self._too_many(wait)
-            account = await self.roster.check(username, form.get("password", ""))
-            if account is None:
-                await self.throttle.failed(client, username, "form")
-        if account is None:
-            await asyncio.sleep(auth.FAILED_LOGIN_DELAY)
+        account = await self.throttle.log_in(client, username, form.get("password", ""), "form")
+        if not isinstance(account, Account):
+            if account:
+                return self._too_many(account)
             return self.render(
                 request,
                 "login.html",

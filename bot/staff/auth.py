@@ -53,6 +53,7 @@ class SecurityHeaders:
         # Served over https (PUBLIC_BASE_URL): browsers are told to come back only over https
         # for a year, so a staff member's first visit typed as http:// cannot be intercepted.
         self.headers = SECURITY_HEADERS + ([HSTS] if https else [])
+        self.names = {name for name, _ in self.headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
@@ -62,9 +63,7 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in {name for name, _ in self.headers}
+                    (k, v) for k, v in message.get("headers", []) if k.lower() not in self.names
                 ] + self.headers
             await send(message)
 
@@ -135,15 +134,15 @@ class Throttle:
     name, within the window lock further tries out until the window has passed.
 
     Between the count and the failure's record, a process checks one password at a time
-    (`checking`): a burst of concurrent tries all counted before any was recorded, so all
-    of them were checked (a probe got 25 tries past a limit of 5). Several processes may
-    each let one more through."""
+    (`log_in`): a burst of concurrent tries all counted before any was recorded, so all of
+    them were checked (a probe got 25 tries past a limit of 5). Several processes may each
+    let one more through."""
 
     def __init__(self, store: StaffStore, roster: Roster, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.roster = roster
         self.clock = clock
-        self.checking = asyncio.Lock()
+        self._checking = asyncio.Lock()
 
     @staticmethod
     def _keys(client: str, name: str | None) -> list[str]:
@@ -164,8 +163,23 @@ class Throttle:
                 waits.append(max(1, int((oldest + window - now).total_seconds())))
         return max(waits)
 
-    async def failed(self, client: str, name: str, how: str) -> None:
-        """Record a failure (inside `checking`); the caller then waits `FAILED_LOGIN_DELAY`."""
+    async def log_in(self, client: str, name: str | None, password: str, how: str) -> Account | int:
+        """The account these credentials log in as, or the seconds until this client or name
+        may try again (0: refused now, after FAILED_LOGIN_DELAY; no name: nothing tried)."""
+        async with self._checking:
+            wait = await self.retry_after(client, name)
+            if wait:
+                return wait
+            if name is None:
+                return 0
+            account = await self.roster.check(name, password)
+            if account is not None:
+                return account
+            await self._failed(client, name, how)
+        await asyncio.sleep(FAILED_LOGIN_DELAY)
+        return 0
+
+    async def _failed(self, client: str, name: str, how: str) -> None:
         now = self.clock()
         await self.store.failed_login(self._keys(client, name), now)
         shown = name[:64] if await self.roster.known(name) else self.roster.pseudonym(name)
