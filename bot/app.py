@@ -205,15 +205,15 @@ class Boundary:
         header = (b"x-request-id", rid.encode())
         token = request_id.set(rid)
         status = 0
-        asked = dict(scope)  # as it came: routing rewrites the scope's paths as it goes
+        asked = scope["path"], scope.get("root_path", "")  # routing rewrites them as it goes
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
-                if not (200 <= status < 300 and asked["path"] == "/sms"):
-                    _access_line(asked, status)  # before the answer leaves, as uvicorn's was
+                if not (200 <= status < 300 and asked[0] == "/sms"):
+                    _access_line(scope, *asked, status)  # before the answer leaves, as uvicorn's
             await send(message)
 
         try:
@@ -233,11 +233,12 @@ access_log = logging.getLogger(logs.ACCESS)
 _LONG_NUMBER = re.compile(r"(%2B|\+)?\d{7,}")
 
 
-def _access_line(scope: Scope, status: int) -> None:
+def _access_line(scope: Scope, path: str, root_path: str, status: int) -> None:
+    """`path` and `root_path` as the request came (the rest of its scope routing leaves)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
     client = scope.get("client")
-    path = urllib.parse.quote(scope.get("root_path", "") + scope["path"])  # as uvicorn writes it
+    path = urllib.parse.quote(root_path + path)  # as uvicorn writes it
     path = _LONG_NUMBER.sub("…", path)  # /sms/0491570156: a number in a path is not logged
     raw = scope.get("query_string", b"").decode("ascii", "backslashreplace")
     query = "&".join(f"{name}=…" for name, _ in urllib.parse.parse_qsl(raw, True))

@@ -80,6 +80,8 @@ def _mask_number(number: phonenumbers.PhoneNumber) -> str:
     last three)."""
     cc = str(number.country_code)
     digits = cc + phonenumbers.national_significant_number(number)
+    if len(digits) < 7:
+        return "***"
     key = (digits[: len(cc) + 4], len(digits))
     layout = _layouts.get(key)
     if layout is None:
@@ -92,8 +94,6 @@ def _mask_number(number: phonenumbers.PhoneNumber) -> str:
             _layouts.clear()
         layout = _layouts[key] = "".join("{}" if c.isdigit() else c for c in value)
     keep = len(cc) + 1
-    if len(digits) < 7:
-        return "***"
     return layout.format(*digits[:keep], *"*" * (len(digits) - keep - 3), *digits[-3:])
 
 

@@ -334,7 +334,7 @@ class Webhooks:
             "Twilio used the Fallback URL for a text from %s (ErrorCode %s): /sms failed or "
             "timed out; answered the apology, %s",
             phones.mask(form.get("From", "?")),
-            "".join(c for c in form.get("ErrorCode", "") if c.isdigit())[:6] or "?",
+            (_error_code(form.get("ErrorCode")) or "?")[:6],
             stored,
         )
         return twiml(self.apology)
