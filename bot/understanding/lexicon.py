@@ -1,12 +1,13 @@
 """Every language's phrases from bot/prompts/<lang>.toml [understand], indexed to be found in a
-text in microseconds: by first word, Chinese by characters, spelling slips by deletions."""
+text in microseconds: by first word, Chinese, Japanese and Korean by characters, spelling
+slips by deletions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .text import plain, words_of
+from .text import is_cjk_word, plain, words_of
 
 # The [understand] lists that carry a meaning, and those that qualify one.
 MEANINGS = (
@@ -33,8 +34,8 @@ MIN_TYPO_LENGTH = 4  # a slip is forgiven only on words this long or longer
 
 @dataclass(frozen=True)
 class Phrase:
-    """One phrase of a language's list: its words in plain form (a Han phrase is one word,
-    found inside a run of characters), and what it means."""
+    """One phrase of a language's list: its words in plain form (a Han, kana or Hangul phrase
+    is one word, found inside a run of characters), and what it means."""
 
     words: tuple[str, ...]
     kind: str  # one of LISTS
@@ -111,7 +112,7 @@ def _one_slip(a: str, b: str) -> bool:
 def phrase_words(text: str) -> tuple[tuple[str, ...], bool]:
     """A phrase as a lexicon keeps it: its plain words, and whether it is Han (one word)."""
     words = tuple(words_of(plain(text)))
-    han = len(words) == 1 and all("\u3400" <= c <= "\u9fff" for c in words[0])
+    han = len(words) == 1 and is_cjk_word(words[0])
     return words, han
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .lexicon import Lexicon, Phrase
-from .text import Clause, Text, plain, prepare, words_of
+from .text import Clause, Text, is_cjk_word, plain, prepare, words_of
 
 
 class Meaning(StrEnum):
@@ -224,10 +224,11 @@ def _find(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
 
 
 def _find_han(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
-    """Chinese phrases inside the clause's runs of characters, longest first."""
+    """Chinese, Japanese and Korean phrases inside the clause's runs of characters, longest
+    first."""
     out: list[Found] = []
     for start, word in enumerate(clause.words):
-        if not ("\u3400" <= word[0] <= "\u9fff"):
+        if not is_cjk_word(word):
             continue
         claimed = [False] * len(word)
         spans: dict[tuple[int, int], bool] = {}
@@ -522,7 +523,7 @@ def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
     name that comes last, a Chinese given name inside the full name); a name two people
     share (a surname) names no one by itself."""
     parts_of = [[p for p in words_of(plain(name)) if len(p) >= 2] for name in names]
-    han_words = [w for w in words if _is_han(w) and len(w) >= 2]
+    han_words = [w for w in words if is_cjk_word(w) and len(w) >= 2]
     counts: dict[str, int] = {}
     for parts in parts_of:
         for part in set(parts):
@@ -531,7 +532,7 @@ def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
     for number, parts in enumerate(parts_of, start=1):
         own = [p for p in parts if counts[p] == 1]  # names only this person has
         for part in own:
-            if _is_han(part):
+            if is_cjk_word(part):
                 if any(w in part or part in w for w in han_words):
                     picked.add(number)
             elif any(w in (part, part + "s") for w in words):
@@ -539,14 +540,13 @@ def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
     return picked
 
 
-def _is_han(word: str) -> bool:
-    return bool(word) and "\u3400" <= word[0] <= "\u9fff"
-
-
 # --- language -------------------------------------------------------------------------------
 
 _SCRIPT_LANGUAGES = {
     "han": "zh",
+    "kana": "ja",
+    "hangul": "ko",
+    "cyrillic": "ru",
     "arabic": "ar",
     "devanagari": "hi",
     "greek": "el",
@@ -558,7 +558,8 @@ def _language(text: Text, found: list[Found], lexicon: Lexicon, prefer: str | No
     """The language a text was confidently written in: its script says, or its phrases of
     one language clearly outweigh any other's (words every language uses, like HERE or OK,
     say nothing)."""
-    by_script = {_SCRIPT_LANGUAGES[s] for s in text.scripts if s in _SCRIPT_LANGUAGES}
+    scripts = text.scripts - {"han"} if "kana" in text.scripts else text.scripts  # Japanese
+    by_script = {_SCRIPT_LANGUAGES[s] for s in scripts if s in _SCRIPT_LANGUAGES}
     by_script &= set(lexicon.languages)
     if len(by_script) == 1:
         return by_script.pop()
@@ -597,9 +598,9 @@ def _language_named(words: Sequence[str], lexicon: Lexicon) -> Reading | None:
     if not words or len(words) > 7:
         return None
     for word in words:  # Chinese: a language's name inside a short run of characters
-        if _is_han(word) and len(word) <= 10:
+        if is_cjk_word(word) and len(word) <= 10:
             for han_name, han_code in lexicon.language_names.items():
-                if _is_han(han_name) and len(han_name) >= 2 and han_name in word:
+                if is_cjk_word(han_name) and len(han_name) >= 2 and han_name in word:
                     why = f"asked for language '{han_name}' ({han_code})"
                     return Reading(Meaning.LANGUAGE, why, choose_language=han_code)
     asked = any(w in lexicon.language_words for w in words)

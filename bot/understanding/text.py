@@ -54,9 +54,31 @@ _DIGITS = str.maketrans(
 _CLAUSE_BREAK = re.compile(r"([.!?？؟¿;\n。！；]+|,\s|[，،、]|\s-\s|\bbut\b)")
 
 
-def _is_cjk(char: str) -> bool:
+def _is_han(char: str) -> bool:
     code = ord(char)
     return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
+
+
+def _is_kana(char: str) -> bool:
+    code = ord(char)
+    return 0x3040 <= code <= 0x30FF or 0x31F0 <= code <= 0x31FF or 0xFF66 <= code <= 0xFF9F
+
+
+def _is_hangul(char: str) -> bool:
+    code = ord(char)
+    return 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F
+
+
+def _is_cjk(char: str) -> bool:
+    """Han, Japanese kana or Korean Hangul: scripts whose phrases are found inside a run of
+    characters (Chinese and Japanese have no spaces; Korean words take endings and particles,
+    and are often texted without spaces)."""
+    return _is_han(char) or _is_kana(char) or _is_hangul(char)
+
+
+def is_cjk_word(word: str) -> bool:
+    """A word that is a run of Han, kana or Hangul characters (see `words_of`)."""
+    return bool(word) and _is_cjk(word[0])
 
 
 def _has_marks_to_drop(code: int) -> bool:
@@ -76,8 +98,14 @@ def scripts_of(text: str) -> frozenset[str]:
             found.add("devanagari")
         elif 0x0370 <= code <= 0x03FF or 0x1F00 <= code <= 0x1FFF:
             found.add("greek")
-        elif _is_cjk(char):
+        elif 0x0400 <= code <= 0x04FF:
+            found.add("cyrillic")
+        elif _is_han(char):
             found.add("han")
+        elif _is_kana(char):
+            found.add("kana")
+        elif _is_hangul(char):
+            found.add("hangul")
         elif char in "ăâđêôơưĂÂĐÊÔƠƯ" or 0x1EA0 <= code <= 0x1EF9:
             found.add("vietnamese")
     return frozenset(found)
@@ -104,8 +132,9 @@ def plain(text: str) -> str:
 
 
 def words_of(text: str) -> list[str]:
-    """The words of a plain text: runs of letters, digits and marks; each Han character run is
-    one word (Chinese has no spaces: phrases are found inside it)."""
+    """The words of a plain text: runs of letters, digits and marks; each run of Han, kana and
+    Hangul characters is one word (Chinese and Japanese have no spaces: phrases are found
+    inside it)."""
     out: list[str] = []
     current: list[str] = []
     cjk = False
