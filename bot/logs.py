@@ -10,6 +10,7 @@ import logging
 import logging.config
 import re
 import sys
+import time
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -27,6 +28,13 @@ _PHONE_LIKE = re.compile(r"[\d.-]{7,}")
 _LINE_BREAKS = str.maketrans({"\r": "\\r", "\n": "\\n"})
 LOGGERS = ("checkin_bot", "uvicorn")
 ACCESS = "checkin_bot.access"  # one line a request (bot.app.Boundary)
+
+# What no line prints is not looked up for each record (the logging HOWTO's "Optimization"):
+# the caller's file and line (a walk up the stack), the thread's and the process's names.
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
 
 
 def mask_phones(text: str) -> str:
@@ -51,6 +59,17 @@ class ContextFilter(logging.Filter):
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        # logging's own format ("2026-11-29 22:41:07,123"), the date and time written once a
+        # second rather than once a line (the handler's lock keeps formatting to one at a time).
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return f"{self._stamp},{int(record.msecs):03d}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
         # One event, one line: a line break inside a message (a value a request carried) is
