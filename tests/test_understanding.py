@@ -208,6 +208,36 @@ def test_text_is_made_comparable() -> None:
     assert prepare("Πού είστε;").clauses[0].asks  # Greek asks with ";"
     assert prepare("I'm here, how long?").clauses[0].asks is False
     assert prepare("我到了").words == ("我到了",)
+    # Japanese and Korean runs are one word each, like Chinese: phrases are found inside them.
+    assert prepare("今着きました！").words == ("今着きました",)
+    assert prepare("지금도착했어요").words == ("지금도착했어요",)
+
+
+@pytest.mark.parametrize(
+    ("text", "scripts"),
+    [
+        ("Я уже на месте", {"cyrillic"}),
+        ("今着きました", {"han", "kana"}),
+        ("ｺﾝﾆﾁﾊ", {"kana"}),  # half-width katakana
+        ("도착했어요", {"hangul"}),
+        ("وصلت", {"arabic"}),
+        ("من رسیدم", {"arabic", "persian_urdu"}),  # Persian: farsi yeh
+        ("میں پہنچ گیا ہوں", {"arabic", "persian_urdu"}),  # Urdu
+        ("I'm here", set()),
+    ],
+)
+def test_the_script_a_text_is_written_in(text: str, scripts: set[str]) -> None:
+    assert prepare(text).scripts == scripts
+
+
+def test_persian_and_urdu_are_not_taken_for_arabic(catalogue: Catalogue) -> None:
+    """The Arabic script is not the Arabic language: a reply in Arabic would not be read by
+    someone who texted in Persian or Urdu."""
+    if not catalogue.knows("ar"):
+        pytest.skip("no Arabic prompts")
+    assert read("وصلت", catalogue.lexicon).language == "ar"
+    for text in ["من رسیدم", "میں پہنچ گیا ہوں", "سلام، کجا باید بروم؟"]:
+        assert read(text, catalogue.lexicon).language != "ar", text
 
 
 def test_a_word_two_languages_read_differently_is_read_in_the_conversations(

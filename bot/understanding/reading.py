@@ -558,15 +558,21 @@ def _language(text: Text, found: list[Found], lexicon: Lexicon, prefer: str | No
     """The language a text was confidently written in: its script says, or its phrases of
     one language clearly outweigh any other's (words every language uses, like HERE or OK,
     say nothing)."""
-    scripts = text.scripts - {"han"} if "kana" in text.scripts else text.scripts  # Japanese
-    by_script = {_SCRIPT_LANGUAGES[s] for s in scripts if s in _SCRIPT_LANGUAGES}
-    by_script &= set(lexicon.languages)
+    ruled_out = {
+        language
+        for script, language in (("kana", "zh"), ("persian_urdu", "ar"))
+        if script in text.scripts  # Japanese, not Chinese; Persian or Urdu, not Arabic
+    }
+    by_script = {_SCRIPT_LANGUAGES[s] for s in text.scripts if s in _SCRIPT_LANGUAGES}
+    by_script &= set(lexicon.languages) - ruled_out
     if len(by_script) == 1:
         return by_script.pop()
     score: dict[str, int] = {}
     for f in found:
         phrase = f.phrase.text
         if f.slip or phrase in lexicon.commands or len(phrase.replace(" ", "")) < 3:
+            continue
+        if f.phrase.language in ruled_out:
             continue
         score[f.phrase.language] = score.get(f.phrase.language, 0) + len(phrase)
     if not score:

@@ -54,6 +54,12 @@ _DIGITS = str.maketrans(
 _CLAUSE_BREAK = re.compile(r"([.!?？؟¿;\n。！；]+|,\s|[，،、]|\s-\s|\bbut\b)")
 
 
+# Letters of the Arabic script that Arabic does not use (Persian's and Urdu's pe, che, zhe,
+# gaf, keheh, farsi yeh; Urdu's tteh, ddal, rreh, noon ghunna, heh goal, barree yeh, do
+# chashmee heh): a text with them is in the script, not in the language.
+_NOT_ARABIC_LETTERS = frozenset("پچژگکیٹڈڑںہےھ")
+
+
 def _is_han(char: str) -> bool:
     code = ord(char)
     return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
@@ -94,6 +100,8 @@ def scripts_of(text: str) -> frozenset[str]:
         code = ord(char)
         if 0x0600 <= code <= 0x06FF or 0x0750 <= code <= 0x077F:
             found.add("arabic")
+            if char in _NOT_ARABIC_LETTERS:
+                found.add("persian_urdu")
         elif 0x0900 <= code <= 0x097F:
             found.add("devanagari")
         elif 0x0370 <= code <= 0x03FF or 0x1F00 <= code <= 0x1FFF:
