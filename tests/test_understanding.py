@@ -217,6 +217,7 @@ def test_text_is_made_comparable() -> None:
     ("text", "scripts"),
     [
         ("Я уже на месте", {"cyrillic"}),
+        ("Я вже тут, біля входу", {"cyrillic", "cyrillic_not_russian"}),  # Ukrainian
         ("今着きました", {"han", "kana"}),
         ("ｺﾝﾆﾁﾊ", {"kana"}),  # half-width katakana
         ("도착했어요", {"hangul"}),

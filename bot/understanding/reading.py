@@ -554,15 +554,17 @@ _SCRIPT_LANGUAGES = {
 }
 
 
+# Letters that say a text is not in the language its script most often writes: Japanese
+# kana (not Chinese), Persian and Urdu letters (not Arabic), Ukrainian, Belarusian, Serbian or
+# Kazakh ones (not Russian).
+_NOT_THE_LANGUAGE = (("kana", "zh"), ("persian_urdu", "ar"), ("cyrillic_not_russian", "ru"))
+
+
 def _language(text: Text, found: list[Found], lexicon: Lexicon, prefer: str | None) -> str | None:
     """The language a text was confidently written in: its script says, or its phrases of
     one language clearly outweigh any other's (words every language uses, like HERE or OK,
     say nothing)."""
-    ruled_out = {
-        language
-        for script, language in (("kana", "zh"), ("persian_urdu", "ar"))
-        if script in text.scripts  # Japanese, not Chinese; Persian or Urdu, not Arabic
-    }
+    ruled_out = {language for script, language in _NOT_THE_LANGUAGE if script in text.scripts}
     by_script = {_SCRIPT_LANGUAGES[s] for s in text.scripts if s in _SCRIPT_LANGUAGES}
     by_script &= set(lexicon.languages) - ruled_out
     if len(by_script) == 1:

@@ -58,6 +58,9 @@ _CLAUSE_BREAK = re.compile(r"([.!?？؟¿;\n。！；]+|,\s|[，،、]|\s-\s|\bb
 # gaf, keheh, farsi yeh; Urdu's tteh, ddal, rreh, noon ghunna, heh goal, barree yeh, do
 # chashmee heh): a text with them is in the script, not in the language.
 _NOT_ARABIC_LETTERS = frozenset("پچژگکیٹڈڑںہےھ")
+# Cyrillic letters Russian does not use: Ukrainian's і ї є ґ, Belarusian's ў, Serbian's and
+# Macedonian's ђ ј љ њ ћ џ ѓ ќ ѕ, Kazakh's ә ғ қ ң ө ұ ү һ (upper case too).
+_NOT_RUSSIAN_LETTERS = frozenset("іїєґўђјљњћџѓќѕәғқңөұүһ" + "ІЇЄҐЎЂЈЉЊЋЏЃЌЅӘҒҚҢӨҰҮҺ")
 
 
 def _is_han(char: str) -> bool:
@@ -108,6 +111,8 @@ def scripts_of(text: str) -> frozenset[str]:
             found.add("greek")
         elif 0x0400 <= code <= 0x04FF:
             found.add("cyrillic")
+            if char in _NOT_RUSSIAN_LETTERS:
+                found.add("cyrillic_not_russian")
         elif _is_han(char):
             found.add("han")
         elif _is_kana(char):
