@@ -89,6 +89,10 @@ LANGUAGE_NAMES = {
     "fr": "french|français",
     "el": "greek|ελληνικά",
     "it": "italian|italiano",
+    "de": "german|deutsch",
+    "ru": "russian|русский|русский язык",
+    "ko": "korean|한국어|한국말|조선어",
+    "ja": "japanese|日本語|にほんご",
 }
 
 
