@@ -241,6 +241,14 @@ def test_persian_and_urdu_are_not_taken_for_arabic(catalogue: Catalogue) -> None
         assert read(text, catalogue.lexicon).language != "ar", text
 
 
+def test_ukrainian_is_not_taken_for_russian(catalogue: Catalogue) -> None:
+    if not catalogue.knows("ru"):
+        pytest.skip("no Russian prompts")
+    assert read("Я уже здесь", catalogue.lexicon).language == "ru"
+    for text in ["Я вже на місці", "Дякую, я біля входу", "Де мені чекати?"]:
+        assert read(text, catalogue.lexicon).language != "ru", text
+
+
 def test_a_word_two_languages_read_differently_is_read_in_the_conversations(
     catalogue: Catalogue,
 ) -> None:

@@ -51,7 +51,7 @@ _DIGITS = str.maketrans(
     }
 )
 # Where one thought ends and another starts; kept, to see which clause asks a question.
-_CLAUSE_BREAK = re.compile(r"([.!?？؟¿;\n。！；]+|,\s|[，،、]|\s-\s|\bbut\b)")
+_CLAUSE_BREAK = re.compile(r"([.!?？؟¿;\n。！；]+|,\s|[，،、]|\s-\s|\b(?:but|mais|aber|но)\b)")
 
 
 # Letters of the Arabic script that Arabic does not use (Persian's and Urdu's pe, che, zhe,
