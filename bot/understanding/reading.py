@@ -282,6 +282,7 @@ class _Part:
     asks: bool
     request_only: bool = False  # an arrival that only asks to be checked in ("check me in")
     late_only: bool = False  # "sorry I'm late": says nothing about where they are
+    retracts: str = ""  # a short clause of a "not" alone ("I'm here. jk"): the "not"
 
 
 def _meaning(text: Text, found: list[Found], number: str | None) -> Reading:
@@ -296,13 +297,15 @@ def _meaning(text: Text, found: list[Found], number: str | None) -> Reading:
     arrival = by_meaning.get(Meaning.ARRIVE)
     if arrival is not None:
         against = [
-            p
+            p.retracts or p.reading.why
             for p in parts
-            if p.reading.meaning in (Meaning.NOT_YET, Meaning.UNSURE) and not p.late_only
+            if (p.reading.meaning in (Meaning.NOT_YET, Meaning.UNSURE) and not p.late_only)
+            or p.retracts
         ]
         if against:
-            why = f"asked to clarify: {arrival.reading.why}, but {against[0].reading.why}"
-            return Reading(Meaning.UNSURE, why)
+            return Reading(
+                Meaning.UNSURE, f"asked to clarify: {arrival.reading.why}, but {against[0]}"
+            )
         if arrival.request_only and any(p.asks for p in parts):
             return Reading(
                 Meaning.UNSURE, f"asked to clarify: {arrival.reading.why}, and a question"
@@ -326,6 +329,28 @@ def _meaning(text: Text, found: list[Found], number: str | None) -> Reading:
     return Reading(Meaning.UNKNOWN, "no phrase the bot knows")
 
 
+_RETRACTING = {"negation", "neutral", "no"}
+_RETRACT_WORDS = 3
+
+
+def _retraction(clause: Clause, kinds: dict[str, list[Found]]) -> str:
+    """A clause that is only a "not" and a word or two of nothing takes back what another
+    clause said ("I'm here. jk", "im here... lol no", "Я на месте. шучу"): the "not", shown.
+    A run of Chinese or Japanese characters only when the "not" is nearly all of it (a 不
+    inside 不知道去哪 takes nothing back)."""
+    if "negation" not in kinds or not set(kinds) <= _RETRACTING:
+        return ""
+    words = clause.words
+    if len(words) > _RETRACT_WORDS:
+        return ""
+    negation = max(kinds["negation"], key=lambda f: len(f.phrase.text))
+    if any(is_cjk_word(w) for w in words) and not (
+        len(words) == 1 and negation.phrase.han and len(negation.phrase.text) >= len(words[0]) - 1
+    ):
+        return ""
+    return f"takes back: {negation.shown()}"
+
+
 def _clause(text: Text, index: int, found: list[Found]) -> _Part:
     kinds = _kinds(found, index)
     question_word = any(
@@ -336,8 +361,10 @@ def _clause(text: Text, index: int, found: list[Found]) -> _Part:
     def first(kind: str) -> Found:
         return kinds[kind][0]
 
+    retracts = _retraction(text.clauses[index], kinds)
+
     def part(meaning: Meaning, why: str, **flags: bool) -> _Part:
-        return _Part(Reading(meaning, why), asks, **flags)
+        return _Part(Reading(meaning, why), asks, retracts=retracts, **flags)
 
     if "reported" in kinds:
         meaning = Meaning.QUESTION if asks else Meaning.OTHER
@@ -423,16 +450,31 @@ def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
     if "reported" in kinds:
         return None
     kinds = _kinds(_answers(text, found))
+    arrivals = [f for k in ("arrive", "check_in") for f in kinds.get(k, [])]
+    if topic is Topic.LEAVE and "no" not in kinds and arrivals:
+        # "yes I'm here" to "leave the queue?": staying, or leaving? Ask again ("no, I'm still
+        # here" is a NO).
+        if not any(_negated(f, kinds) for f in arrivals):
+            why = f"asked again: {arrivals[0].shown()}, asked about leaving"
+            return Reading(Meaning.UNKNOWN, why)
     if topic is not Topic.LEAVE and "unclear" in kinds and ("yes" in kinds or "arrive" in kinds):
         # "yes but I'm in the car park": they may not be inside; ask again.
         return Reading(Meaning.UNKNOWN, f"asked again: yes, but {kinds['unclear'][0].shown()}")
     yes = [f for k in _YES[topic] for f in kinds.get(k, []) if not _negated(f, kinds)]
     no = [f for k in _NO[topic] for f in kinds.get(k, [])]
     no += [f for k in _YES[topic] for f in kinds.get(k, []) if _negated(f, kinds) and k != "yes"]
+    for index, clause in enumerate(text.clauses):
+        retracts = _retraction(clause, _kinds(found, index))
+        if retracts and any(f.clause != index for f in yes):
+            return Reading(Meaning.UNKNOWN, f"asked again: yes, but {retracts}")
     best_yes = max((f.size for f in yes), default=0)
     best_no = max((f.size for f in no), default=0)
     if best_yes > best_no:
         top = max(yes, key=lambda f: f.size)
+        saying_yes = {f.clause for f in yes}
+        against = next((f for f in no if f.clause not in saying_yes), None)
+        if against is not None:  # "yes I'm here. haha no, kidding": ask again
+            return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {against.shown()}")
         return Reading(Meaning.YES, f"yes to the {topic.value} question: {top.shown()}")
     if best_no > best_yes:
         top = max(no, key=lambda f: f.size)
