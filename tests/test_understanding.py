@@ -177,6 +177,32 @@ def test_choosing_on_a_shared_phone(catalogue: Catalogue, text: str, choice: int
     assert (reading.meaning, reading.choice) == (M.CHOICE, choice), reading.why
 
 
+@pytest.mark.parametrize(
+    ("names", "text", "choice"),
+    [
+        (("佐藤花子", "佐藤太郎"), "花子です", 1),  # a given name inside a run of characters
+        (("佐藤花子", "佐藤太郎"), "太郎の分", 2),
+        (("王小明", "李华"), "小明的", 1),
+        (("김민준", "김서연"), "민준이요", 1),  # a particle after the name
+        (("Борис Петров", "Анна Петрова"), "за Бориса", 1),  # an ending on the name
+        (("Γιώργος Π", "Ελένη Π"), "τον Γιώργο", 1),
+    ],
+)
+def test_a_name_with_an_ending_or_inside_characters_chooses(
+    catalogue: Catalogue, names: tuple[str, ...], text: str, choice: int
+) -> None:
+    expecting = Expecting(names=names, everyone=len(names) + 1)
+    reading = read(text, catalogue.lexicon, expecting)
+    assert (reading.meaning, reading.choice) == (M.CHOICE, choice), reading.why
+
+
+@pytest.mark.parametrize("text", ["佐藤", "Петров", "김"])
+def test_a_shared_surname_chooses_no_one(catalogue: Catalogue, text: str) -> None:
+    names = {"佐藤": ("佐藤花子", "佐藤太郎"), "Петров": ("Борис Петров", "Анна Петров")}
+    expecting = Expecting(names=names.get(text, ("김민준", "김서연")), everyone=3)
+    assert read(text, catalogue.lexicon, expecting).meaning is not M.CHOICE
+
+
 def test_options_alone_is_help_not_a_choice(catalogue: Catalogue) -> None:
     assert read("options", catalogue.lexicon, PATELS).meaning is M.HELP
 
@@ -239,6 +265,17 @@ def test_persian_and_urdu_are_not_taken_for_arabic(catalogue: Catalogue) -> None
     assert read("وصلت", catalogue.lexicon).language == "ar"
     for text in ["من رسیدم", "میں پہنچ گیا ہوں", "سلام، کجا باید بروم؟"]:
         assert read(text, catalogue.lexicon).language != "ar", text
+
+
+def test_kanji_alone_is_japanese_when_its_phrases_or_the_conversation_are(
+    catalogue: Catalogue,
+) -> None:
+    if not (catalogue.knows("ja") and catalogue.knows("zh")):
+        pytest.skip("no Japanese or Chinese prompts")
+    assert read("今着きました", catalogue.lexicon).language == "ja"  # kana
+    assert read("到着", catalogue.lexicon).language == "ja"  # only Japanese phrases
+    assert read("我到了", catalogue.lexicon).language == "zh"
+    assert read("我到了", catalogue.lexicon, prefer="ja").language == "ja"
 
 
 def test_ukrainian_is_not_taken_for_russian(catalogue: Catalogue) -> None:

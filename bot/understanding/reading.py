@@ -560,11 +560,24 @@ def _choice(
     return None
 
 
+def _name_parts(name: str) -> list[str]:
+    """The parts of a name a text may call someone by: its words of two letters or more, and
+    in a Chinese, Japanese or Korean name written without a space (佐藤花子, 김민준) its last
+    two characters (the given name: 花子, 민준) and the rest when that is two or more (佐藤)."""
+    parts = [p for p in words_of(plain(name)) if len(p) >= 2]
+    for part in list(parts):
+        if is_cjk_word(part) and len(part) >= 3:
+            parts.append(part[-2:])
+            if len(part) >= 4:
+                parts.append(part[:-2])
+    return parts
+
+
 def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
     """People named in the text by a name of theirs ("It's Mia", "Mia's", a Vietnamese given
-    name that comes last, a Chinese given name inside the full name); a name two people
-    share (a surname) names no one by itself."""
-    parts_of = [[p for p in words_of(plain(name)) if len(p) >= 2] for name in names]
+    name that comes last, a Chinese, Japanese or Korean name inside a run of characters: 小明的,
+    花子です, 민준이요); a name two people share (a surname) names no one by itself."""
+    parts_of = [_name_parts(name) for name in names]
     han_words = [w for w in words if is_cjk_word(w) and len(w) >= 2]
     counts: dict[str, int] = {}
     for parts in parts_of:
@@ -575,11 +588,23 @@ def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
         own = [p for p in parts if counts[p] == 1]  # names only this person has
         for part in own:
             if is_cjk_word(part):
-                if any(w in part or part in w for w in han_words):
+                if any(part in w for w in han_words):  # "花子です", "小明的"
                     picked.add(number)
-            elif any(w in (part, part + "s") for w in words):
+            elif any(_calls(w, part) for w in words):
                 picked.add(number)
     return picked
+
+
+def _calls(word: str, name: str) -> bool:
+    """A texted word that is a name, or the name with an ending ("Mia's", Russian "за
+    Бориса") or without its last letter (Greek "τον Γιώργο" for Γιώργος)."""
+    if word == name or word == name + "s":
+        return True
+    if len(name) < 4 or len(word) < 4:
+        return False
+    if word.startswith(name):
+        return len(word) - len(name) <= 2
+    return name.startswith(word) and len(name) - len(word) == 1
 
 
 # --- language -------------------------------------------------------------------------------
@@ -609,15 +634,24 @@ def _language(text: Text, found: list[Found], lexicon: Lexicon, prefer: str | No
     ruled_out = {language for script, language in _NOT_THE_LANGUAGE if script in text.scripts}
     by_script = {_SCRIPT_LANGUAGES[s] for s in text.scripts if s in _SCRIPT_LANGUAGES}
     by_script &= set(lexicon.languages) - ruled_out
+    evidence = [
+        f
+        for f in found
+        if not f.slip
+        and f.phrase.text not in lexicon.commands
+        and len(f.phrase.text.replace(" ", "")) >= (2 if f.phrase.han else 3)
+        and f.phrase.language not in ruled_out
+    ]
+    if by_script == {"zh"} and "ja" in lexicon.languages:
+        # Han characters without kana: Chinese, unless the conversation is in Japanese or
+        # every phrase found is Japanese (到着, 受付: a Japanese customer's kanji-only text).
+        if prefer == "ja" or (evidence and all(f.phrase.language == "ja" for f in evidence)):
+            return "ja"
     if len(by_script) == 1:
         return by_script.pop()
     score: dict[str, int] = {}
-    for f in found:
+    for f in evidence:
         phrase = f.phrase.text
-        if f.slip or phrase in lexicon.commands or len(phrase.replace(" ", "")) < 3:
-            continue
-        if f.phrase.language in ruled_out:
-            continue
         score[f.phrase.language] = score.get(f.phrase.language, 0) + len(phrase)
     if not score:
         return None

@@ -65,7 +65,12 @@ _NOT_RUSSIAN_LETTERS = frozenset("іїєґўђјљњћџѓќѕәғқңөұүһ" 
 
 def _is_han(char: str) -> bool:
     code = ord(char)
-    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0xF900 <= code <= 0xFAFF
+        or 0x3005 <= code <= 0x3007  # 々 (佐々木), 〆, 〇
+    )
 
 
 def _is_kana(char: str) -> bool:
