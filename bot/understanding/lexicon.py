@@ -54,6 +54,9 @@ class Lexicon:
     languages: tuple[str, ...] = ()
     by_first: dict[str, list[Phrase]] = field(default_factory=dict)  # longest first
     han: list[Phrase] = field(default_factory=list)  # longest first
+    # The same, by first character: (rank in `han`, phrase), to look up only the phrases that
+    # can start at each character of a run instead of searching the run for every phrase.
+    han_at: dict[str, list[tuple[int, Phrase]]] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)  # every word the lexicon knows
     phrased: set[str] = field(default_factory=set)  # every phrase of every list, as text
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -160,6 +163,8 @@ def build(languages: Mapping[str, Mapping[str, object]]) -> Lexicon:
     for phrases in lexicon.by_first.values():
         phrases.sort(key=lambda p: -len(p.words))
     lexicon.han.sort(key=lambda p: -len(p.words[0]))
+    for rank, phrase in enumerate(lexicon.han):
+        lexicon.han_at.setdefault(phrase.words[0][0], []).append((rank, phrase))
     return lexicon
 
 

@@ -230,20 +230,25 @@ def _find_han(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
     for start, word in enumerate(clause.words):
         if not is_cjk_word(word):
             continue
+        # Every occurrence of every phrase, then claimed longest phrase first (and, as long as
+        # each other, in the lexicon's order), each phrase's occurrences left to right.
+        occurrences = sorted(
+            (rank, at, phrase)
+            for at, char in enumerate(word)
+            for rank, phrase in lexicon.han_at.get(char, ())
+            if word.startswith(phrase.words[0], at)
+        )
         claimed = [False] * len(word)
         spans: dict[tuple[int, int], bool] = {}
-        for phrase in lexicon.han:
-            needle = phrase.words[0]
-            at = word.find(needle)
-            while at >= 0:
-                span = (at, len(needle))
-                if span not in spans:
-                    spans[span] = not any(claimed[at : at + len(needle)])
-                    if spans[span]:
-                        claimed[at : at + len(needle)] = [True] * len(needle)
+        for _, at, phrase in occurrences:
+            size = len(phrase.words[0])
+            span = (at, size)
+            if span not in spans:
+                spans[span] = not any(claimed[at : at + size])
                 if spans[span]:
-                    out.append(Found(phrase, index, start))
-                at = word.find(needle, at + 1)
+                    claimed[at : at + size] = [True] * size
+            if spans[span]:
+                out.append(Found(phrase, index, start))
     return out
 
 
