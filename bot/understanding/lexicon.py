@@ -63,6 +63,8 @@ class Lexicon:
     numbers: dict[str, int] = field(default_factory=dict)
     ordinals: dict[str, int] = field(default_factory=dict)
     language_names: dict[str, str] = field(default_factory=dict)  # plain name -> code
+    # Those of two or more Han, kana or Hangul characters, found inside a run ("英語でお願い").
+    cjk_language_names: list[tuple[str, str]] = field(default_factory=list)
     commands: set[str] = field(default_factory=set)  # words every language uses: no evidence
     language_words: set[str] = field(default_factory=set)  # "language", "idioma"…
     opt_out: frozenset[str] = frozenset()
@@ -160,6 +162,11 @@ def build(languages: Mapping[str, Mapping[str, object]]) -> Lexicon:
         lexicon.opt_out = lexicon.opt_out | {plain(w) for w in _strings(table.get("opt_out", ()))}
         lexicon.opt_in = lexicon.opt_in | {plain(w) for w in _strings(table.get("opt_in", ()))}
     lexicon.known.update(lexicon.numbers, lexicon.ordinals, lexicon.language_names)
+    lexicon.cjk_language_names = [
+        (name, code)
+        for name, code in lexicon.language_names.items()
+        if is_cjk_word(name) and len(name) >= 2
+    ]
     for phrases in lexicon.by_first.values():
         phrases.sort(key=lambda p: -len(p.words))
     lexicon.han.sort(key=lambda p: -len(p.words[0]))

@@ -686,10 +686,10 @@ def _language_request(text: Text, lexicon: Lexicon) -> Reading | None:
 def _language_named(words: Sequence[str], lexicon: Lexicon) -> Reading | None:
     if not words or len(words) > 7:
         return None
-    for word in words:  # Chinese: a language's name inside a short run of characters
+    for word in words:  # Chinese, Japanese, Korean: a language's name inside a short run
         if is_cjk_word(word) and len(word) <= 10:
-            for han_name, han_code in lexicon.language_names.items():
-                if is_cjk_word(han_name) and len(han_name) >= 2 and han_name in word:
+            for han_name, han_code in lexicon.cjk_language_names:
+                if han_name in word:
                     why = f"asked for language '{han_name}' ({han_code})"
                     return Reading(Meaning.LANGUAGE, why, choose_language=han_code)
     asked = any(w in lexicon.language_words for w in words)
