@@ -11,6 +11,7 @@ in the wrong person) that does not say they are here. That number must be zero.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -20,7 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.prompts import BUILT_IN, load_catalogue
-from bot.understanding import EVERYONE, NOBODY, NOTHING, Expecting, Lexicon, Reading, Topic, read
+from bot.understanding import (
+    EVERYONE,
+    NOBODY,
+    NOTHING,
+    Expecting,
+    Lexicon,
+    Meaning,
+    Reading,
+    Topic,
+    read,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BAR = 0.85  # the share of a language's corpus read right below which the test fails
@@ -184,6 +195,35 @@ def _line(r: Result, out) -> None:  # type: ignore[no-untyped-def]
     )
 
 
+ARRIVALS = ROOT / "tests" / "arrivals"
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """A corpus labelled only arrive / not_arrive (tests/arrivals/*.tsv: text, language,
+    label), read with nothing open: the wrong check-ins and the arrivals read."""
+
+    wrong: list[tuple[str, str, str]]  # (language, text, why)
+    not_arrivals: int
+    read: int
+    arrivals: int
+
+
+def arrivals(path: Path, lexicon: Lexicon) -> Arrivals:
+    wrong: list[tuple[str, str, str]] = []
+    counts = {"arrive": 0, "not_arrive": 0, "read": 0}
+    with path.open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            reading = read(row["text"], lexicon, NOTHING)
+            counts[row["label"]] += 1
+            arrived = reading.meaning is Meaning.ARRIVE
+            if row["label"] == "arrive":
+                counts["read"] += arrived
+            elif arrived:
+                wrong.append((row["language"], row["text"], reading.why))
+    return Arrivals(wrong, counts["not_arrive"], counts["read"], counts["arrive"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS)
@@ -201,7 +241,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n{len(examples)} texts read in {elapsed * 1000:.0f} ms "
         f"({elapsed / max(len(examples), 1) * 1e6:.0f} µs each)"
     )
-    return 0 if not any(r.wrong_check_in for r in results) else 1
+    wrong = any(r.wrong_check_in for r in results)
+    if args.corpus == CORPUS and not args.language:
+        for path in sorted(ARRIVALS.glob("*.tsv")):
+            found = arrivals(path, lexicon)
+            print(
+                f"{path.name}: {len(found.wrong)} wrong check-ins in {found.not_arrivals} "
+                f"non-arrivals, {found.read}/{found.arrivals} arrivals read"
+            )
+            for language, text, why in found.wrong:
+                print(f"  [{language}] {text!r}: {why}")
+            wrong = wrong or bool(found.wrong)
+    return 0 if not wrong else 1
 
 
 if __name__ == "__main__":

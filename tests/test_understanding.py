@@ -67,6 +67,9 @@ def test_arrivals_are_read_as_arrivals(catalogue: Catalogue, text: str) -> None:
         ("parked outside", M.UNSURE),
         ("can I check in now?", M.UNSURE),
         ("running late but I'm in the car park", M.UNSURE),
+        ("Claim your prize here: bit.ly/3xP", M.UNSURE),  # a link: spam
+        ("I'm here lol, see www.example.com", M.UNSURE),
+        ("im here... haha no still in bed", M.UNSURE),  # a laugh and a "no" take it back
     ],
 )
 def test_questions_negations_and_the_future_are_never_arrivals(
@@ -310,6 +313,25 @@ def test_the_corpus_is_understood_and_never_checks_in_the_wrong_person(
         group = [r for r in results if r.example.language == language]
         right = sum(r.right for r in group) / len(group)
         assert right >= corpus.BAR, (language, f"{right:.0%}")
+
+
+def test_quoted_words_are_not_the_senders_own(catalogue: Catalogue) -> None:
+    """The instructions quoted back are not an arrival; a quoted keyword alone is."""
+    quoted = ['it says "text HERE when you arrive" ok got it', "「着きました」と送ればいいですか"]
+    for text in quoted:
+        assert read(text, catalogue.lexicon).meaning is not M.ARRIVE, text
+    assert read('Texting "HERE" as asked', catalogue.lexicon).meaning is M.ARRIVE
+
+
+@pytest.mark.parametrize("name", ["adversarial.tsv", "four-languages.tsv"])
+def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
+    """tests/arrivals: texts labelled only arrive / not arrive, written by people who had not
+    seen the phrase lists (600 in 15 languages made to fool a keyword matcher: someone else
+    arrived, arrived elsewhere, a joke, a quote of the instructions, spam with "click here";
+    490 in German, Russian, Korean and Japanese): no wrong check-in, most arrivals read."""
+    found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
+    assert not found.wrong, found.wrong
+    assert found.read >= 0.6 * found.arrivals, (found.read, found.arrivals)
 
 
 def test_no_text_without_a_reading(catalogue: Catalogue) -> None:

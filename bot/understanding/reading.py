@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .lexicon import Lexicon, Phrase
-from .text import Clause, Text, is_cjk_word, plain, prepare, words_of
+from .text import LINK, Clause, Text, is_cjk_word, plain, prepare, words_of
 
 
 class Meaning(StrEnum):
@@ -144,6 +144,8 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     elif expecting.booking_number and number:
         reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
     reading = reading or _language_request(prepared, lexicon) or _meaning(prepared, settled, number)
+    if reading.meaning is Meaning.ARRIVE and LINK.search(text):
+        reading = Reading(Meaning.UNSURE, f"asked to clarify: {reading.why}, in a text with a link")
     choice = reading.choice
     if reading.meaning is Meaning.ARRIVE and _everyone_arrives(prepared, settled):
         choice = EVERYONE  # "here, both of us": a shared phone's people all arrive
@@ -338,17 +340,32 @@ _RETRACTING = {"negation", "neutral", "no"}
 _RETRACT_WORDS = 3
 
 
+# Laughter, as people text it: haha, lol, mdr, kkkk, jaja, xaxa, χαχα, хаха, هههه, ㅋㅋ, 555, www.
+_LAUGHTER = re.compile(
+    r"(?:a?(?:ha)+h?|(?:he){2,}|(?:hi){2,}|l+o+l+|lmao|rofl|mdr|k{3,}|(?:ja){2,}j?|(?:je){2,}"
+    r"|(?:xa){2,}|(?:χα){2,}|(?:ха){2,}|(?:хе){2,}|ه{3,}|ㅋ{2,}|ㅎ{2,}|5{3,}|w{3,})"
+)
+
+
 def _retraction(clause: Clause, kinds: dict[str, list[Found]]) -> str:
-    """A clause that is only a "not" and a word or two of nothing takes back what another
-    clause said ("I'm here. jk", "im here... lol no", "Я на месте. шучу"): the "not", shown.
-    A run of Chinese or Japanese characters only when the "not" is nearly all of it (a 不
-    inside 不知道去哪 takes nothing back)."""
+    """A clause that takes back what another clause said: only a "not" and a word or two of
+    nothing ("I'm here. jk", "Я на месте. шучу"), or a laugh and a "not" ("pahuch gaya...
+    haha mazak tha abhi bistar me hu", "je suis là... mdr non je suis encore au lit"): the
+    "not", shown. A run of Chinese or Japanese characters only when the "not" is nearly all
+    of it (a 不 inside 不知道去哪 takes nothing back)."""
+    words = clause.words
+    nots = [f for k in ("negation", "no", "not_yet") for f in kinds.get(k, [])]
+    if not nots:
+        return ""
+    negation = max(nots, key=lambda f: len(f.phrase.text))
+    laughs = any(_LAUGHTER.fullmatch(w) for w in words)
+    if laughs and "arrive" not in kinds and "check_in" not in kinds:
+        return f"takes back: {negation.shown()}"
     if "negation" not in kinds or not set(kinds) <= _RETRACTING:
         return ""
-    words = clause.words
+    negation = max(kinds["negation"], key=lambda f: len(f.phrase.text))
     if len(words) > _RETRACT_WORDS:
         return ""
-    negation = max(kinds["negation"], key=lambda f: len(f.phrase.text))
     if any(is_cjk_word(w) for w in words) and not (
         len(words) == 1 and negation.phrase.han and len(negation.phrase.text) >= len(words[0]) - 1
     ):

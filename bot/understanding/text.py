@@ -199,8 +199,32 @@ class Text:
         return any(c.asks for c in self.clauses)
 
 
+# Words someone else wrote, quoted: "it says "text HERE when you arrive"", 「着きました」と
+# 送ればいい？ A quote of two words or more (three characters or more in Han or kana) is not
+# the sender's own words; a quoted keyword alone ("HERE") is.
+_QUOTED = re.compile(
+    r'"([^"]{1,300})"|“([^”]{1,300})”|«([^»]{1,300})»|„([^“”]{1,300})[“”]|「([^」]{1,300})」|『([^』]{1,300})』'
+)
+# A link: spam ("Claim your prize here: bit.ly/…"), never how someone says they have arrived.
+LINK = re.compile(
+    r"https?://|www\.|\b[a-z0-9-]+\.(?:ly|com|net|org|io|co|me|link|info|xyz|gl)/", re.I
+)
+
+
+def _unquoted(raw: str) -> str:
+    def drop(match: re.Match[str]) -> str:
+        quoted = next(g for g in match.groups() if g is not None)
+        words = words_of(plain(quoted))
+        if len(words) >= 2 or (len(words) == 1 and _is_cjk(words[0][0]) and len(words[0]) >= 3):
+            return " "
+        return match.group()
+
+    return _QUOTED.sub(drop, raw) if any(q in raw for q in '"“«„「『') else raw
+
+
 def prepare(raw: str) -> Text:
     """Read a raw SMS body into clauses of plain words."""
+    raw = _unquoted(raw)
     emoji = tuple(word for char, word in EMOJI.items() if char in raw)
     for char, word in EMOJI.items():
         raw = raw.replace(char, f" {word} ")
