@@ -434,8 +434,10 @@ def _clause(text: Text, index: int, found: list[Found]) -> _Part:
     for kind, meaning, flags in (
         ("status", Meaning.STATUS, {}),
         ("not_yet", Meaning.NOT_YET, {}),
-        ("late", Meaning.NOT_YET, {"late_only": True}),
+        # Where they are says more than that they are late: "traffic to get into the car
+        # park" (a late word and an unclear one) is asked about, not left to the arrival.
         ("unclear", Meaning.UNSURE, {}),
+        ("late", Meaning.NOT_YET, {"late_only": True}),
         ("help", Meaning.HELP, {}),
         ("question", Meaning.QUESTION, {}),
         ("thanks", Meaning.THANKS, {}),
