@@ -160,7 +160,9 @@ def load_catalogue(directory: Path, default: str = "en") -> Catalogue:
     if default not in languages:
         raise PromptError(f"no prompts file for language {default!r} in {directory}")
     lexicon = build(tables)
-    _check_opt_out(directory, tables, lexicon.opt_out | lexicon.opt_in)
+    opt_words = lexicon.opt_out | lexicon.opt_in
+    if lexicon.phrased & opt_words:  # some list has one: find which, to name it
+        _check_opt_out(directory, tables, opt_words)
     return Catalogue(languages, default, lexicon)
 
 

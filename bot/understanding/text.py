@@ -87,7 +87,7 @@ def _is_cjk(char: str) -> bool:
     """Han, Japanese kana or Korean Hangul: scripts whose phrases are found inside a run of
     characters (Chinese and Japanese have no spaces; Korean words take endings and particles,
     and are often texted without spaces)."""
-    return _is_han(char) or _is_kana(char) or _is_hangul(char)
+    return ord(char) >= 0x1100 and (_is_han(char) or _is_kana(char) or _is_hangul(char))
 
 
 def is_cjk_word(word: str) -> bool:
