@@ -260,14 +260,25 @@ def test_the_script_a_text_is_written_in(text: str, scripts: set[str]) -> None:
     assert prepare(text).scripts == scripts
 
 
-def test_persian_and_urdu_are_not_taken_for_arabic(catalogue: Catalogue) -> None:
-    """The Arabic script is not the Arabic language: a reply in Arabic would not be read by
-    someone who texted in Persian or Urdu."""
-    if not catalogue.knows("ar"):
-        pytest.skip("no Arabic prompts")
-    assert read("وصلت", catalogue.lexicon).language == "ar"
-    for text in ["من رسیدم", "میں پہنچ گیا ہوں", "سلام، کجا باید بروم؟"]:
-        assert read(text, catalogue.lexicon).language != "ar", text
+@pytest.mark.parametrize(
+    ("language", "its_own", "others"),
+    [
+        # Persian and Urdu: in the Arabic script, not in Arabic.
+        ("ar", "وصلت", ["من رسیدم", "میں پہنچ گیا ہوں", "سلام، کجا باید بروم؟"]),
+        # Ukrainian: in Cyrillic, not in Russian.
+        ("ru", "Я уже здесь", ["Я вже на місці", "Дякую, я біля входу", "Де мені чекати?"]),
+    ],
+)
+def test_a_script_is_not_its_usual_language_when_its_letters_say_so(
+    catalogue: Catalogue, language: str, its_own: str, others: list[str]
+) -> None:
+    """A reply in Arabic would not be read by someone who texted in Persian or Urdu, and one
+    in Russian is the wrong language for a Ukrainian text."""
+    if not catalogue.knows(language):
+        pytest.skip(f"no {language} prompts")
+    assert read(its_own, catalogue.lexicon).language == language
+    for text in others:
+        assert read(text, catalogue.lexicon).language != language, text
 
 
 def test_kanji_alone_is_japanese_when_its_phrases_or_the_conversation_are(
@@ -279,14 +290,6 @@ def test_kanji_alone_is_japanese_when_its_phrases_or_the_conversation_are(
     assert read("到着", catalogue.lexicon).language == "ja"  # only Japanese phrases
     assert read("我到了", catalogue.lexicon).language == "zh"
     assert read("我到了", catalogue.lexicon, prefer="ja").language == "ja"
-
-
-def test_ukrainian_is_not_taken_for_russian(catalogue: Catalogue) -> None:
-    if not catalogue.knows("ru"):
-        pytest.skip("no Russian prompts")
-    assert read("Я уже здесь", catalogue.lexicon).language == "ru"
-    for text in ["Я вже на місці", "Дякую, я біля входу", "Де мені чекати?"]:
-        assert read(text, catalogue.lexicon).language != "ru", text
 
 
 def test_a_word_two_languages_read_differently_is_read_in_the_conversations(
