@@ -199,6 +199,12 @@ def test_a_name_with_an_ending_or_inside_characters_chooses(
     assert (reading.meaning, reading.choice) == (M.CHOICE, choice), reading.why
 
 
+def test_a_longer_word_is_not_a_name_in_latin_letters(catalogue: Catalogue) -> None:
+    expecting = Expecting(names=("Mark Lee", "Rose Lee"), everyone=3)
+    for text in ["at the market", "marker"]:
+        assert read(text, catalogue.lexicon, expecting).meaning is not M.CHOICE, text
+
+
 @pytest.mark.parametrize("text", ["佐藤", "Петров", "김"])
 def test_a_shared_surname_chooses_no_one(catalogue: Catalogue, text: str) -> None:
     names = {"佐藤": ("佐藤花子", "佐藤太郎"), "Петров": ("Борис Петров", "Анна Петров")}

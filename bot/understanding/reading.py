@@ -621,10 +621,11 @@ def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
 
 def _calls(word: str, name: str) -> bool:
     """A texted word that is a name, or the name with an ending ("Mia's", Russian "за
-    Бориса") or without its last letter (Greek "τον Γιώργο" for Γιώργος)."""
+    Бориса") or without its last letter (Greek "τον Γιώργο" for Γιώργος). Endings only in
+    the alphabets whose names take them: in Latin letters "market" is not Mark's."""
     if word == name or word == name + "s":
         return True
-    if len(name) < 4 or len(word) < 4:
+    if len(name) < 4 or len(word) < 4 or word.isascii():
         return False
     if word.startswith(name):
         return len(word) - len(name) <= 2
