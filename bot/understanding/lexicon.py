@@ -4,6 +4,7 @@ slips by deletions."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ LISTS = MEANINGS + QUALIFIERS
 MIN_TYPO_LENGTH = 4  # a slip is forgiven only on words this long or longer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Phrase:
     """One phrase of a language's list: its words in plain form (a Han, kana or Hangul phrase
     is one word, found inside a run of characters), and what it means."""
@@ -115,8 +116,9 @@ def _one_slip(a: str, b: str) -> bool:
 
 
 def phrase_words(text: str) -> tuple[tuple[str, ...], bool]:
-    """A phrase as a lexicon keeps it: its plain words, and whether it is Han (one word)."""
-    words = tuple(words_of(plain(text)))
+    """A phrase as a lexicon keeps it: its plain words (one copy of each word, however many
+    phrases have it), and whether it is Han (one word)."""
+    words = tuple(sys.intern(word) for word in words_of(plain(text)))
     han = len(words) == 1 and is_cjk_word(words[0])
     return words, han
 
