@@ -221,16 +221,20 @@ def _find(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
                 claimed[start : start + size] = [True] * size
         if taken[span]:
             found.append(Found(phrase, index, start, slip))
-    found.extend(_find_han(clause, index, lexicon))
+    # Runs already claimed by a phrase of several words ("접수처 앞에 있어요") are not searched
+    # for shorter phrases inside them ("앞에": in front of, asked about).
+    found.extend(_find_han(clause, index, lexicon, claimed))
     return found
 
 
-def _find_han(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
+def _find_han(
+    clause: Clause, index: int, lexicon: Lexicon, taken: Sequence[bool] = ()
+) -> list[Found]:
     """Chinese, Japanese and Korean phrases inside the clause's runs of characters, longest
-    first."""
+    first (not in runs `taken` by a longer phrase)."""
     out: list[Found] = []
     for start, word in enumerate(clause.words):
-        if not is_cjk_word(word):
+        if not is_cjk_word(word) or (start < len(taken) and taken[start]):
             continue
         # Every occurrence of every phrase, then claimed longest phrase first (and, as long as
         # each other, in the lexicon's order), each phrase's occurrences left to right.
