@@ -214,9 +214,14 @@ def arrivals(path: Path, lexicon: Lexicon) -> Arrivals:
     counts = {"arrive": 0, "not_arrive": 0, "read": 0}
     with path.open(encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            reading = read(row["text"], lexicon, NOTHING)
+            # An optional state column: "awaiting_arrival" reads the text as an answer to
+            # "Are you here now?", where a YES checks in too.
+            state = row.get("state") or "idle"
+            reading = read(row["text"], lexicon, expecting(Example("", state, "", "")))
             counts[row["label"]] += 1
-            arrived = reading.meaning is Meaning.ARRIVE
+            arrived = reading.meaning is Meaning.ARRIVE or (
+                state != "idle" and reading.meaning is Meaning.YES
+            )
             if row["label"] == "arrive":
                 counts["read"] += arrived
             elif arrived:
