@@ -332,14 +332,18 @@ def test_quoted_words_are_not_the_senders_own(catalogue: Catalogue) -> None:
     assert read('Texting "HERE" as asked', catalogue.lexicon).meaning is M.ARRIVE
 
 
-@pytest.mark.parametrize("name", ["adversarial.tsv", "adversarial-2.tsv", "four-languages.tsv"])
+@pytest.mark.parametrize(
+    "name",
+    ["adversarial.tsv", "adversarial-2.tsv", "answers-are-you-here.tsv", "four-languages.tsv"],
+)
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
     """tests/arrivals: texts labelled only arrive / not arrive, written by people who had not
     seen the phrase lists (600 in 15 languages made to fool a keyword matcher: someone else
     arrived, arrived elsewhere, a joke, a quote of the instructions, spam with "click here";
     450 more by another writer: "I'm here for you" to a friend, "my ride is here", "text me
-    when you're here"; 490 in German, Russian, Korean and Japanese): no wrong check-in, most
-    arrivals read."""
+    when you're here"; 360 answers to "Are you here now?": "yes?? what do you mean", "ja
+    morgen", "はい笑 冗談です"; 490 in German, Russian, Korean and Japanese): no wrong
+    check-in, most arrivals read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     assert not found.wrong, found.wrong
     assert found.read >= 0.6 * found.arrivals, (found.read, found.arrivals)

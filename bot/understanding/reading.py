@@ -137,13 +137,19 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     settled = _settle(found, prefer or language)
     number = _number(prepared, lexicon)
     reading = None
+    answered = False
     if expecting.topic is not None:
         reading = _answer(prepared, settled, expecting.topic)
+        answered = reading is not None
     elif expecting.names:
         reading = _choice(prepared, settled, expecting, lexicon)
     elif expecting.booking_number and number:
         reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
     reading = reading or _language_request(prepared, lexicon) or _meaning(prepared, settled, number)
+    if expecting.topic is not None and reading.meaning is Meaning.YES and not answered:
+        # A yes the answer's rules set aside ("ok" before "I'll text when I get there", a "y"
+        # inside a sentence) is no answer to the question: ask again.
+        reading = Reading(Meaning.UNKNOWN, f"asked again: {reading.why}, not an answer")
     if reading.meaning is Meaning.ARRIVE and LINK.search(text):
         reading = Reading(Meaning.UNSURE, f"asked to clarify: {reading.why}, in a text with a link")
     choice = reading.choice
@@ -346,7 +352,7 @@ _RETRACT_WORDS = 3
 
 # Laughter, as people text it: haha, lol, mdr, kkkk, jaja, xaxa, χαχα, хаха, هههه, ㅋㅋ, 555, www.
 _LAUGHTER = re.compile(
-    r"(?:a?(?:ha)+h?|(?:he){2,}|(?:hi){2,}|l+o+l+|lmao|rofl|mdr|k{3,}|(?:ja){2,}j?|(?:je){2,}"
+    r"(?:a?(?:ha){2,}h?|(?:ah){2,}a?|(?:he){2,}|(?:hi){2,}|l+o+l+|lmao|rofl|mdr|k{3,}|(?:ja){2,}j?|(?:je){2,}"
     r"|(?:xa){2,}|(?:χα){2,}|(?:ха){2,}|(?:хе){2,}|ه{3,}|ㅋ{2,}|ㅎ{2,}|5{3,}|w{3,})"
 )
 
@@ -503,6 +509,9 @@ def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
         against = next((f for f in no if f.clause not in saying_yes), None)
         if against is not None:  # "yes I'm here. haha no, kidding": ask again
             return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {against.shown()}")
+        doubt = _doubt(text, kinds)
+        if doubt:  # "yes lol jk", "ja morgen", "sim, fui ontem": ask again
+            return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {doubt}")
         return Reading(Meaning.YES, f"yes to the {topic.value} question: {top.shown()}")
     if best_no > best_yes:
         top = max(no, key=lambda f: f.size)
@@ -510,6 +519,18 @@ def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
     if yes:
         return Reading(Meaning.UNKNOWN, "asked again: it says yes and no")
     return None
+
+
+def _doubt(text: Text, kinds: dict[str, list[Found]]) -> str:
+    """What, in an answer that says yes, says it may not be so: a "not", a "later", an
+    "earlier" (a yes with a day: "haan kal", "war gestern schon da"), or a laugh ("yes lol",
+    "はい笑"). A wrong check-in costs more than asking once more."""
+    for kind in ("negation", "future", "past"):
+        for f in kinds.get(kind, []):
+            if not text.clauses[f.clause].asks:  # not "네, 어디로 가면 돼요?" (where do I go?)
+                return f.shown()
+    laugh = next((w for w in text.words if _LAUGHTER.fullmatch(w) or w.endswith("笑")), None)
+    return f"'{laugh}' (a laugh)" if laugh else ""
 
 
 def _answers(text: Text, found: list[Found]) -> list[Found]:
@@ -526,6 +547,11 @@ def _answers(text: Text, found: list[Found]) -> list[Found]:
         clause = text.clauses[f.clause]
         if f.kind in ("yes", "no"):
             if clause.asks and f.start > 0:
+                continue
+            if clause.asks and (
+                len(clause.words) == len(f.phrase.words)  # "yes??", "はい？": what do you mean?
+                or (f.phrase.han and clause.words[f.start] != f.phrase.words[0])  # "你是谁？"
+            ):
                 continue
             if len(f.phrase.text) <= 2 and len(clause.words) > 2:
                 continue
