@@ -137,16 +137,15 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     settled = _settle(found, prefer or language)
     number = _number(prepared, lexicon)
     reading = None
-    answered = False
     if expecting.topic is not None:
         reading = _answer(prepared, settled, expecting.topic)
-        answered = reading is not None
     elif expecting.names:
         reading = _choice(prepared, settled, expecting, lexicon)
     elif expecting.booking_number and number:
         reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
+    unanswered = expecting.topic is not None and reading is None
     reading = reading or _language_request(prepared, lexicon) or _meaning(prepared, settled, number)
-    if expecting.topic is not None and reading.meaning is Meaning.YES and not answered:
+    if unanswered and reading.meaning is Meaning.YES:
         # A yes the answer's rules set aside ("ok" before "I'll text when I get there", a "y"
         # inside a sentence) is no answer to the question: ask again.
         reading = Reading(Meaning.UNKNOWN, f"asked again: {reading.why}, not an answer")
@@ -367,10 +366,9 @@ def _retraction(clause: Clause, kinds: dict[str, list[Found]]) -> str:
     nots = [f for k in ("negation", "no", "not_yet") for f in kinds.get(k, [])]
     if not nots:
         return ""
-    negation = max(nots, key=lambda f: len(f.phrase.text))
     laughs = any(_LAUGHTER.fullmatch(w) for w in words)
     if laughs and "arrive" not in kinds and "check_in" not in kinds:
-        return f"takes back: {negation.shown()}"
+        return f"takes back: {max(nots, key=lambda f: len(f.phrase.text)).shown()}"
     if "negation" not in kinds or not set(kinds) <= _RETRACTING:
         return ""
     negation = max(kinds["negation"], key=lambda f: len(f.phrase.text))

@@ -215,7 +215,7 @@ def _unquoted(raw: str) -> str:
     def drop(match: re.Match[str]) -> str:
         quoted = next(g for g in match.groups() if g is not None)
         words = words_of(plain(quoted))
-        if len(words) >= 2 or (len(words) == 1 and _is_cjk(words[0][0]) and len(words[0]) >= 3):
+        if len(words) >= 2 or (len(words) == 1 and is_cjk_word(words[0]) and len(words[0]) >= 3):
             return " "
         return match.group()
 
