@@ -249,7 +249,9 @@ async def faulty_bot(
             twilio_account_sid="AC" + "1" * 32,
             twilio_from_number="+61400000000",
             virtualq_unit_ids="10",
-            virtualq_timeout_seconds=0.8,
+            # Generous: a loaded CI machine (four test workers, a browser) can take a second
+            # over a real check-in. Tests of timeouts set their own (tests/test_reliability.py).
+            virtualq_timeout_seconds=5,
         )
         config = Settings(**(options | settings))
         app = create_app(config, clock=clock, reclaim=False, notify=notify)

@@ -31,10 +31,15 @@ from .helpers import (
     transcript,
 )
 
+# Our VirtualQ timeout in these tests, and a delay that outlasts it by enough that a loaded
+# machine cannot blur the two.
+TIMEOUT = 1.5
+LATE = TIMEOUT + 1.5
+
 
 @pytest.fixture
 async def bot(db_url: str, clock: Clock) -> AsyncIterator[FaultyBot]:
-    async with faulty_bot(db_url, clock) as b:
+    async with faulty_bot(db_url, clock, virtualq_timeout_seconds=TIMEOUT) as b:
         yield b
 
 
@@ -53,7 +58,7 @@ def _calls(log: list[dict[str, object]]) -> list[tuple[object, object]]:
 
 
 async def test_a_check_in_whose_answer_timed_out_is_looked_up_not_resent(bot: FaultyBot) -> None:
-    bot.upstream.fault = Fault("delay", 1.5)  # enqueues, then answers after our 0.8 s timeout
+    bot.upstream.fault = Fault("delay", LATE)  # enqueues, then answers after our timeout
     reply = await bot.text(ALEX, "here")
     assert reply is not None and "checked in" in reply and "A003" in reply
     assert (bot.upstream.requests, bot.sim.checkins) == (1, 1)
@@ -63,7 +68,7 @@ async def test_a_check_in_whose_answer_timed_out_is_looked_up_not_resent(bot: Fa
 
 
 async def test_a_lost_check_in_that_enqueued_nothing_asks_for_here_again(bot: FaultyBot) -> None:
-    bot.upstream.fault = Fault("hang", 1.5)
+    bot.upstream.fault = Fault("hang", LATE)
     assert await bot.text(ALEX, "here") == bot.service.prompts.render("checkin_not_done")
     assert bot.sim.checkins == 0
     bot.upstream.fault = Fault()
@@ -90,8 +95,10 @@ async def test_a_refused_connection_or_503_is_not_reconciled(bot: FaultyBot) -> 
 async def test_without_a_way_to_look_up_the_customer_is_sent_to_reception_and_nothing_is_resent(
     db_url: str, clock: Clock
 ) -> None:
-    async with faulty_bot(db_url, clock, virtualq_unit_ids="") as bot:
-        bot.upstream.fault = Fault("hang", 1.5)
+    async with faulty_bot(
+        db_url, clock, virtualq_unit_ids="", virtualq_timeout_seconds=TIMEOUT
+    ) as bot:
+        bot.upstream.fault = Fault("hang", LATE)
         unconfirmed = bot.service.prompts.render("checkin_unconfirmed")
         assert await bot.text(ALEX, "here") == unconfirmed
         bot.upstream.fault = Fault()
@@ -199,10 +206,16 @@ async def test_a_long_text_is_read_in_its_turn_not_while_the_write_lock_is_held(
 
 
 async def test_a_booking_number_check_in_is_looked_up_by_case(db_url: str, clock: Clock) -> None:
-    async with faulty_bot(db_url, clock, booking_number_fallback=True, virtualq_unit_ids="") as bot:
+    async with faulty_bot(
+        db_url,
+        clock,
+        booking_number_fallback=True,
+        virtualq_unit_ids="",
+        virtualq_timeout_seconds=TIMEOUT,
+    ) as bot:
         case = next(c for c in bot.sim.cases.values() if c.personal_id == "S1001")
         await bot.text("+61491570199", "here")
-        bot.upstream.fault = Fault("delay", 1.5)
+        bot.upstream.fault = Fault("delay", LATE)
         reply = await bot.text("+61491570199", str(case.case_id))
         assert reply is not None and "A003" in reply
         assert _calls(await transcript(bot.store, "+61491570199"))[-2:] == [
