@@ -28,7 +28,7 @@ MEANINGS = (
     "all",
     "none",
 )
-QUALIFIERS = ("question_start", "negation", "future", "past", "neutral", "reported")
+QUALIFIERS = ("question_start", "negation", "future", "past", "neutral", "reported", "others")
 LISTS = MEANINGS + QUALIFIERS
 MIN_TYPO_LENGTH = 4  # a slip is forgiven only on words this long or longer
 

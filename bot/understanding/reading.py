@@ -219,6 +219,10 @@ def _find(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
     found: list[Found] = []
     taken: dict[tuple[int, int], bool] = {}
     for size, start, phrase, slip in sorted(candidates, key=lambda c: (-c[0], c[1])):
+        if phrase.kind == "others":  # a mention: it claims no words a meaning may need
+            if not any(claimed[start : start + size]):
+                found.append(Found(phrase, index, start, slip))
+            continue
         span = (start, size)
         if span not in taken:
             taken[span] = not any(claimed[start : start + size])
@@ -253,6 +257,10 @@ def _find_han(
         spans: dict[tuple[int, int], bool] = {}
         for _, at, phrase in occurrences:
             size = len(phrase.words[0])
+            if phrase.kind == "others":
+                if not any(claimed[at : at + size]):
+                    out.append(Found(phrase, index, start))
+                continue
             span = (at, size)
             if span not in spans:
                 spans[span] = not any(claimed[at : at + size])
@@ -503,13 +511,20 @@ def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
     best_no = max((f.size for f in no), default=0)
     if best_yes > best_no:
         top = max(yes, key=lambda f: f.size)
+        # A no in another clause ("yes I'm here. haha no, kidding"), or a "not yet" anywhere
+        # ("はい、着いたらお願いします": yes, when I arrive): ask again. (A "wait" beside the yes
+        # is not one: "Ich bin da und warte im Flur".)
         saying_yes = {f.clause for f in yes}
-        against = next((f for f in no if f.clause not in saying_yes), None)
-        if against is not None:  # "yes I'm here. haha no, kidding": ask again
+        against = next((f for f in no if f.clause not in saying_yes or f.kind == "not_yet"), None)
+        if against is not None:
             return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {against.shown()}")
         doubt = _doubt(text, kinds)
-        if doubt:  # "yes lol jk", "ja morgen", "sim, fui ontem": ask again
+        if doubt:  # "yes lol jk", "ja morgen", "sí, mi hija ya está ahí": ask again
             return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {doubt}")
+        if topic is not Topic.ARRIVAL and _asking(text, found):
+            # "yes, what does early mean?", "ok but how early am I": the question first. (To
+            # "are you here now?", "yes, where do I go?" is a yes.)
+            return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, with a question")
         return Reading(Meaning.YES, f"yes to the {topic.value} question: {top.shown()}")
     if best_no > best_yes:
         top = max(no, key=lambda f: f.size)
@@ -521,14 +536,37 @@ def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
 
 def _doubt(text: Text, kinds: dict[str, list[Found]]) -> str:
     """What, in an answer that says yes, says it may not be so: a "not", a "later", an
-    "earlier" (a yes with a day: "haan kal", "war gestern schon da"), or a laugh ("yes lol",
-    "はい笑"). A wrong check-in costs more than asking once more."""
+    "earlier" (a yes with a day: "haan kal", "war gestern schon da"), someone else ("sí, mi
+    hija ya está ahí": the daughter may be there, the sender not), a laugh ("yes lol",
+    "はい笑") or a rolled eye. A wrong check-in costs more than asking once more."""
     for kind in ("negation", "future", "past"):
         for f in kinds.get(kind, []):
             if not text.clauses[f.clause].asks:  # not "네, 어디로 가면 돼요?" (where do I go?)
                 return f.shown()
+    others = kinds.get("others", [])
+    arrivals = [(f.clause, f.start) for k in ("arrive", "check_in") for f in kinds.get(k, [])]
+    if others and (not arrivals or (others[0].clause, others[0].start) < min(arrivals)):
+        # Someone else first ("sí, mi hija ya llegó", "my son and I are here"); not the
+        # sender's arrival with them ("I'm here with my mom").
+        return f"{others[0].shown()} (someone else)"
     laugh = next((w for w in text.words if _LAUGHTER.fullmatch(w) or w.endswith("笑")), None)
-    return f"'{laugh}' (a laugh)" if laugh else ""
+    if laugh:
+        return f"'{laugh}' (a laugh)"
+    return "a rolled eye" if "emoji_doubt" in text.emoji else ""
+
+
+def _asking(text: Text, found: list[Found]) -> bool:
+    """Whether the text asks something: a question mark, or a clause that opens with a
+    question ("how early am I", "ok how early am I", "yes what does early mean")."""
+    opening_yes = {f.clause for f in found if f.start == 0 and f.kind in ("yes", "no")}
+    return text.asks or any(
+        f.kind in ("question", "question_start")
+        and (
+            f.start == 0
+            or (f.start == 1 and f.kind == "question_start" and f.clause in opening_yes)
+        )
+        for f in found
+    )
 
 
 def _answers(text: Text, found: list[Found]) -> list[Found]:
@@ -537,9 +575,7 @@ def _answers(text: Text, found: list[Found]) -> list[Found]:
     an arrival only when nothing in the text asks; a one- or two-letter "y", "k", "si", "la"
     only in a text of a word or two (in other languages they are words: Spanish "y", "si" is
     French for "if", Arabizi "la" is French for "there")."""
-    asking = any(c.asks for c in text.clauses) or any(
-        f.start == 0 and f.kind in ("question_start", "question") for f in found
-    )
+    asking = _asking(text, found)
     out = []
     for f in found:
         clause = text.clauses[f.clause]

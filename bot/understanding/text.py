@@ -29,6 +29,11 @@ EMOJI = {
     "💙": "emoji_love",
     "😘": "emoji_love",
     "🥰": "emoji_love",
+    # A rolled eye, a side-eye: "sí claro, y esperar dos horas más 🙄" is no yes.
+    "🙄": "emoji_doubt",
+    "😒": "emoji_doubt",
+    "🤨": "emoji_doubt",
+    "😑": "emoji_doubt",
 }
 # Variation selectors, joiners, skin tones and the keycap of "2️⃣", which leave the digit.
 _MODIFIERS = dict.fromkeys([0xFE0F, 0xFE0E, 0x200D, 0x20E3, *range(0x1F3FB, 0x1F400)])
@@ -200,11 +205,17 @@ class Text:
 
 
 # Words someone else wrote, quoted: "it says "text HERE when you arrive"", 「着きました」と
-# 送ればいい？ A quote of two words or more (three characters or more in Han or kana) is not
-# the sender's own words; a quoted keyword alone ("HERE") is.
+# 送ればいい？, or the sender's own words taken back: sorry, 'em tới rồi' là em gửi nhầm. A
+# quote of two words or more (three characters or more in Han or kana) is not the sender's
+# own words now, nor is a one-word quote in a text of more besides it; a quoted keyword
+# alone ("HERE", 'here pls') is. Single quotes only as quotes, not apostrophes: opened
+# after a space, closed before one (I'm, o'clock and the Arabizi 9' are not).
 _QUOTED = re.compile(
-    r'"([^"]{1,300})"|“([^”]{1,300})”|«([^»]{1,300})»|„([^“”]{1,300})[“”]|「([^」]{1,300})」|『([^』]{1,300})』'
+    r'"([^"]{1,300})"|“([^”]{1,300})”|«([^»]{1,300})»|„([^“”]{1,300})[“”]|「([^」]{1,300})」'
+    r"|『([^』]{1,300})』|(?<![\w'’])['‘](\w[^'’‘\n]{0,298}?[^\s'’‘])['’](?![\w'’])"
 )
+_QUOTE_MARKS = "\"“«„「『'‘"
+ALONE_WITH_A_QUOTE = 3  # words besides a one-word quote that still leave it the sender's
 # A link: spam ("Claim your prize here: bit.ly/…"), never how someone says they have arrived.
 LINK = re.compile(
     r"https?://|www\.|\b[a-z0-9-]+\.(?:ly|com|net|org|io|co|me|link|info|xyz|gl)/", re.I
@@ -212,14 +223,25 @@ LINK = re.compile(
 
 
 def _unquoted(raw: str) -> str:
+    if not any(q in raw for q in _QUOTE_MARKS):
+        return raw
+    quotes = list(_QUOTED.finditer(raw))
+    if not quotes:
+        return raw
+    besides = len(words_of(plain(_QUOTED.sub(" ", raw))))
+
     def drop(match: re.Match[str]) -> str:
         quoted = next(g for g in match.groups() if g is not None)
         words = words_of(plain(quoted))
-        if len(words) >= 2 or (len(words) == 1 and is_cjk_word(words[0]) and len(words[0]) >= 3):
+        if (
+            len(words) >= 2
+            or (len(words) == 1 and is_cjk_word(words[0]) and len(words[0]) >= 3)
+            or besides > ALONE_WITH_A_QUOTE
+        ):
             return " "
         return match.group()
 
-    return _QUOTED.sub(drop, raw) if any(q in raw for q in '"“«„「『') else raw
+    return _QUOTED.sub(drop, raw)
 
 
 def prepare(raw: str) -> Text:
