@@ -724,6 +724,27 @@ async def test_a_password_typed_as_a_user_name_is_never_logged(
     assert "unknown-" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("user", "password"), [(USER, "tulip 7"), ("frontdesk-admin", "frontdesk-admin")]
+)
+async def test_an_environment_password_too_easy_to_guess_is_no_login(
+    db_url: str, clock: Clock, caplog: pytest.LogCaptureFixture, user: str, password: str
+) -> None:
+    """STAFF_PASSWORD under 12 characters, or the user name: refused as `staff add` refuses
+    it, not left to be guessed ten tries a quarter of an hour."""
+    async with running_bot(
+        db_url, clock, staff_username=user, staff_password=password, secret_key=SECRET
+    ) as weak:
+        async with browser(weak) as client:
+            page = await client.get("/staff/login")
+            data = {"csrf": csrf_of(page.text), "username": user, "password": password}
+            assert (await client.post("/staff/login", data=data)).status_code == 401
+            basic = await client.get("/staff/dashboard.json", auth=(user, password))
+            assert basic.status_code == 401
+    assert "STAFF_PASSWORD is too easy to guess" in caplog.text
+    assert password not in caplog.text.replace(user, "")
+
+
 # --- purge --------------------------------------------------------------------------------------
 
 

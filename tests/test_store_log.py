@@ -13,7 +13,15 @@ import sqlalchemy as sa
 from bot.replies import ReplyKey as K
 from bot.store import Store, open_store
 from bot.store.log import THREAD_GAP, Call, Handled, finish_together, finishes_together
-from bot.store.tables import threads
+from bot.store.staff import StaffStore
+from bot.store.tables import (
+    attention,
+    login_failures,
+    notifications,
+    staff_sessions,
+    threads,
+    watches,
+)
 from bot.threads import ThreadOutcome, advance, advancing
 
 from .conftest import T0
@@ -198,3 +206,45 @@ async def test_purge_keeps_the_states_it_is_told_to(store: Store) -> None:
     done = await store.log.purge(T0 + THREAD_GAP * 100, keep_states=("opted_out",))
     assert (done.threads, done.messages, done.conversations) == (2, 3, 1)
     assert await store.log.state_of(ALEX) == "opted_out"
+
+
+async def test_purge_leaves_nothing_of_a_purged_conversation_behind(store: Store) -> None:
+    """The texts the bot queued for a customer (their phone and words), the case it watched,
+    the conversation's 'handled' mark, and who logged in from where: all older than the
+    retention, all gone with the conversation. A text still queued, and a case still open,
+    stay."""
+    inbound = await store.log.record_inbound(ALEX, "SM1", "here", 0, T0)
+    await store.log.finish(handled(inbound.id))
+    thread_id = inbound.thread_id
+    staff = StaffStore(store.engine, store.tx)
+    await staff.mark_handled(thread_id, "frontdesk", T0)
+    await staff.start_session("h" * 64, "frontdesk", "c" * 32, "203.0.113.9", T0)
+    await staff.failed_login(["addr:203.0.113.9"], T0)
+    note = dict(phone=ALEX, thread_id=thread_id, priority=1, created_at=T0)
+    watch = dict(phone=ALEX, thread_id=thread_id, ticket="A1", created_at=T0)
+    async with store.tx.begin() as conn:
+        await conn.execute(
+            notifications.insert(),
+            [
+                note | dict(key="staff:1", kind="staff", body="Alex, come in", status="unsent"),
+                note | dict(key="called:1", kind="called", body="your turn", status="sent"),
+                note | dict(key="staff:2", kind="staff", body="still queued", status="queued"),
+            ],
+        )
+        await conn.execute(
+            watches.insert(),
+            [
+                watch | dict(case_id=1, done_at=T0, outcome="served"),
+                watch | dict(case_id=2, done_at=None, outcome=None),
+            ],
+        )
+    done = await store.log.purge(T0 + timedelta(days=2), keep_states=("opted_out",), batch=1)
+    assert done.threads == 1
+    async with store.engine.connect() as conn:
+        left = {
+            table.name: (await conn.execute(sa.select(table))).mappings().all()
+            for table in (notifications, watches, attention, staff_sessions, login_failures)
+        }
+    assert [n["body"] for n in left["notifications"]] == ["still queued"]
+    assert [w["case_id"] for w in left["watches"]] == [2]
+    assert left["attention"] == left["staff_sessions"] == left["login_failures"] == []

@@ -8,12 +8,15 @@ import base64
 import functools
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
 from ..settings import Settings
 from ..store.staff import StaffStore
+
+log = logging.getLogger("checkin_bot.staff")
 
 # scrypt's cost: about 50 ms and 16 MB a check on a small dyno, a second for a million guesses
 # of one password on a large GPU farm's memory.
@@ -96,7 +99,12 @@ class Roster:
         self._env_user = _digest(self._env_name)
         self._env_password = _digest(password)
         self._env_credential = self._fingerprint(f"env\0{self._env_name}\0{password}")
-        self._env_ready = bool(self._env_name and password)
+        problem = password_problem(self._env_name, password) if self._env_name else None
+        if password and problem:
+            # As `checkin-bot staff add` refuses it for a named account: a guessable password
+            # is no login (the doctor says the same), rather than one guessed within the throttle.
+            log.error("STAFF_PASSWORD is too easy to guess (%s): that login is off", problem)
+        self._env_ready = bool(self._env_name and password) and problem is None
         self._checking = asyncio.Semaphore(CHECKS_AT_ONCE)
 
     def _fingerprint(self, text: str) -> str:

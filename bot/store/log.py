@@ -20,7 +20,17 @@ from . import conversations as saved_conversations
 from . import watches
 from .engine import Transactions
 from .prepared import Prepared, Write, is_unique_violation, run_all, together_on_driver
-from .tables import conversations, messages, threads, upstream_calls
+from .tables import (
+    attention,
+    conversations,
+    login_failures,
+    messages,
+    notifications,
+    staff_sessions,
+    threads,
+    upstream_calls,
+)
+from .tables import watches as watched
 
 THREAD_GAP = timedelta(hours=6)  # silence after which a phone's next text starts a new thread
 # An inbound text still unanswered this long after it arrived was dropped (its process died):
@@ -345,6 +355,7 @@ class Log:
                     upstream_calls.delete().where(upstream_calls.c.message_id.in_(in_threads))
                 )
                 texts = await conn.execute(messages.delete().where(messages.c.thread_id.in_(ids)))
+                await conn.execute(attention.delete().where(attention.c.thread_id.in_(ids)))
                 await conn.execute(threads.delete().where(threads.c.id.in_(ids)))
                 purged.add(len(ids), texts.rowcount, calls.rowcount)
         async with self.tx.begin() as conn:
@@ -366,6 +377,29 @@ class Log:
                 )
             )
             purged.conversations = memory.rowcount
+        # What else holds a customer's phone, name or words, or a staff member's address: the
+        # texts the bot queued (sent or given up on; one still queued stays), the cases it
+        # watched (closed ones), staff sessions and failed logins (both long over). In batches,
+        # like the conversations: a first purge of a year's queue must not hold the writer.
+        leftovers = [
+            (
+                notifications.c.id,
+                notifications.c.created_at < before,
+                notifications.c.status.not_in(("queued", "sending")),
+            ),
+            (watched.c.case_id, watched.c.created_at < before, watched.c.done_at.is_not(None)),
+            (staff_sessions.c.token_hash, staff_sessions.c.last_seen_at < before),
+            (login_failures.c.id, login_failures.c.at < before),
+        ]
+        for key, *old in leftovers:
+            while True:
+                async with self.tx.begin() as conn:
+                    chosen = (await conn.execute(sa.select(key).where(*old).limit(batch))).scalars()
+                    keys = chosen.all()
+                    if keys:
+                        await conn.execute(key.table.delete().where(key.in_(keys)))
+                if len(keys) < batch:
+                    break
         return purged
 
 
