@@ -201,32 +201,41 @@ ARRIVALS = ROOT / "tests" / "arrivals"
 @dataclass(frozen=True)
 class Arrivals:
     """A corpus labelled only arrive / not_arrive (tests/arrivals/*.tsv: text, language,
-    label), read with nothing open: the wrong check-ins and the arrivals read."""
+    label, and the question open, if any), or, answering "leave the queue?", leave / stay:
+    the texts wrongly acted on (checked in, or taken out of the queue), and those read."""
 
     wrong: list[tuple[str, str, str]]  # (language, text, why)
-    not_arrivals: int
+    not_arrivals: int  # the texts not to act on
     read: int
-    arrivals: int
+    arrivals: int  # the texts to act on
+    action: str = "check-ins"
 
 
 def arrivals(path: Path, lexicon: Lexicon) -> Arrivals:
     wrong: list[tuple[str, str, str]] = []
-    counts = {"arrive": 0, "not_arrive": 0, "read": 0}
+    counts = {"yes": 0, "no": 0, "read": 0}
+    action = "check-ins"
     with path.open(encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             # An optional state column: "awaiting_arrival" reads the text as an answer to
-            # "Are you here now?", where a YES checks in too.
+            # "Are you here now?", where a YES checks in too; "awaiting_leave" as an answer to
+            # "Leave the queue?", where a YES (or words for leaving) takes them out of it.
             state = row.get("state") or "idle"
             reading = read(row["text"], lexicon, expecting(Example("", state, "", "")))
-            counts[row["label"]] += 1
-            arrived = reading.meaning is Meaning.ARRIVE or (
-                state != "idle" and reading.meaning is Meaning.YES
-            )
-            if row["label"] == "arrive":
-                counts["read"] += arrived
-            elif arrived:
+            if state == "awaiting_leave":
+                action = "removals from the queue"
+                acted = reading.meaning in (Meaning.YES, Meaning.LEAVE)
+            else:
+                acted = reading.meaning is Meaning.ARRIVE or (
+                    state != "idle" and reading.meaning is Meaning.YES
+                )
+            positive = row["label"] in ("arrive", "leave")
+            counts["yes" if positive else "no"] += 1
+            if positive:
+                counts["read"] += acted
+            elif acted:
                 wrong.append((row["language"], row["text"], reading.why))
-    return Arrivals(wrong, counts["not_arrive"], counts["read"], counts["arrive"])
+    return Arrivals(wrong, counts["no"], counts["read"], counts["yes"], action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,8 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in sorted(ARRIVALS.glob("*.tsv")):
             found = arrivals(path, lexicon)
             print(
-                f"{path.name}: {len(found.wrong)} wrong check-ins in {found.not_arrivals} "
-                f"non-arrivals, {found.read}/{found.arrivals} arrivals read"
+                f"{path.name}: {len(found.wrong)} wrong {found.action} in "
+                f"{found.not_arrivals} texts not to act on, {found.read}/{found.arrivals} of "
+                "the rest read"
             )
             for language, text, why in found.wrong:
                 print(f"  [{language}] {text!r}: {why}")

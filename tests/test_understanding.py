@@ -380,6 +380,7 @@ def test_quoted_words_are_not_the_senders_own(catalogue: Catalogue) -> None:
         "adversarial-3.tsv",
         "answers-are-you-here.tsv",
         "four-languages.tsv",
+        "leave-answers.tsv",
     ],
 )
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
@@ -388,8 +389,9 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     arrived, arrived elsewhere, a joke, a quote of the instructions, spam with "click here";
     450 more by another writer: "I'm here for you" to a friend, "my ride is here", "text me
     when you're here"; 360 answers to "Are you here now?": "yes?? what do you mean", "ja
-    morgen", "はい笑 冗談です"; 490 in German, Russian, Korean and Japanese): no wrong
-    check-in, most arrivals read."""
+    morgen", "はい笑 冗談です"; 490 in German, Russian, Korean and Japanese; 501 more, most
+    answers to "check in anyway?"), and 501 answers to "Leave the queue?" ("yes I'm on my
+    way", "sí, guárdame el lugar"): no wrong check-in or removal, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     assert not found.wrong, found.wrong
     assert found.read >= 0.6 * found.arrivals, (found.read, found.arrivals)

@@ -138,16 +138,20 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     number = _number(prepared, lexicon)
     reading = None
     if expecting.topic is not None:
-        reading = _answer(prepared, settled, expecting.topic)
+        reading = _answer(prepared, settled, expecting.topic, lexicon)
     elif expecting.names:
         reading = _choice(prepared, settled, expecting, lexicon)
     elif expecting.booking_number and number:
         reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
     unanswered = expecting.topic is not None and reading is None
     reading = reading or _language_request(prepared, lexicon) or _meaning(prepared, settled, number)
-    if unanswered and reading.meaning is Meaning.YES:
+    if unanswered and (
+        reading.meaning is Meaning.YES
+        or (reading.meaning is Meaning.LEAVE and expecting.topic is Topic.LEAVE)
+    ):
         # A yes the answer's rules set aside ("ok" before "I'll text when I get there", a "y"
-        # inside a sentence) is no answer to the question: ask again.
+        # inside a sentence), or words for leaving they did not take for a yes to leaving
+        # ("can I leave and come back?"), are no answer to the question: ask again.
         reading = Reading(Meaning.UNKNOWN, f"asked again: {reading.why}, not an answer")
     if reading.meaning is Meaning.ARRIVE and LINK.search(text):
         reading = Reading(Meaning.UNSURE, f"asked to clarify: {reading.why}, in a text with a link")
@@ -481,7 +485,7 @@ _NO = {
 }
 
 
-def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
+def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> Reading | None:
     """YES or NO to the open question, when the text gives one: the longer phrase decides
     ("ok I'll wait" is NO); as long as each other, the text is asked again."""
     kinds = _kinds(found)
@@ -521,6 +525,17 @@ def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
         doubt = _doubt(text, kinds)
         if doubt:  # "yes lol jk", "ja morgen", "sí, mi hija ya está ahí": ask again
             return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {doubt}")
+        if topic is Topic.LEAVE:
+            # Leaving loses their place: a yes to it counts with nothing in the text that says
+            # more ("yes I'm on my way", "oui je suis là", "是的，我女儿替我去"), and with
+            # little else besides: a word with a plain yes, a few with words for leaving ("yes
+            # cancel it, sorry, work came up"); not "sí, guárdame el lugar".
+            more = _besides_leaving(found, lexicon)
+            if more:
+                return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {more}")
+            leaving = "leave" in kinds
+            if _uncovered(text, found, _BARE_LEAVE) > (LEAVE_WORDS if leaving else 1):
+                return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and more")
         if topic is not Topic.ARRIVAL and _asking(text, found):
             # "yes, what does early mean?", "ok but how early am I": the question first. (To
             # "are you here now?", "yes, where do I go?" is a yes.)
@@ -532,6 +547,55 @@ def _answer(text: Text, found: list[Found], topic: Topic) -> Reading | None:
     if yes:
         return Reading(Meaning.UNKNOWN, "asked again: it says yes and no")
     return None
+
+
+# What a yes to "leave the queue?" may come with, and how many other words beside a phrase
+# for leaving.
+_BARE_LEAVE = frozenset({"yes", "leave", "thanks", "greeting", "neutral"})
+LEAVE_WORDS = 3
+# What says more than a yes to leaving: here, coming, late, a question, someone else.
+_NOT_LEAVING = ("arrive", "check_in", "not_yet", "late", "unclear", "status", "question")
+_NOT_LEAVING += ("help", "others", "reported")
+
+
+def _besides_leaving(found: list[Found], lexicon: Lexicon) -> str:
+    """A phrase that says more than a yes to leaving, also inside a longer yes ("oui je suis
+    là", a yes to "are you here now?", holds "je suis là")."""
+    for f in found:
+        if f.kind in _NOT_LEAVING:
+            return f.shown()
+        if f.kind == "yes" and not f.phrase.han and len(f.phrase.words) > 1:
+            words = f.phrase.words
+            for at in range(1, len(words)):
+                for inner in lexicon.phrases_at(words[at]):
+                    size = len(inner.words)
+                    if inner.kind in ("arrive", "not_yet") and words[at : at + size] == inner.words:
+                        return f"'{inner.text}' ({inner.language}) in {f.shown()}"
+    return ""
+
+
+def _uncovered(text: Text, found: list[Found], kinds: frozenset[str]) -> int:
+    """How many words of the text are in no phrase of these kinds (a run of Chinese,
+    Japanese or Korean characters counts as covered with all but one character in them)."""
+    covered: set[tuple[int, int]] = set()
+    han: dict[tuple[int, int], int] = {}
+    for f in found:
+        if f.kind not in kinds:
+            continue
+        if f.phrase.han:
+            han[(f.clause, f.start)] = han.get((f.clause, f.start), 0) + len(f.phrase.words[0])
+        else:
+            covered.update((f.clause, f.start + i) for i in range(len(f.phrase.words)))
+    left = 0
+    for c, clause in enumerate(text.clauses):
+        for w, word in enumerate(clause.words):
+            if (c, w) in covered or (word.startswith("emoji_") and word != "emoji_doubt"):
+                continue
+            if is_cjk_word(word):
+                left += max(0, (len(word) - han.get((c, w), 0) - 1 + 1) // 2)
+            else:
+                left += 1
+    return left
 
 
 def _doubt(text: Text, kinds: dict[str, list[Found]]) -> str:
