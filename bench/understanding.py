@@ -82,8 +82,9 @@ class Result:
 
 
 def load_examples(folder: Path, language: str | None = None) -> list[Example]:
+    """A corpus: a folder of <language>.jsonl, or one .jsonl whose lines say their language."""
     examples = []
-    for path in sorted(folder.glob("*.jsonl")):
+    for path in [folder] if folder.is_file() else sorted(folder.glob("*.jsonl")):
         if language and path.stem != language:
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -94,7 +95,7 @@ def load_examples(folder: Path, language: str | None = None) -> list[Example]:
                         row["text"],
                         row["state"],
                         row["expect"],
-                        path.stem,
+                        row.get("language", path.stem),
                         tuple(row.get("names", ())),
                         row.get("note", ""),
                     )
@@ -267,6 +268,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             for language, text, why in found.wrong:
                 print(f"  [{language}] {text!r}: {why}")
             wrong = wrong or bool(found.wrong)
+        for path in sorted(ARRIVALS.glob("*.jsonl")):
+            chosen = run(load_examples(path), lexicon)
+            unsure = [r for r in chosen if r.wrong_check_in]
+            clear = [r for r in chosen if r.example.expect.startswith("choice:")]
+            print(
+                f"{path.name}: {len(unsure)} check-ins of someone not clearly chosen in "
+                f"{len(chosen)} answers, {sum(r.right for r in clear)}/{len(clear)} clear "
+                "choices read"
+            )
+            for r in unsure:
+                print(f"  [{r.example.language}] {r.example.text!r}: {r.why}")
     return 0 if not wrong else 1
 
 

@@ -28,7 +28,21 @@ MEANINGS = (
     "all",
     "none",
 )
-QUALIFIERS = ("question_start", "negation", "future", "past", "neutral", "reported", "others")
+QUALIFIERS = (
+    "question_start",
+    "negation",
+    "future",
+    "past",
+    "neutral",
+    "reported",
+    "others",
+    "self",
+    "both",
+    "option",
+)
+# Qualifiers that only mention something: found where no longer phrase took the words, and
+# taking none themselves (a meaning may need them: "con trai tôi tới rồi").
+MENTIONS = frozenset({"others", "self", "both", "option"})
 LISTS = MEANINGS + QUALIFIERS
 MIN_TYPO_LENGTH = 4  # a slip is forgiven only on words this long or longer
 

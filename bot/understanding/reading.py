@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .lexicon import Lexicon, Phrase
+from .lexicon import MENTIONS, Lexicon, Phrase
 from .text import LINK, Clause, Text, is_cjk_word, plain, prepare, words_of
 
 
@@ -132,15 +132,19 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
         return Reading(Meaning.OPT_OUT, f"'{prepared.whole}': an opt-out word, the whole text")
     if prepared.whole in lexicon.opt_in:
         return Reading(Meaning.OPT_IN, f"'{prepared.whole}': an opt-in word, the whole text")
-    found = [f for i, c in enumerate(prepared.clauses) for f in _find(c, i, lexicon)]
+    every = [f for i, c in enumerate(prepared.clauses) for f in _find(c, i, lexicon)]
+    # Mentions ("my daughter", "me", "both", "option") only qualify an answer or a choice:
+    # they say nothing of the language or of a text's meaning with nothing open.
+    found = [f for f in every if f.kind not in MENTIONS]
     language = _language(prepared, found, lexicon, prefer)
     settled = _settle(found, prefer or language)
+    mentioned = settled + [f for f in every if f.kind in MENTIONS]
     number = _number(prepared, lexicon)
     reading = None
     if expecting.topic is not None:
-        reading = _answer(prepared, settled, expecting.topic, lexicon)
+        reading = _answer(prepared, mentioned, expecting.topic, lexicon)
     elif expecting.names:
-        reading = _choice(prepared, settled, expecting, lexicon)
+        reading = _choice(prepared, mentioned, expecting, lexicon)
     elif expecting.booking_number and number:
         reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
     unanswered = expecting.topic is not None and reading is None
@@ -223,11 +227,11 @@ def _find(clause: Clause, index: int, lexicon: Lexicon) -> list[Found]:
     found: list[Found] = []
     taken: dict[tuple[int, int], bool] = {}
     for size, start, phrase, slip in sorted(candidates, key=lambda c: (-c[0], c[1])):
-        if phrase.kind == "others":  # a mention: it claims no words a meaning may need
-            if not any(claimed[start : start + size]):
+        span = (start, size)
+        if phrase.kind in MENTIONS:  # a mention: it claims no words a meaning may need
+            if taken.get(span) or not any(claimed[start : start + size]):
                 found.append(Found(phrase, index, start, slip))
             continue
-        span = (start, size)
         if span not in taken:
             taken[span] = not any(claimed[start : start + size])
             if taken[span]:
@@ -261,11 +265,11 @@ def _find_han(
         spans: dict[tuple[int, int], bool] = {}
         for _, at, phrase in occurrences:
             size = len(phrase.words[0])
-            if phrase.kind == "others":
-                if not any(claimed[at : at + size]):
+            span = (at, size)
+            if phrase.kind in MENTIONS:
+                if spans.get(span) or not any(claimed[at : at + size]):
                     out.append(Found(phrase, index, start))
                 continue
-            span = (at, size)
             if span not in spans:
                 spans[span] = not any(claimed[at : at + size])
                 if spans[span]:
@@ -574,25 +578,39 @@ def _besides_leaving(found: list[Found], lexicon: Lexicon) -> str:
     return ""
 
 
-def _uncovered(text: Text, found: list[Found], kinds: frozenset[str]) -> int:
-    """How many words of the text are in no phrase of these kinds (a run of Chinese,
-    Japanese or Korean characters counts as covered with all but one character in them)."""
+def _covered(
+    text: Text, found: list[Found], kinds: frozenset[str]
+) -> tuple[set[tuple[int, int]], dict[tuple[int, int], int]]:
+    """The words (clause, index) in a phrase of these kinds, and in each run of Chinese,
+    Japanese or Korean characters how many of its characters are."""
     covered: set[tuple[int, int]] = set()
-    han: dict[tuple[int, int], int] = {}
+    chars: dict[tuple[int, int], set[int]] = {}
     for f in found:
         if f.kind not in kinds:
             continue
         if f.phrase.han:
-            han[(f.clause, f.start)] = han.get((f.clause, f.start), 0) + len(f.phrase.words[0])
+            run = text.clauses[f.clause].words[f.start]
+            phrase = f.phrase.words[0]
+            at = run.find(phrase)
+            while at >= 0:
+                chars.setdefault((f.clause, f.start), set()).update(range(at, at + len(phrase)))
+                at = run.find(phrase, at + 1)
         else:
             covered.update((f.clause, f.start + i) for i in range(len(f.phrase.words)))
+    return covered, {key: len(taken) for key, taken in chars.items()}
+
+
+def _uncovered(text: Text, found: list[Found], kinds: frozenset[str], slack: int = 1) -> int:
+    """How many words of the text are in no phrase of these kinds (in a run of Chinese,
+    Japanese or Korean characters, two characters a word, `slack` of them not counted)."""
+    covered, han = _covered(text, found, kinds)
     left = 0
     for c, clause in enumerate(text.clauses):
         for w, word in enumerate(clause.words):
             if (c, w) in covered or (word.startswith("emoji_") and word != "emoji_doubt"):
                 continue
             if is_cjk_word(word):
-                left += max(0, (len(word) - han.get((c, w), 0) - 1 + 1) // 2)
+                left += (max(0, len(word) - han.get((c, w), 0) - slack) + 1) // 2
             else:
                 left += 1
     return left
@@ -674,15 +692,28 @@ def _choice(
     text: Text, found: list[Found], expecting: Expecting, lexicon: Lexicon
 ) -> Reading | None:
     """Who, on a shared phone: a number from the list, "the first one", a name, everyone or
-    no one. None when the text names no one (it may ask something else)."""
+    no one. None when the text names no one (it may ask something else). A wrong choice
+    checks the wrong person in: a choice with anything in the text that says otherwise is
+    asked again (a question, a "not", "Mia and me", a number that counts or times something:
+    "room 3", "3 minutes away", "somos 2", "both" of three)."""
     people = len(expecting.names)
     words = text.words
     kinds = _kinds(found)
+    doubt = _choice_doubt(text, found, kinds)
     if "all" in kinds:
-        return Reading(Meaning.CHOICE, f"everyone: {kinds['all'][0].shown()}", choice=EVERYONE)
+        every = kinds["all"][0]
+        if doubt:
+            return Reading(Meaning.UNKNOWN, f"asked again: {every.shown()}, but {doubt}")
+        if people != 2 and "both" in kinds:  # "both" of three: which two?
+            return Reading(Meaning.UNKNOWN, f"asked again: {every.shown()}, of {people}")
+        # "yawm al-ithnayn" is Monday; not "둘 다요", a particle besides.
+        if _uncovered(text, found, _CHOICE_WORDS | {"all"}):
+            return Reading(Meaning.UNKNOWN, f"asked again: {every.shown()}, with more")
+        return Reading(Meaning.CHOICE, f"everyone: {every.shown()}", choice=EVERYONE)
     if "none" in kinds:
         return Reading(Meaning.CHOICE, f"no one: {kinds['none'][0].shown()}", choice=NOBODY)
     picked: set[int] = set()
+    numbers: list[str] = []
     ordinals = [lexicon.ordinals[w] for w in words if w in lexicon.ordinals]
     for word in words:
         value = int(word) if word.isdigit() and len(word) <= 2 else lexicon.numbers.get(word)
@@ -691,13 +722,32 @@ def _choice(
         ordinal = lexicon.ordinals.get(word)
         if ordinal is not None:
             value = people if ordinal == -1 else ordinal
+        if value is None and word.isdigit():
+            value = 0  # a number not on the list ("at 10", "room 12") still counts as one
+        if value is not None:
+            numbers.append(word)
         if value is not None and expecting.everyone is not None and value == expecting.everyone:
-            return Reading(Meaning.CHOICE, f"everyone: '{word}' on the list", choice=EVERYONE)
-        if value is not None and 1 <= value <= people:
+            picked.add(EVERYONE)
+        elif value is not None and 1 <= value <= people:
             picked.add(value)
-    by_name = _named(words, expecting.names)
-    if by_name and not picked:
-        picked = by_name
+    if picked:
+        # A number is a choice alone, or with a word or so that only says please or which:
+        # "2", "option 2", "2 pls"; not "room 3", "3 minutes away", "I'm number 2 in line".
+        others = _uncovered(text, found, _CHOICE_WORDS, slack=0) - len(numbers)
+        if doubt or len(set(numbers)) > 1 or others > (1 if ordinals else 0) or "self" in kinds:
+            why = doubt or f"'{numbers[0]}' with more"
+            return Reading(Meaning.UNKNOWN, f"asked again: a number, but {why}")
+    else:
+        picked = _named(words, expecting.names)
+        # A name alone, or with a word ("It's Mia", "Sam and Mia", "花子です"); not "Pepe,
+        # María se quedó en casa", "Mia and me".
+        beside = _beside_names(text, found, expecting)
+        if picked and (doubt or _with_me(kinds) or beside > (2 if len(picked) == 1 else 1)):
+            why = doubt or _with_me(kinds) or "more than a name"
+            return Reading(Meaning.UNKNOWN, f"asked again: a name, but {why}")
+    if picked == {EVERYONE}:
+        word = numbers[0] if numbers else "everyone"
+        return Reading(Meaning.CHOICE, f"everyone: '{word}' on the list", choice=EVERYONE)
     if len(picked) == 1:
         choice = picked.pop()
         return Reading(
@@ -712,6 +762,50 @@ def _choice(
     return None
 
 
+# Words a choice may come with: please, thanks, yes, hello, "check in", and words that say
+# which ("option", "number", "the": each language's `option` list).
+_CHOICE_WORDS = frozenset({"yes", "thanks", "greeting", "check_in", "option"})
+
+
+def _choice_doubt(text: Text, found: list[Found], kinds: dict[str, list[Found]]) -> str:
+    """What makes a choice unsure: a question ("Mia? she's parking"), a "not" ("not Sam",
+    "1 no wait 2"), not yet or later ("3 minutes away")."""
+    if text.asks or any(f.start == 0 and f.kind == "question" for f in found):
+        return "a question"
+    doubts = ("negation", "no", "not_yet", "late", "future", "past", "unclear", "others")
+    for kind in (*doubts, "leave", "status", "question", "help"):
+        if kind in kinds:
+            return kinds[kind][0].shown()
+    return ""
+
+
+def _with_me(kinds: dict[str, list[Found]]) -> str:
+    """ "Mia and me", "José y yo", "我和小明": the sender and someone, the sender unnamed."""
+    for f in kinds.get("self", []):
+        if len(f.phrase.words) > 1 or (f.phrase.han and len(f.phrase.words[0]) > 1):
+            return f.shown()
+    return ""
+
+
+def _beside_names(text: Text, found: list[Found], expecting: Expecting) -> int:
+    """How many words of the text are neither a name of the people asked about nor a word a
+    choice may come with (two characters of a run of Chinese, Japanese or Korean a word)."""
+    covered, han = _covered(text, found, _CHOICE_WORDS)
+    parts = [part for name in expecting.names for part in _name_parts(name)]
+    left = 0
+    for c, clause in enumerate(text.clauses):
+        for w, word in enumerate(clause.words):
+            if (c, w) in covered or word.startswith("emoji_"):
+                continue
+            if is_cjk_word(word):
+                rest = len(word) - han.get((c, w), 0)
+                rest -= max((len(p) for p in parts if is_cjk_word(p) and p in word), default=0)
+                left += max(0, rest) // 2
+            elif not any(_calls(word, part) for part in parts if not is_cjk_word(part)):
+                left += 1
+    return left
+
+
 def _name_parts(name: str) -> list[str]:
     """The parts of a name a text may call someone by: its words of two letters or more, and
     in a Chinese, Japanese or Korean name written without a space (佐藤花子, 김민준) its last
@@ -720,8 +814,9 @@ def _name_parts(name: str) -> list[str]:
     for part in list(parts):
         if is_cjk_word(part) and len(part) >= 3:
             parts.append(part[-2:])
-            if len(part) >= 4:
-                parts.append(part[:-2])
+            # The rest when two or more; in a name of three, the first two may be the family
+            # name (佐藤健: 佐藤) as well as the last two the given name (王小明: 小明).
+            parts.append(part[:-2] if len(part) >= 4 else part[:2])
     return parts
 
 
@@ -736,6 +831,7 @@ def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
         for part in set(parts):
             counts[part] = counts.get(part, 0) + 1
     picked = set()
+    exact = set()
     for number, parts in enumerate(parts_of, start=1):
         own = [p for p in parts if counts[p] == 1]  # names only this person has
         for part in own:
@@ -744,7 +840,10 @@ def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
                     picked.add(number)
             elif any(_calls(w, part) for w in words):
                 picked.add(number)
-    return picked
+                if part in words:
+                    exact.add(number)
+    # "Александра" calls Александр with an ending too: the name as written decides.
+    return exact if exact and len(exact) < len(picked) and len(words) == 1 else picked
 
 
 def _calls(word: str, name: str) -> bool:
