@@ -558,8 +558,10 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
 _BARE_LEAVE = frozenset({"yes", "leave", "thanks", "greeting", "neutral"})
 LEAVE_WORDS = 3
 # What says more than a yes to leaving: here, coming, late, a question, someone else.
-_NOT_LEAVING = ("arrive", "check_in", "not_yet", "late", "unclear", "status", "question")
-_NOT_LEAVING += ("help", "others", "reported")
+_NOT_LEAVING = frozenset(
+    {"arrive", "check_in", "not_yet", "late", "unclear", "status", "question", "help"}
+    | {"others", "reported"}
+)
 
 
 def _besides_leaving(found: list[Found], lexicon: Lexicon) -> str:
