@@ -220,12 +220,12 @@ def arrivals(path: Path, lexicon: Lexicon) -> Arrivals:
         for row in csv.DictReader(f, delimiter="\t"):
             # An optional state column: "awaiting_arrival" reads the text as an answer to
             # "Are you here now?", where a YES checks in too; "awaiting_leave" as an answer to
-            # "Leave the queue?", where a YES (or words for leaving) takes them out of it.
+            # "Leave the queue?", where a YES takes them out of it (bot/conversation/table.py).
             state = row.get("state") or "idle"
             reading = read(row["text"], lexicon, expecting(Example("", state, "", "")))
             if state == "awaiting_leave":
                 action = "removals from the queue"
-                acted = reading.meaning in (Meaning.YES, Meaning.LEAVE)
+                acted = reading.meaning is Meaning.YES
             else:
                 acted = reading.meaning is Meaning.ARRIVE or (
                     state != "idle" and reading.meaning is Meaning.YES

@@ -412,6 +412,7 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(catalogue: C
         "adversarial-3.tsv",
         "answers-are-you-here.tsv",
         "four-languages.tsv",
+        "idle-5.tsv",
         "leave-answers.tsv",
     ],
 )
@@ -423,7 +424,9 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     when you're here"; 360 answers to "Are you here now?": "yes?? what do you mean", "ja
     morgen", "はい笑 冗談です"; 490 in German, Russian, Korean and Japanese; 501 more, most
     answers to "check in anyway?"), and 501 answers to "Leave the queue?" ("yes I'm on my
-    way", "sí, guárdame el lugar"): no wrong check-in or removal, most of the rest read."""
+    way", "sí, guárdame el lugar"); 487 more avoiding all those shapes ("the new insurance
+    card finally arrived", "I'm in! Sign me up for next week", "made it to level 50 lol
+    wrong chat", "Angekommen: nein"): no wrong check-in or removal, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     assert not found.wrong, found.wrong
     assert found.read >= 0.6 * found.arrivals, (found.read, found.arrivals)

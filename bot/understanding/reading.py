@@ -315,6 +315,7 @@ class _Part:
     request_only: bool = False  # an arrival that only asks to be checked in ("check me in")
     late_only: bool = False  # "sorry I'm late": says nothing about where they are
     retracts: str = ""  # a short clause of a "not" alone ("I'm here. jk"): the "not"
+    later: str = ""  # a clause that says later ("sign me up for next week"): the word
 
 
 def _meaning(text: Text, found: list[Found], number: str | None) -> Reading:
@@ -329,10 +330,11 @@ def _meaning(text: Text, found: list[Found], number: str | None) -> Reading:
     arrival = by_meaning.get(Meaning.ARRIVE)
     if arrival is not None:
         against = [
-            p.retracts or p.reading.why
+            p.retracts or p.later or p.reading.why
             for p in parts
             if (p.reading.meaning in (Meaning.NOT_YET, Meaning.UNSURE) and not p.late_only)
             or p.retracts
+            or (p.later and p is not arrival)  # "I'm in! Sign me up for next week"
         ]
         if against:
             return Reading(
@@ -409,8 +411,14 @@ def _clause(text: Text, index: int, found: list[Found]) -> _Part:
 
     retracts = _retraction(text.clauses[index], kinds)
 
+    # A clause that says later, and does not ask ("where do I go if…"): not "tha" (Greeklish
+    # "will", Hindi "was") or "ill" alone.
+    later = next(
+        (f.shown() for f in kinds.get("future", []) if len(f.phrase.text) > 3 and not asks), ""
+    )
+
     def part(meaning: Meaning, why: str, **flags: bool) -> _Part:
-        return _Part(Reading(meaning, why), asks, retracts=retracts, **flags)
+        return _Part(Reading(meaning, why), asks, retracts=retracts, later=later, **flags)
 
     if "reported" in kinds:
         meaning = Meaning.QUESTION if asks else Meaning.OTHER
@@ -716,6 +724,7 @@ def _choice(
         return Reading(Meaning.CHOICE, f"no one: {kinds['none'][0].shown()}", choice=NOBODY)
     picked: set[int] = set()
     numbers: list[str] = []
+    off_list = False
     ordinals = [lexicon.ordinals[w] for w in words if w in lexicon.ordinals]
     for word in words:
         value = int(word) if word.isdigit() and len(word) <= 2 else lexicon.numbers.get(word)
@@ -726,17 +735,22 @@ def _choice(
             value = people if ordinal == -1 else ordinal
         if value is None and word.isdigit():
             value = 0  # a number not on the list ("at 10", "room 12") still counts as one
-        if value is not None:
-            numbers.append(word)
-        if value is not None and expecting.everyone is not None and value == expecting.everyone:
+        if value is None:
+            continue
+        numbers.append(word)
+        if expecting.everyone is not None and value == expecting.everyone:
             picked.add(EVERYONE)
-        elif value is not None and 1 <= value <= people:
+        elif 1 <= value <= people:
             picked.add(value)
+        else:
+            off_list = True
     if picked:
-        # A number is a choice alone, or with a word or so that only says please or which:
-        # "2", "option 2", "2 pls"; not "room 3", "3 minutes away", "I'm number 2 in line".
+        # A number is a choice alone, or with words that only say please or which: "2",
+        # "option 2", "2 pls", "1 and 2"; not "room 3", "3 minutes away", "I'm number 2 in
+        # line", a number off the list, one said twice ("1 adult 1 child").
         others = _uncovered(text, found, _CHOICE_WORDS, slack=0) - len(numbers)
-        if doubt or len(set(numbers)) > 1 or others > (1 if ordinals else 0) or "self" in kinds:
+        again = off_list or len(set(numbers)) < len(numbers) or "self" in kinds
+        if doubt or again or others > (1 if ordinals else 0):
             why = doubt or f"'{numbers[0]}' with more"
             return Reading(Meaning.UNKNOWN, f"asked again: a number, but {why}")
     else:
@@ -774,7 +788,7 @@ def _choice_doubt(text: Text, found: list[Found], kinds: dict[str, list[Found]])
     "1 no wait 2"), not yet or later ("3 minutes away")."""
     if text.asks or any(f.start == 0 and f.kind == "question" for f in found):
         return "a question"
-    doubts = ("negation", "no", "not_yet", "late", "future", "past", "unclear", "others")
+    doubts = ("negation", "no", "not_yet", "late", "future", "past", "unclear")
     for kind in (*doubts, "leave", "status", "question", "help"):
         if kind in kinds:
             return kinds[kind][0].shown()
