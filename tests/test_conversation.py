@@ -264,6 +264,17 @@ TRANSCRIPTS: dict[str, list[Turn]] = {
         Turn("no actually I'll stay", [], "leave_kept", C),
         Turn("status", [NEXT], "status_next", C),
     ],
+    "a yes to leaving that says more leaves no one's queue": [
+        Turn("here", [CASE], "checked_in", C),
+        Turn("I can't make it anymore", [], "leave_confirm", State.AWAITING_LEAVE),
+        Turn("yes I'm still here, where do I go?", [], "leave_confirm", State.AWAITING_LEAVE),
+        Turn("yes keep my place", [], "leave_kept", C),
+    ],
+    "a yes with a question to the early check-in is asked again": [
+        Turn("here", [Refusal.EARLY], "confirm_early", State.AWAITING_CONFIRM),
+        Turn("yes what does early mean?", [], "confirm_again", State.AWAITING_CONFIRM),
+        Turn("yes", [CASE], "checked_in", C, actions=[ALEX_FORCED]),
+    ],
     "leaving fails upstream: still checked in, told to see reception": [
         Turn("here", [CASE], "checked_in", C),
         Turn("leave", [], "leave_confirm", State.AWAITING_LEAVE),
