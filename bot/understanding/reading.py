@@ -610,18 +610,28 @@ def _covered(
     return covered, {key: len(taken) for key, taken in chars.items()}
 
 
-def _uncovered(text: Text, found: list[Found], kinds: frozenset[str], slack: int = 1) -> int:
-    """How many words of the text are in no phrase of these kinds (in a run of Chinese,
-    Japanese or Korean characters, two characters a word, `slack` of them not counted)."""
+def _uncovered(
+    text: Text,
+    found: list[Found],
+    kinds: frozenset[str],
+    slack: int = 1,
+    names: Sequence[str] = (),
+) -> int:
+    """How many words of the text are in no phrase of these kinds, nor one of these `names`
+    (in a run of Chinese, Japanese or Korean characters, two characters a word, `slack` of
+    them not counted)."""
     covered, han = _covered(text, found, kinds)
+    latin = [n for n in names if not is_cjk_word(n)]
     left = 0
     for c, clause in enumerate(text.clauses):
         for w, word in enumerate(clause.words):
             if (c, w) in covered or (word.startswith("emoji_") and word != "emoji_doubt"):
                 continue
             if is_cjk_word(word):
-                left += (max(0, len(word) - han.get((c, w), 0) - slack) + 1) // 2
-            else:
+                rest = len(word) - han.get((c, w), 0) - slack
+                rest -= max((len(n) for n in names if is_cjk_word(n) and n in word), default=0)
+                left += (max(0, rest) + 1) // 2
+            elif not any(_calls(word, name) for name in latin):
                 left += 1
     return left
 
@@ -805,21 +815,9 @@ def _with_me(kinds: dict[str, list[Found]]) -> str:
 
 def _beside_names(text: Text, found: list[Found], expecting: Expecting) -> int:
     """How many words of the text are neither a name of the people asked about nor a word a
-    choice may come with (two characters of a run of Chinese, Japanese or Korean a word)."""
-    covered, han = _covered(text, found, _CHOICE_WORDS)
+    choice may come with."""
     parts = [part for name in expecting.names for part in _name_parts(name)]
-    left = 0
-    for c, clause in enumerate(text.clauses):
-        for w, word in enumerate(clause.words):
-            if (c, w) in covered or word.startswith("emoji_"):
-                continue
-            if is_cjk_word(word):
-                rest = len(word) - han.get((c, w), 0)
-                rest -= max((len(p) for p in parts if is_cjk_word(p) and p in word), default=0)
-                left += max(0, rest) // 2
-            elif not any(_calls(word, part) for part in parts if not is_cjk_word(part)):
-                left += 1
-    return left
+    return _uncovered(text, found, _CHOICE_WORDS, slack=0, names=parts)
 
 
 def _name_parts(name: str) -> list[str]:
