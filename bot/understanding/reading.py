@@ -548,6 +548,16 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
             leaving = "leave" in kinds
             if _uncovered(text, found, _BARE_LEAVE) > (LEAVE_WORDS if leaving else 1):
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and more")
+        if topic is not Topic.LEAVE and not ("arrive" in kinds or "check_in" in kinds):
+            # A yes, and words the lexicon does not know that do not ask ("yes, the blue
+            # Corolla", "sí, estaba", "はい、外でタバコ吸ってます"; not "yes, where do I go?"):
+            # a yes to what? Ask again. So with a number ("yes, 10:30": to another question).
+            if _uncovered(text, found, _BARE_YES, asked=False) > YES_WORDS:
+                return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and more")
+            told = [w for c in text.clauses if not c.asks for w in c.words]
+            number = next((w for w in told if any(ch.isdigit() for ch in w)), None)
+            if number:
+                return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and '{number}'")
         if topic is not Topic.ARRIVAL and _asking(text, found):
             # "yes, what does early mean?", "ok but how early am I": the question first. (To
             # "are you here now?", "yes, where do I go?" is a yes.)
@@ -561,6 +571,10 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
     return None
 
 
+# What a yes to "are you here now?" or "check in anyway?" may come with, and how many words
+# besides.
+_BARE_YES = frozenset({"yes", "arrive", "check_in", "thanks", "greeting", "neutral", "option"})
+YES_WORDS = 1
 # What a yes to "leave the queue?" may come with, and how many other words beside a phrase
 # for leaving.
 _BARE_LEAVE = frozenset({"yes", "leave", "thanks", "greeting", "neutral"})
@@ -616,14 +630,17 @@ def _uncovered(
     kinds: frozenset[str],
     slack: int = 1,
     names: Sequence[str] = (),
+    asked: bool = True,
 ) -> int:
     """How many words of the text are in no phrase of these kinds, nor one of these `names`
     (in a run of Chinese, Japanese or Korean characters, two characters a word, `slack` of
-    them not counted)."""
+    them not counted); not `asked`: in the clauses that do not ask."""
     covered, han = _covered(text, found, kinds)
     latin = [n for n in names if not is_cjk_word(n)]
     left = 0
     for c, clause in enumerate(text.clauses):
+        if clause.asks and not asked:
+            continue
         for w, word in enumerate(clause.words):
             if (c, w) in covered or (word.startswith("emoji_") and word != "emoji_doubt"):
                 continue

@@ -29,6 +29,7 @@ EMOJI = {
     "💙": "emoji_love",
     "😘": "emoji_love",
     "🥰": "emoji_love",
+    "🅿": "emoji_parking",  # "🅿️ sí": in the car park
     # A rolled eye, a side-eye: "sí claro, y esperar dos horas más 🙄" is no yes.
     "🙄": "emoji_doubt",
     "😒": "emoji_doubt",
