@@ -546,7 +546,10 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
             if more:
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {more}")
             leaving = "leave" in kinds
-            if _uncovered(text, found, _BARE_LEAVE) > (LEAVE_WORDS if leaving else 1):
+            # Twilio's own words are on no list ("yes cancel", "haan cancel"): they say leave.
+            extra = _uncovered(text, found, _BARE_LEAVE, slack=0)
+            extra -= sum(word in lexicon.opt_out for word in text.words)
+            if extra > (LEAVE_WORDS if leaving else 0):
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and more")
         if topic is not Topic.LEAVE and not ("arrive" in kinds or "check_in" in kinds):
             # A yes, and words the lexicon does not know that do not ask ("yes, the blue
@@ -576,7 +579,7 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
 _BARE_YES = frozenset({"yes", "arrive", "check_in", "thanks", "greeting", "neutral", "option"})
 YES_WORDS = 1
 # What a yes to "leave the queue?" may come with, and how many other words beside a phrase
-# for leaving.
+# for leaving (none beside a plain yes: "ok, I'll wait" is no yes).
 _BARE_LEAVE = frozenset({"yes", "leave", "thanks", "greeting", "neutral"})
 LEAVE_WORDS = 3
 # What says more than a yes to leaving: here, coming, late, a question, someone else.
@@ -764,6 +767,8 @@ def _choice(
             value = 0  # a number not on the list ("at 10", "room 12") still counts as one
         if value is None:
             continue
+        if not word.isdigit() and _named([word], expecting.names):  # "하나": one, or Hana?
+            return Reading(Meaning.UNKNOWN, f"asked again: '{word}', a number and a name")
         numbers.append(word)
         if expecting.everyone is not None and value == expecting.everyone:
             picked.add(EVERYONE)
