@@ -39,6 +39,14 @@ PATELS = Expecting(names=("Sam Patel", "Mia Patel"), everyone=3)
         "Sorry I'm late, I'm here now",
         "check me in please",
         "Héré",
+        # A thing named beside an arrival is not what arrived.
+        "I'm here for my results",
+        "I'm here thanks for the reminder",
+        "I'm on level 3 at reception",
+        "Estoy aquí con la carta de referencia",
+        "я пришла на анализы",
+        "je suis là avec ma carte vitale",
+        "結果を聞きに来ました",
     ],
 )
 def test_arrivals_are_read_as_arrivals(catalogue: Catalogue, text: str) -> None:
