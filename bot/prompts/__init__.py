@@ -161,7 +161,7 @@ def load_catalogue(directory: Path, default: str = "en") -> Catalogue:
         raise PromptError(f"no prompts file for language {default!r} in {directory}")
     lexicon = build(tables)
     opt_words = lexicon.opt_out | lexicon.opt_in
-    if lexicon.phrased & opt_words:  # some list has one: find which, to name it
+    if any(lexicon.has_phrase(w) for w in opt_words):  # some list has one: find which
         _check_opt_out(directory, tables, opt_words)
     return Catalogue(languages, default, lexicon)
 

@@ -73,7 +73,6 @@ class Lexicon:
     # can start at each character of a run instead of searching the run for every phrase.
     han_at: dict[str, list[tuple[int, Phrase]]] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)  # every word the lexicon knows
-    phrased: set[str] = field(default_factory=set)  # every phrase of every list, as text
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)
     ordinals: dict[str, int] = field(default_factory=dict)
@@ -95,6 +94,15 @@ class Lexicon:
 
     def phrases_at(self, word: str) -> Sequence[Phrase]:
         return self.by_first.get(word, ())
+
+    def has_phrase(self, text: str) -> bool:
+        """Whether some list of some language has this phrase (plain words, space-separated).
+        Looked up in the indexes rather than kept as a set of its own: that set was 3 MiB of
+        every worker's memory."""
+        words = tuple(text.split())
+        if len(words) == 1 and is_cjk_word(words[0]):
+            return any(p.words == words for _, p in self.han_at.get(words[0][0], ()))
+        return bool(words) and any(p.words == words for p in self.by_first.get(words[0], ()))
 
     def slip_for(self, word: str) -> str | None:
         """The keyword a word is one slip away from (a letter wrong, missing, extra or two
@@ -154,7 +162,6 @@ def build(languages: Mapping[str, Mapping[str, object]]) -> Lexicon:
                 else:
                     lexicon.by_first.setdefault(words[0], []).append(phrase)
                     lexicon.known.update(words)
-                lexicon.phrased.add(" ".join(words))
         for raw, code in _pairs(table.get("names", ()), language):
             lexicon.language_names[raw] = code
         for source, target in _mapping(table.get("aliases")).items():

@@ -982,7 +982,7 @@ def _language_named(words: Sequence[str], lexicon: Lexicon) -> Reading | None:
             code = lexicon.language_names.get(name)
             if code is None and asked and name in lexicon.languages:
                 code = name  # "LANGUAGE fr"
-            if code and not asked and size < len(words) and name in lexicon.phrased:
+            if code and not asked and size < len(words) and lexicon.has_phrase(name):
                 # A name that is also a word ("hindi" is Tagalog for "no") names a language
                 # only on its own, or with a word like LANGUAGE.
                 continue
