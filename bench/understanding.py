@@ -220,6 +220,19 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # also the option ("ένας", "một người", "isa lang": one), a name that is also a word
     # ("will do", "anh": Anh, or "I"), "all 3" of two, "the last one", "أم أحمد" (Ahmed's
     # mother, or Ahmed).
+    # To "Leave the queue?": an ok or a thumbs-up with thanks or "no worries" (*passt schon*,
+    # *ㅇㅋ*, *👍 danke*, *sì sì, tranquilli*), and *帮我改到四点吧* (move me to 4: out of this
+    # queue, and a new time only staff can give).
+    "leave-answers-2.tsv": {
+        "sì sì, tranquilli",
+        "帮我改到四点吧",
+        "passt schon",
+        "👍 danke",
+        "ㅇㅋ",
+    },
+    # To "who is checking in?": *أبو يوسف*, "Yusuf's father" (a man is called by his son's
+    # name), or Yusuf.
+    "choice-answers-2.jsonl": {"أبو يوسف"},
     "choice-answers.jsonl": {
         "ένας",
         "một người",

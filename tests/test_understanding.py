@@ -380,16 +380,19 @@ def test_quoted_words_are_not_the_senders_own(catalogue: Catalogue) -> None:
         assert read(text, catalogue.lexicon).meaning is M.ARRIVE, text
 
 
-def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(catalogue: Catalogue) -> None:
+@pytest.mark.parametrize("name", ["choice-answers.jsonl", "choice-answers-2.jsonl"])
+def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
+    catalogue: Catalogue, name: str
+) -> None:
     """tests/arrivals/choice-answers.jsonl: 543 answers to "who is checking in?" in 15
     languages by a writer who had not seen the lists, 263 of them unclear ("room 3", "3
     minutes away", "somos 2", "not Sam", "Mia? she's parking", "Mia and me", "los dos" of
-    three): 212 checked someone in when measured; none now but the nine read either way."""
-    results = corpus.run(
-        corpus.load_examples(corpus.ARRIVALS / "choice-answers.jsonl"), catalogue.lexicon
-    )
+    three): 212 checked someone in when measured; and 451 more by another writer avoiding
+    those shapes ("2 kids with me", "1 - Mia", "господин Петров", "one sec"): 6. None now but
+    those read either way."""
+    results = corpus.run(corpus.load_examples(corpus.ARRIVALS / name), catalogue.lexicon)
     wrong = {r.example.text for r in results if r.wrong_check_in}
-    assert wrong <= corpus.READ_EITHER_WAY["choice-answers.jsonl"], wrong
+    assert wrong <= corpus.READ_EITHER_WAY[name], wrong
     clear = [r for r in results if r.example.expect.startswith("choice:")]
     assert sum(r.right for r in clear) >= 0.75 * len(clear)
 
@@ -405,6 +408,7 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(catalogue: C
         "four-languages.tsv",
         "idle-5.tsv",
         "leave-answers.tsv",
+        "leave-answers-2.tsv",
     ],
 )
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:

@@ -534,7 +534,11 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
         against = next((f for f in no if f.clause not in saying_yes or f.kind == "not_yet"), None)
         if against is not None:
             return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {against.shown()}")
-        doubt = _doubt(text, kinds)
+        # Words for leaving may come with a later in a clause of its own ("cancel it, I'll
+        # rebook another day"); not in theirs ("cancela la de mañana": another visit).
+        leaving = topic is Topic.LEAVE and "leave" in kinds
+        later_where = {f.clause for f in kinds.get("leave", [])} if leaving else None
+        doubt = _doubt(text, kinds, later_where)
         if doubt:  # "yes lol jk", "ja morgen", "sí, mi hija ya está ahí": ask again
             return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {doubt}")
         if topic is Topic.LEAVE:
@@ -542,14 +546,14 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
             # more ("yes I'm on my way", "oui je suis là", "是的，我女儿替我去"), and with
             # little else besides: a word with a plain yes, a few with words for leaving ("yes
             # cancel it, sorry, work came up"); not "sí, guárdame el lugar".
-            more = _besides_leaving(found, lexicon)
+            more = _besides_leaving(found, lexicon, leaving)
             if more:
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {more}")
-            leaving = "leave" in kinds
             # Twilio's own words are on no list ("yes cancel", "haan cancel"): they say leave.
             extra = _uncovered(text, found, _BARE_LEAVE, slack=0)
             extra -= sum(word in lexicon.opt_out for word in text.words)
-            if extra > (LEAVE_WORDS if leaving else 0):
+            number = next((w for w in text.words if any(c.isdigit() for c in w)), None)
+            if extra > (LEAVE_WORDS if leaving else 0) or number:  # "sim, remarca pra 16h"
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and more")
         if topic is not Topic.LEAVE and not ("arrive" in kinds or "check_in" in kinds):
             # A yes, and words the lexicon does not know that do not ask ("yes, the blue
@@ -580,20 +584,20 @@ _BARE_YES = frozenset({"yes", "arrive", "check_in", "thanks", "greeting", "neutr
 YES_WORDS = 1
 # What a yes to "leave the queue?" may come with, and how many other words beside a phrase
 # for leaving (none beside a plain yes: "ok, I'll wait" is no yes).
-_BARE_LEAVE = frozenset({"yes", "leave", "thanks", "greeting", "neutral"})
+_BARE_LEAVE = frozenset({"yes", "leave", "greeting", "neutral"})
 LEAVE_WORDS = 3
 # What says more than a yes to leaving: here, coming, late, a question, someone else.
 _NOT_LEAVING = frozenset(
-    {"arrive", "check_in", "not_yet", "late", "unclear", "status", "question", "help"}
-    | {"others", "reported"}
+    {"arrive", "check_in", "not_yet", "late", "question", "help", "others", "reported"}
 )
 
 
-def _besides_leaving(found: list[Found], lexicon: Lexicon) -> str:
+def _besides_leaving(found: list[Found], lexicon: Lexicon, leaving: bool) -> str:
     """A phrase that says more than a yes to leaving, also inside a longer yes ("oui je suis
-    là", a yes to "are you here now?", holds "je suis là")."""
+    là", a yes to "are you here now?", holds "je suis là"). Beside words for leaving, coming
+    later and being late are reasons ("ya no llego", "tá demorando demais")."""
     for f in found:
-        if f.kind in _NOT_LEAVING:
+        if f.kind in _NOT_LEAVING and not (leaving and f.kind in ("not_yet", "late")):
             return f.shown()
         if f.kind == "yes" and not f.phrase.han and len(f.phrase.words) > 1:
             words = f.phrase.words
@@ -656,13 +660,16 @@ def _uncovered(
     return left
 
 
-def _doubt(text: Text, kinds: dict[str, list[Found]]) -> str:
+def _doubt(text: Text, kinds: dict[str, list[Found]], later_where: set[int] | None = None) -> str:
     """What, in an answer that says yes, says it may not be so: a "not", a "later", an
     "earlier" (a yes with a day: "haan kal", "war gestern schon da"), someone else ("sí, mi
     hija ya está ahí": the daughter may be there, the sender not), a laugh ("yes lol",
-    "はい笑") or a rolled eye. A wrong check-in costs more than asking once more."""
+    "はい笑") or a rolled eye. A wrong check-in costs more than asking once more. With
+    `later_where`, a "later" counts only in those clauses."""
     for kind in ("negation", "future", "past"):
         for f in kinds.get(kind, []):
+            if kind == "future" and later_where is not None and f.clause not in later_where:
+                continue  # a later beside words for leaving, in a clause of its own
             if not text.clauses[f.clause].asks:  # not "네, 어디로 가면 돼요?" (where do I go?)
                 return f.shown()
     others = kinds.get("others", [])
@@ -867,19 +874,22 @@ def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
         for part in set(parts):
             counts[part] = counts.get(part, 0) + 1
     picked = set()
-    exact = set()
     for number, parts in enumerate(parts_of, start=1):
         own = [p for p in parts if counts[p] == 1]  # names only this person has
-        for part in own:
-            if is_cjk_word(part):
-                if any(part in w for w in han_words):  # "花子です", "小明的"
-                    picked.add(number)
-            elif any(_calls(w, part) for w in words):
-                picked.add(number)
-                if part in words:
-                    exact.add(number)
-    # "Александра" calls Александр with an ending too: the name as written decides.
-    return exact if exact and len(exact) < len(picked) and len(words) == 1 else picked
+        if any(is_cjk_word(part) and any(part in w for w in han_words) for part in own):
+            picked.add(number)  # "花子です", "小明的"
+    for word in words:
+        # A word may call several people with an ending ("Александра" Александр too,
+        # "Петров" Петрова): the name as written, where one is, decides.
+        calls = {
+            number
+            for number, parts in enumerate(parts_of, start=1)
+            for part in parts
+            if counts[part] == 1 and not is_cjk_word(part) and _calls(word, part)
+        }
+        exact = {n for n in calls if word in parts_of[n - 1]}
+        picked |= exact or calls
+    return picked
 
 
 def _calls(word: str, name: str) -> bool:
