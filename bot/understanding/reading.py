@@ -8,7 +8,7 @@ confidently written in (if any), and `why`, the phrase and rule that decided, fo
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -552,7 +552,7 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
             # Twilio's own words are on no list ("yes cancel", "haan cancel"): they say leave.
             extra = _uncovered(text, found, _BARE_LEAVE, slack=0)
             extra -= sum(word in lexicon.opt_out for word in text.words)
-            number = next((w for w in text.words if any(c.isdigit() for c in w)), None)
+            number = _with_digits(text.words)
             if extra > (LEAVE_WORDS if leaving else 0) or number:  # "sim, remarca pra 16h"
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and more")
         if topic is not Topic.LEAVE and not ("arrive" in kinds or "check_in" in kinds):
@@ -561,8 +561,7 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
             # a yes to what? Ask again. So with a number ("yes, 10:30": to another question).
             if _uncovered(text, found, _BARE_YES, asked=False) > YES_WORDS:
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and more")
-            told = [w for c in text.clauses if not c.asks for w in c.words]
-            number = next((w for w in told if any(ch.isdigit() for ch in w)), None)
+            number = _with_digits(w for c in text.clauses if not c.asks for w in c.words)
             if number:
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, and '{number}'")
         if topic is not Topic.ARRIVAL and _asking(text, found):
@@ -590,6 +589,11 @@ LEAVE_WORDS = 3
 _NOT_LEAVING = frozenset(
     {"arrive", "check_in", "not_yet", "late", "question", "help", "others", "reported"}
 )
+
+
+def _with_digits(words: Iterable[str]) -> str | None:
+    """The first word with a digit in it ("10:30", "16h", "2시"), if any."""
+    return next((w for w in words if any(c.isdigit() for c in w)), None)
 
 
 def _besides_leaving(found: list[Found], lexicon: Lexicon, leaving: bool) -> str:

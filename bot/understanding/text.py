@@ -224,10 +224,7 @@ LINK = re.compile(
 
 
 def _unquoted(raw: str) -> str:
-    if not any(q in raw for q in _QUOTE_MARKS):
-        return raw
-    quotes = list(_QUOTED.finditer(raw))
-    if not quotes:
+    if not any(q in raw for q in _QUOTE_MARKS) or not _QUOTED.search(raw):
         return raw
     besides = len(words_of(plain(_QUOTED.sub(" ", raw))))
 
