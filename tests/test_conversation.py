@@ -433,12 +433,39 @@ BOOKING = Checkin(Target(case_id=123456))
             Turn("dunno", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
             Turn("dunno", [], "help"),
         ],
+        [
+            # Numbers that are not the booking's to check in now: asked again, never tried.
+            Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn(
+                "not 123465, it's the old one", [], "ask_booking_number", State.AWAITING_IDENTIFIER
+            ),
+            Turn("123456", [CASE], "checked_in", C, actions=[BOOKING]),
+        ],
+        [
+            Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("either 123456 or 123465", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("123 456", [CASE], "checked_in", C, actions=[BOOKING]),
+        ],
+        [
+            Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("my cell is 0412 555 918", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("123456 is for tomorrow", [], "help"),
+        ],
+        [
+            Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("PLZ 10115?", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("预约号是一二三四五六", [CASE], "checked_in", C, actions=[BOOKING]),
+        ],
     ],
     ids=[
         "asked then given",
         "wrong number then right",
         "a number alone is asked about",
         "gives up",
+        "not that one",
+        "which one, then in two groups",
+        "a phone, then another day",
+        "a postcode asked, then in Chinese digits",
     ],
 )
 def test_booking_number_fallback(catalogue: Catalogue, turns: list[Turn]) -> None:

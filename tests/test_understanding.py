@@ -397,6 +397,23 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
     assert sum(r.right for r in clear) >= 0.75 * len(clear)
 
 
+def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
+    catalogue: Catalogue,
+) -> None:
+    """tests/arrivals/booking-numbers.jsonl: 400 answers to "reply with your booking number"
+    in 15 languages by a writer who had not seen the lists, 235 of them no booking number to
+    check in now (a phone number, a postcode, "not 15608, that's my old one", "72946 or
+    72964", "48213 but I'm 20 min away", "cancel 53109", "61425 is for tomorrow", "Ya pagué
+    20000 pesos"): 176 were checked in when measured. None now but those read either way;
+    most numbers given plainly are read, also spaced, dashed, spelled or in Chinese digits."""
+    name = "booking-numbers.jsonl"
+    results = corpus.run(corpus.load_examples(corpus.ARRIVALS / name), catalogue.lexicon)
+    wrong = {r.example.text for r in results if r.wrong_check_in}
+    assert wrong <= corpus.READ_EITHER_WAY[name], wrong
+    given = [r for r in results if r.example.expect.startswith("number:")]
+    assert sum(r.right for r in given) >= 0.75 * len(given)
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -404,6 +421,7 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
         "adversarial-2.tsv",
         "adversarial-3.tsv",
         "answers-2.tsv",
+        "arrivals-6.tsv",
         "answers-are-you-here.tsv",
         "four-languages.tsv",
         "idle-5.tsv",
@@ -422,12 +440,17 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     way", "sí, guárdame el lugar"); 487 more avoiding all those shapes ("the new insurance
     card finally arrived", "I'm in! Sign me up for next week", "made it to level 50 lol
     wrong chat", "Angekommen: nein"); 456 more answers by another writer ("yes, the blue
-    Corolla", "はい、外でタバコ吸ってます", "yes if it's quick", "sí, estaba"): no wrong
-    check-in or removal but those read either way, most of the rest read."""
+    Corolla", "はい、外でタバコ吸ってます", "yes if it's quick", "sí, estaba"); 450 more in the
+    less covered languages (idioms: "sono arrivata alla frutta", "ピンと来ました", "현타 왔어요",
+    "我到了退休年龄"; a rolled eye; "amor cheguei", "Schatz bin da": written to someone
+    close): no wrong check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
     assert wrong <= corpus.READ_EITHER_WAY.get(name, set()), found.wrong
-    assert found.read >= 0.6 * found.arrivals, (found.read, found.arrivals)
+    # arrivals-6's were written to be said indirectly ("I'm the one in the yellow raincoat by
+    # window 3"): asked "are you here now?", as a desk would ask.
+    least = 0.5 if name == "arrivals-6.tsv" else 0.6
+    assert found.read >= least * found.arrivals, (found.read, found.arrivals)
 
 
 def test_no_text_without_a_reading(catalogue: Catalogue) -> None:

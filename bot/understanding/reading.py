@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .lexicon import MENTIONS, Lexicon, Phrase
@@ -140,15 +140,24 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     settled = _settle(found, prefer or language)
     mentioned = settled + [f for f in every if f.kind in MENTIONS]
     number = _number(prepared, lexicon)
+    besides = _besides_number(prepared, mentioned, lexicon, language) if number else ""
     reading = None
     if expecting.topic is not None:
         reading = _answer(prepared, mentioned, expecting.topic, lexicon)
     elif expecting.names:
         reading = _choice(prepared, mentioned, expecting, lexicon)
     elif expecting.booking_number and number:
-        reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
+        if besides:  # "not 15608, that's my old one", "cancel 53109", "48213 is tomorrow's"
+            why = f"asked again: the number {number}, but {besides}"
+            reading = Reading(Meaning.UNKNOWN, why)
+        else:
+            reading = Reading(Meaning.NUMBER, f"the number {number}, asked for", number=number)
     unanswered = expecting.topic is not None and reading is None
-    reading = reading or _language_request(prepared, lexicon) or _meaning(prepared, settled, number)
+    reading = (
+        reading
+        or _language_request(prepared, lexicon)
+        or _meaning(prepared, settled, None if besides else number)
+    )
     if unanswered and (
         reading.meaning is Meaning.YES
         or (reading.meaning is Meaning.LEAVE and expecting.topic is Topic.LEAVE)
@@ -157,12 +166,46 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
         # inside a sentence), or words for leaving they did not take for a yes to leaving
         # ("can I leave and come back?"), are no answer to the question: ask again.
         reading = Reading(Meaning.UNKNOWN, f"asked again: {reading.why}, not an answer")
+    acting = reading.meaning is Meaning.ARRIVE or (
+        reading.meaning is Meaning.YES and expecting.topic is not None
+    )
+    called = _called(prepared, every) if acting else None
+    if called is not None:  # "amor cheguei", "Schatz bin da", "お母さん、病院着いたよ"
+        why = f"{reading.why}, written to {called.shown()}?"
+        if reading.meaning is Meaning.ARRIVE:
+            reading = Reading(Meaning.UNSURE, f"asked to clarify: {why}")
+        else:
+            reading = Reading(Meaning.UNKNOWN, f"asked again: {why}")
     if reading.meaning is Meaning.ARRIVE and LINK.search(text):
         reading = Reading(Meaning.UNSURE, f"asked to clarify: {reading.why}, in a text with a link")
     choice = reading.choice
     if reading.meaning is Meaning.ARRIVE and _everyone_arrives(prepared, settled):
         choice = EVERYONE  # "here, both of us": a shared phone's people all arrive
     return Reading(reading.meaning, reading.why, language, number, choice, reading.choose_language)
+
+
+# What may follow a name someone close is called by, in a text written to them: their news.
+_TOLD = frozenset({"arrive", "check_in", "yes", "late", "not_yet", "unclear"})
+
+
+def _called(text: Text, found: list[Found]) -> Found | None:
+    """Someone close called by name opening the text ("babe I'm here", "Mummy main hospital
+    pahunch gaya", "老公我到医院了"): alone in its clause, or with the news right after it;
+    not "Mom and I are here"."""
+    for f in found:
+        if f.kind != "vocative" or f.clause != 0 or f.start != 0:
+            continue
+        words = text.clauses[0].words
+        if f.phrase.han:
+            if words[0].startswith(f.phrase.words[0]):
+                return f
+            continue
+        if f.size == len(words):
+            return f
+        after = [g for g in found if g.clause == 0 and g.start == f.size]
+        if any(g.kind in _TOLD or (g.kind == "self" and g.size == 1) for g in after):
+            return f
+    return None
 
 
 def _everyone_arrives(text: Text, found: list[Found]) -> bool:
@@ -336,6 +379,8 @@ def _meaning(text: Text, found: list[Found], number: str | None) -> Reading:
             or p.retracts
             or (p.later and p is not arrival)  # "I'm in! Sign me up for next week"
         ]
+        if "emoji_doubt" in text.emoji:  # "sì, sono qui... in coda sul raccordo 🙄"
+            against.append("a rolled eye")
         if against:
             return Reading(
                 Meaning.UNSURE, f"asked to clarify: {arrival.reading.why}, but {against[0]}"
@@ -1006,18 +1051,103 @@ def _language_named(words: Sequence[str], lexicon: Lexicon) -> Reading | None:
     return None
 
 
-def _number(text: Text, lexicon: Lexicon) -> str | None:
-    """A booking number: digits (three or more), or spoken digit by digit ("four five two")."""
-    for word in text.words:
-        if word.isdigit() and 3 <= len(word) <= 12:
-            return word
+# Digits as written, in groups a space or a dash apart ("48 213", "14-572"), or a dot before
+# thousands ("61.425"; "10.30" is a time's two numbers),
+# not inside a word in Latin letters ("A003", "BK84072", "2nd"). After a "+", "〒" or a
+# currency sign, they are a phone number, a postcode or money.
+_NOT_BOOKED = "+〒$€£¥₹₩₫"
+_DIGIT_RUN = re.compile(
+    rf"(?<![a-z0-9{_NOT_BOOKED}])[{_NOT_BOOKED}]?\d+(?:[ \-]\d+|\.\d{{3}}(?!\d))*(?![a-z0-9])"
+)
+# Digits written as Chinese or Japanese characters, one by one ("四八二一三"), three or more.
+_HAN_DIGITS = re.compile("[〇零一二三四五六七八九]{3,}")
+_HAN_DIGIT_VALUES = str.maketrans("〇零一二三四五六七八九", "00123456789")
+NUMBER_DIGITS = (3, 10)  # a booking number's length; CaseIds are 32-bit integers
+PHONE_DIGITS = 9  # a number of this many digits or more that starts with a 0 is a phone's
+
+
+def _numbers(text: Text, lexicon: Lexicon) -> list[str]:
+    """Every number in the text as written: runs of digits (a time's or a date's parts each
+    one), digits spelled as words three or more in a row ("four five two"), Chinese digits."""
+    found = [m.group() for m in _DIGIT_RUN.finditer(plain(text.raw))]
     run: list[str] = []
+    spelled = []
     for word in (*text.words, ""):
         digit = lexicon.numbers.get(word)
-        if digit is not None and 0 <= digit <= 9:
+        if digit is not None and 0 <= digit <= 9 and not word.isdigit():
             run.append(str(digit))
             continue
-        if len(run) >= 3:
-            return "".join(run)
+        if run:
+            spelled.append("".join(run))
         run = []
-    return None
+    if any(len(s) >= 3 for s in spelled):
+        # Beside digits spelled out, a digit more elsewhere ("quatro oito dois um três", a
+        # word missed) is another number: which is theirs?
+        found += spelled
+    for word in text.words:
+        if is_cjk_word(word):
+            found += [m.group().translate(_HAN_DIGIT_VALUES) for m in _HAN_DIGITS.finditer(word)]
+    return found
+
+
+# What a booking number may come with ("it's 48213, thanks", "I'm here, my booking number is
+# 48213"), and how many words besides that the lexicon does not know.
+_BARE_NUMBER = frozenset(
+    {"yes", "arrive", "check_in", "thanks", "greeting", "neutral", "option", "self"}
+    | {"status", "booking"}
+)
+NUMBER_WORDS = 2
+
+
+def _besides_number(text: Text, found: list[Found], lexicon: Lexicon, language: str | None) -> str:
+    """What, beside a booking number, says it may not be theirs to check in now: any other
+    phrase ("not", "cancel", "tomorrow", "my mum's", "or"), a question, a laugh, or more
+    words than a lead-in ("my booking number ends in 213 if that helps")."""
+    bare = {_place(f) for f in found if f.kind in _BARE_NUMBER}
+    for f in found:
+        if f.kind == "greeting" and f.start > 0:  # "die 61425 ist für morgen"
+            return f.shown()
+        # "no." and "n°" are also "no": as a number's lead-in, they are that.
+        if f.kind in _BARE_NUMBER or _place(f) in bare:
+            continue
+        if f.kind == "question_start" and f.start > 0:
+            continue
+        short = f.size == 1 and len(f.phrase.text) <= 3
+        if short and language is not None and f.phrase.language != language:
+            continue
+        return f.shown()
+    if text.asks:
+        return "a question"
+    laugh = _doubt(text, {})
+    if laugh:
+        return laugh
+    numbers = sum(any(c.isdigit() for c in w) or w in lexicon.numbers for w in text.words)
+    # Chinese digits are the number, not words besides it ("预约号是四八二一三").
+    clauses = tuple(
+        replace(c, words=tuple(_HAN_DIGITS.sub("", w) or "0" for w in c.words))
+        for c in text.clauses
+    )
+    if _uncovered(replace(text, clauses=clauses), found, _BARE_NUMBER) - numbers > NUMBER_WORDS:
+        return "more words"
+    return ""
+
+
+def _place(found: Found) -> tuple[object, ...]:
+    """Where a phrase is: its words' place, and in a run of Han, kana or Hangul, which."""
+    return (found.clause, found.start, found.size, found.phrase.han and found.phrase.words)
+
+
+def _number(text: Text, lexicon: Lexicon) -> str | None:
+    """A booking number: the text's only number, of three to ten digits, not a phone number
+    ("+44 7700 900123", "0912345678"). A text with two numbers ("72946 or 72964", "48213, 20
+    min away", "DOB 03/11/1958") gives none: which one, and what is the other?"""
+    found = _numbers(text, lexicon)
+    if len(found) != 1:
+        return None
+    digits = "".join(c for c in found[0] if c.isdigit())
+    low, high = NUMBER_DIGITS
+    if not low <= len(digits) <= high or found[0][0] in _NOT_BOOKED:
+        return None
+    if digits.startswith("0") and len(digits) >= PHONE_DIGITS:
+        return None
+    return digits
