@@ -205,6 +205,7 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # To "reply with your booking number": a number of four or six digits where the site's
     # have five (the bot cannot know a site's length), "PLZ" (a German postcode; "please").
     "booking-numbers.jsonl": {"4821", "预约号 4821", "٤٨٢١", "482130", "PLZ 10115"},
+    "booking-numbers-2.jsonl": {"номер 524713"},
     # Sarcasm with a real arrival's words ("Приехали... опять приём перенесли?": "great, we've
     # arrived", "اكيد وصلت... وصلت لآخر صبري": "sure I've arrived... at my wits' end"), "Para
     # po! dito na lang" (a jeepney stop), "eccomi" back at the phone, "aquí ando" (doing ok).

@@ -397,21 +397,26 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
     assert sum(r.right for r in clear) >= 0.75 * len(clear)
 
 
+@pytest.mark.parametrize("name", ["booking-numbers.jsonl", "booking-numbers-2.jsonl"])
 def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
-    catalogue: Catalogue,
+    catalogue: Catalogue, name: str
 ) -> None:
     """tests/arrivals/booking-numbers.jsonl: 400 answers to "reply with your booking number"
     in 15 languages by a writer who had not seen the lists, 235 of them no booking number to
     check in now (a phone number, a postcode, "not 15608, that's my old one", "72946 or
     72964", "48213 but I'm 20 min away", "cancel 53109", "61425 is for tomorrow", "Ya pagué
-    20000 pesos"): 176 were checked in when measured. None now but those read either way;
-    most numbers given plainly are read, also spaced, dashed, spelled or in Chinese digits."""
-    name = "booking-numbers.jsonl"
+    20000 pesos"): 176 were checked in when measured. 400 more by a second writer avoiding
+    those shapes ("52318 52318" sent twice, "3km 남았어요 예약번호 28641", a lab's booking, an
+    OTP code): 19. None now but those read either way; most numbers given plainly are
+    read, also spaced, dashed, spelled or in Chinese digits."""
     results = corpus.run(corpus.load_examples(corpus.ARRIVALS / name), catalogue.lexicon)
     wrong = {r.example.text for r in results if r.wrong_check_in}
     assert wrong <= corpus.READ_EITHER_WAY[name], wrong
     given = [r for r in results if r.example.expect.startswith("number:")]
-    assert sum(r.right for r in given) >= 0.75 * len(given)
+    # The second writer's are given inside confirmations pasted whole, stories, with a
+    # relative beside them: asked again, as a desk would ask for the number alone.
+    least = 0.5 if name == "booking-numbers-2.jsonl" else 0.75
+    assert sum(r.right for r in given) >= least * len(given)
 
 
 @pytest.mark.parametrize(

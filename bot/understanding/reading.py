@@ -1051,25 +1051,30 @@ def _language_named(words: Sequence[str], lexicon: Lexicon) -> Reading | None:
     return None
 
 
-# Digits as written, in groups a space or a dash apart ("48 213", "14-572"), or a dot before
-# thousands ("61.425"; "10.30" is a time's two numbers),
+# Digits as written, in groups of up to three a space or a dash after the first ("48 213",
+# "14-572", "4 8 2 1 3"; "52318 52318" is one number twice), or a dot before thousands
+# ("61.425"; "10.30" is a time's two numbers),
 # not inside a word in Latin letters ("A003", "BK84072", "2nd"). After a "+", "〒" or a
 # currency sign, they are a phone number, a postcode or money.
 _NOT_BOOKED = "+〒$€£¥₹₩₫"
-_DIGIT_RUN = re.compile(
-    rf"(?<![a-z0-9{_NOT_BOOKED}])[{_NOT_BOOKED}]?\d+(?:[ \-]\d+|\.\d{{3}}(?!\d))*(?![a-z0-9])"
-)
+_GROUP = r"[ \-]\d{1,3}(?!\d)|\.\d{3}(?!\d)"
+_DIGIT_RUN = re.compile(rf"(?<![a-z0-9{_NOT_BOOKED}])[{_NOT_BOOKED}]?\d+(?:{_GROUP})*(?![a-z0-9])")
 # Digits written as Chinese or Japanese characters, one by one ("四八二一三"), three or more.
-_HAN_DIGITS = re.compile("[〇零一二三四五六七八九]{3,}")
-_HAN_DIGIT_VALUES = str.maketrans("〇零一二三四五六七八九", "00123456789")
+_HAN_DIGITS = re.compile("[〇零幺一二三四五六七八九]{3,}")  # 幺: "one" read out in digits
+_HAN_DIGIT_VALUES = str.maketrans("〇零幺一二三四五六七八九", "001123456789")
+# A word of Latin letters and digits: a ticket ("A003"), a distance or a time ("3km", "16h").
+_LETTERED = re.compile(r"(?<![a-z0-9])[a-z0-9]*(?:[a-z]\d|\d[a-z])[a-z0-9]*")
 NUMBER_DIGITS = (3, 10)  # a booking number's length; CaseIds are 32-bit integers
 PHONE_DIGITS = 9  # a number of this many digits or more that starts with a 0 is a phone's
 
 
 def _numbers(text: Text, lexicon: Lexicon) -> list[str]:
     """Every number in the text as written: runs of digits (a time's or a date's parts each
-    one), digits spelled as words three or more in a row ("four five two"), Chinese digits."""
-    found = [m.group() for m in _DIGIT_RUN.finditer(plain(text.raw))]
+    one), words of letters and digits ("3km", "A003"), digits spelled as words three or more
+    in a row ("four five two"), Chinese digits."""
+    plained = plain(text.raw)
+    found = [m.group() for m in _DIGIT_RUN.finditer(plained)]
+    found += [m.group() for m in _LETTERED.finditer(plained)]
     run: list[str] = []
     spelled = []
     for word in (*text.words, ""):
@@ -1141,12 +1146,15 @@ def _number(text: Text, lexicon: Lexicon) -> str | None:
     """A booking number: the text's only number, of three to ten digits, not a phone number
     ("+44 7700 900123", "0912345678"). A text with two numbers ("72946 or 72964", "48213, 20
     min away", "DOB 03/11/1958") gives none: which one, and what is the other?"""
-    found = _numbers(text, lexicon)
+    found = set(_numbers(text, lexicon))  # one number twice is one ("48213 48213")
     if len(found) != 1:
         return None
-    digits = "".join(c for c in found[0] if c.isdigit())
+    number = found.pop()
+    digits = "".join(c for c in number if c.isdigit())
     low, high = NUMBER_DIGITS
-    if not low <= len(digits) <= high or found[0][0] in _NOT_BOOKED:
+    if _LETTERED.fullmatch(number):  # "A003" is a ticket; "BK84072": asked for the digits
+        return None
+    if not low <= len(digits) <= high or number[0] in _NOT_BOOKED:
         return None
     if digits.startswith("0") and len(digits) >= PHONE_DIGITS:
         return None
