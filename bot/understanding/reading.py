@@ -1056,14 +1056,34 @@ def _language_named(words: Sequence[str], lexicon: Lexicon) -> Reading | None:
 # ("61.425"; "10.30" is a time's two numbers),
 # not inside a word in Latin letters ("A003", "BK84072", "2nd"). After a "+", "〒" or a
 # currency sign, they are a phone number, a postcode or money.
-_NOT_BOOKED = "+〒$€£¥₹₩₫"
+_MONEY = "$€£¥₹₩₫₽₱₺₴฿"
+_NOT_BOOKED = "+〒" + _MONEY
 _GROUP = r"[ \-]\d{1,3}(?!\d)|\.\d{3}(?!\d)"
-_DIGIT_RUN = re.compile(rf"(?<![a-z0-9{_NOT_BOOKED}])[{_NOT_BOOKED}]?\d+(?:{_GROUP})*(?![a-z0-9])")
+# After the digits, money ("150 €", "5000원", "500元") or a room ("305호").
+_UNIT = _MONEY + "원元円块호"
+_DIGIT_RUN = re.compile(
+    rf"(?<![a-z0-9{_NOT_BOOKED}])(?:[{_NOT_BOOKED}] ?)?\d+(?:{_GROUP})*(?: ?[{_UNIT}])?(?![a-z0-9])"
+)
 # Digits written as Chinese or Japanese characters, one by one ("四八二一三"), three or more.
 _HAN_DIGITS = re.compile("[〇零幺一二三四五六七八九]{3,}")  # 幺: "one" read out in digits
 _HAN_DIGIT_VALUES = str.maketrans("〇零幺一二三四五六七八九", "001123456789")
 # A word of Latin letters and digits: a ticket ("A003"), a distance or a time ("3km", "16h").
 _LETTERED = re.compile(r"(?<![a-z0-9])[a-z0-9]*(?:[a-z]\d|\d[a-z])[a-z0-9]*")
+# What a digit with letters measures: "3km", "20min", "15p" (phút), "2nd".
+_UNITS = frozenset(
+    "k m s h p x am pm st nd rd th hr hrs min mins km kg cm mm mg ml lb lbs mi ft yo yrs".split()
+)
+
+
+def _is_number(word: str) -> bool:
+    """A word of letters and digits is a number ("A003", "BK84072", "3km"), unless its digits
+    are letters: Arabizi writes ح as 7 and ء as 2 ("7ajz", "ra2am")."""
+    if re.search(r"\d\d", word):
+        return True
+    letters = [part for part in re.split(r"\d", word) if part]
+    return len(letters) == 1 and letters[0] in _UNITS  # on one side: "3km", "9am"
+
+
 NUMBER_DIGITS = (3, 10)  # a booking number's length; CaseIds are 32-bit integers
 PHONE_DIGITS = 9  # a number of this many digits or more that starts with a 0 is a phone's
 
@@ -1072,9 +1092,9 @@ def _numbers(text: Text, lexicon: Lexicon) -> list[str]:
     """Every number in the text as written: runs of digits (a time's or a date's parts each
     one), words of letters and digits ("3km", "A003"), digits spelled as words three or more
     in a row ("four five two"), Chinese digits."""
-    plained = plain(text.raw)
+    plained = plain(text.raw).replace("r$", "$")  # reais
     found = [m.group() for m in _DIGIT_RUN.finditer(plained)]
-    found += [m.group() for m in _LETTERED.finditer(plained)]
+    found += [m.group() for m in _LETTERED.finditer(plained) if _is_number(m.group())]
     run: list[str] = []
     spelled = []
     for word in (*text.words, ""):
@@ -1108,12 +1128,16 @@ def _besides_number(text: Text, found: list[Found], lexicon: Lexicon, language: 
     """What, beside a booking number, says it may not be theirs to check in now: any other
     phrase ("not", "cancel", "tomorrow", "my mum's", "or"), a question, a laugh, or more
     words than a lead-in ("my booking number ends in 213 if that helps")."""
-    bare = {_place(f) for f in found if f.kind in _BARE_NUMBER}
+    bare: dict[tuple[object, ...], list[Found]] = {}
+    for f in found:
+        if f.kind in _BARE_NUMBER:
+            bare.setdefault(_place(f), []).append(f)
     for f in found:
         if f.kind == "greeting" and f.start > 0:  # "die 61425 ist für morgen"
             return f.shown()
-        # "no." and "n°" are also "no": as a number's lead-in, they are that.
-        if f.kind in _BARE_NUMBER or _place(f) in bare:
+        if f.kind in _BARE_NUMBER:
+            continue
+        if f.kind != "numbered" and _read_otherwise(f, bare.get(_place(f), []), text):
             continue
         if f.kind == "question_start" and f.start > 0:
             continue
@@ -1137,6 +1161,27 @@ def _besides_number(text: Text, found: list[Found], lexicon: Lexicon, language: 
     return ""
 
 
+def _read_otherwise(found: Found, same_words: list[Found], text: Text) -> bool:
+    """Whether a phrase on the same words is read otherwise: in the same language ("n" in
+    "pren. n. 15608" is a number's, not English's "no"), or as any language's lead-in before
+    the number ("reserva nº 15608", "Booking no. 61425"); not the Spanish "no" of "48213 no
+    es mío"."""
+    for other in same_words:
+        if other.phrase.language == found.phrase.language:
+            return True
+        if other.kind in ("booking", "option") and _before_digits(text, other):
+            return True
+    return False
+
+
+def _before_digits(text: Text, found: Found) -> bool:
+    """Whether digits come after a phrase: it leads the number in ("Booking no. 61425",
+    "booking number ko ay 7 4 3 0 2"), and is not said of it ("48213 no es mío")."""
+    after = [w for w in text.clauses[found.clause].words[found.start + found.size :]]
+    after += [w for c in text.clauses[found.clause + 1 :] for w in c.words]
+    return any(c.isdigit() for w in after for c in w)
+
+
 def _place(found: Found) -> tuple[object, ...]:
     """Where a phrase is: its words' place, and in a run of Han, kana or Hangul, which."""
     return (found.clause, found.start, found.size, found.phrase.han and found.phrase.words)
@@ -1154,7 +1199,7 @@ def _number(text: Text, lexicon: Lexicon) -> str | None:
     low, high = NUMBER_DIGITS
     if _LETTERED.fullmatch(number):  # "A003" is a ticket; "BK84072": asked for the digits
         return None
-    if not low <= len(digits) <= high or number[0] in _NOT_BOOKED:
+    if not low <= len(digits) <= high or number[0] in _NOT_BOOKED or number[-1] in _UNIT:
         return None
     if digits.startswith("0") and len(digits) >= PHONE_DIGITS:
         return None
