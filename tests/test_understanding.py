@@ -229,6 +229,9 @@ def test_choosing_on_a_shared_phone(catalogue: Catalogue, text: str, choice: int
         (("김민준", "김서연"), "민준이요", 1),  # a particle after the name
         (("Борис Петров", "Анна Петрова"), "за Бориса", 1),  # an ending on the name
         (("Γιώργος Π", "Ελένη Π"), "τον Γιώργο", 1),
+        (("Анна Иванова", "Михаил Иванов"), "Миша", 2),  # a name as it is shortened
+        (("William Brooks", "Grace Brooks"), "it's Bill", 1),
+        (("Francisco López", "María López"), "Paco", 1),
     ],
 )
 def test_a_name_with_an_ending_or_inside_characters_chooses(
@@ -250,6 +253,45 @@ def test_a_shared_surname_chooses_no_one(catalogue: Catalogue, text: str) -> Non
     names = {"佐藤": ("佐藤花子", "佐藤太郎"), "Петров": ("Борис Петров", "Анна Петров")}
     expecting = Expecting(names=names.get(text, ("김민준", "김서연")), everyone=3)
     assert read(text, catalogue.lexicon, expecting).meaning is not M.CHOICE
+
+
+@pytest.mark.parametrize(
+    ("names", "text"),
+    [
+        (("Gabriel Souza", "Gabriela Souza"), "Gabi"),  # short for either
+        (("Alejandro Ruiz", "Alexa Ruiz"), "Ale"),
+        (("Александр Петров", "Александра Петрова"), "Саша"),  # both are Саша
+        (("Samuel Cole", "Samantha Cole"), "Sam"),
+    ],
+)
+def test_a_shortening_two_could_share_chooses_no_one(
+    catalogue: Catalogue, names: tuple[str, ...], text: str
+) -> None:
+    expecting = Expecting(names=names, everyone=3)
+    assert read(text, catalogue.lexicon, expecting).meaning is not M.CHOICE
+
+
+@pytest.mark.parametrize(
+    ("text", "arrives"),
+    [
+        ("babe I'm here", False),  # news for someone close, sent here by mistake: asked
+        ("amor cheguei, vou entrar agora bjs", False),
+        ("Schatz bin da, komm runter", False),
+        ("Mẹ ơi con tới rồi", False),
+        ("妈妈我到了", False),
+        ("お母さん、病院着いたよ", False),
+        ("mom and I are here", True),  # with them, not writing to them
+        ("妈妈和我到了", True),
+        ("ママと一緒に着きました", True),
+        ("Ma sono qui da mezz'ora", True),  # Italian "but", not a Tagalog "Ma"
+        ("habibi wasalt", True),  # said to anyone in Arabic
+    ],
+)
+def test_an_arrival_written_to_someone_close_is_asked_about(
+    catalogue: Catalogue, text: str, arrives: bool
+) -> None:
+    reading = read(text, catalogue.lexicon)
+    assert (reading.meaning is M.ARRIVE) is arrives, reading.why
 
 
 def test_options_alone_is_help_not_a_choice(catalogue: Catalogue) -> None:

@@ -53,7 +53,7 @@ _UNDERSTAND_TEXT_LISTS = {
     "opt_out",
     "opt_in",
 }
-_UNDERSTAND_EXTRA = _UNDERSTAND_TEXT_LISTS | {"numbers", "ordinals", "aliases"}
+_UNDERSTAND_EXTRA = _UNDERSTAND_TEXT_LISTS | {"numbers", "ordinals", "aliases", "nicknames"}
 # Kept for the segment counters of anything that imports them from here.
 __all__ = ["BUILT_IN", "Catalogue", "Prompts", "load", "load_catalogue", "segments", "to_gsm7"]
 
@@ -264,6 +264,11 @@ def _understand(path: Path, data: Mapping[str, object]) -> dict[str, object]:
                 isinstance(v, str) for v in value.values()
             ):
                 raise PromptError(f"{path}: [understand] aliases must map words to words")
+        elif key == "nicknames":
+            if not isinstance(value, Mapping) or not all(
+                isinstance(v, list) and all(isinstance(n, str) for n in v) for v in value.values()
+            ):
+                raise PromptError(f"{path}: [understand] nicknames must map names to lists")
         elif key not in _UNDERSTAND_EXTRA:
             raise PromptError(f"{path}: [understand] {key!r} is not a list the bot reads")
     return dict(table)

@@ -79,6 +79,7 @@ class Lexicon:
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)
     ordinals: dict[str, int] = field(default_factory=dict)
+    nicknames: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> shortenings
     language_names: dict[str, str] = field(default_factory=dict)  # plain name -> code
     # Those of two or more Han, kana or Hangul characters, found inside a run ("英語でお願い").
     cjk_language_names: list[tuple[str, str]] = field(default_factory=list)
@@ -173,6 +174,10 @@ def build(languages: Mapping[str, Mapping[str, object]]) -> Lexicon:
                 lexicon.aliases.setdefault(alias[0], tuple(words_of(plain(str(target)))))
         for word, value in _mapping(table.get("numbers")).items():
             lexicon.numbers.setdefault(plain(word), int(value))  # type: ignore[call-overload]
+        for name, shortenings in _mapping(table.get("nicknames")).items():
+            known = lexicon.nicknames.get(plain(name), ())
+            more = tuple(plain(str(n)) for n in _strings(shortenings))
+            lexicon.nicknames[plain(name)] = known + tuple(n for n in more if n not in known)
         for word, value in _mapping(table.get("ordinals")).items():
             lexicon.ordinals.setdefault(plain(word), int(value))  # type: ignore[call-overload]
         lexicon.commands.update(plain(w) for w in _strings(table.get("commands", ())))

@@ -186,6 +186,8 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
 
 # What may follow a name someone close is called by, in a text written to them: their news.
 _TOLD = frozenset({"arrive", "check_in", "yes", "late", "not_yet", "unclear"})
+# "With", "and" and a subject's particle after such a name: they are with the sender.
+_WITH = ("と", "が", "は", "和", "跟", "랑", "하고", "와", "과", "이랑")
 
 
 def _called(text: Text, found: list[Found]) -> Found | None:
@@ -197,13 +199,25 @@ def _called(text: Text, found: list[Found]) -> Found | None:
             continue
         words = text.clauses[0].words
         if f.phrase.han:
-            if words[0].startswith(f.phrase.words[0]):
+            # The longest such name the run opens with ("妈妈", not "妈"); not followed by
+            # "with" ("ママと一緒に着きました", "妈妈和我到了": mum and I).
+            opening = [
+                g.phrase.words[0]
+                for g in found
+                if g.kind == "vocative" and g.phrase.han and words[0].startswith(g.phrase.words[0])
+            ]
+            called = max(opening, key=len, default="")
+            if called == f.phrase.words[0] and not words[0][len(called) :].startswith(_WITH):
                 return f
             continue
         if f.size == len(words):
             return f
         after = [g for g in found if g.clause == 0 and g.start == f.size]
         if any(g.kind in _TOLD or (g.kind == "self" and g.size == 1) for g in after):
+            return f
+        # A pronoun between ("Mẹ ơi con tới rồi"), then the news.
+        later = [g for g in found if g.clause == 0 and g.start == f.size + 1]
+        if any(g.kind in ("arrive", "check_in") for g in later):
             return f
     return None
 
@@ -823,7 +837,7 @@ def _choice(
             value = 0  # a number not on the list ("at 10", "room 12") still counts as one
         if value is None:
             continue
-        if not word.isdigit() and _named([word], expecting.names):  # "하나": one, or Hana?
+        if not word.isdigit() and _named([word], expecting.names, lexicon):  # "하나": one, or Hana?
             return Reading(Meaning.UNKNOWN, f"asked again: '{word}', a number and a name")
         numbers.append(word)
         if expecting.everyone is not None and value == expecting.everyone:
@@ -842,10 +856,10 @@ def _choice(
             why = doubt or f"'{numbers[0]}' with more"
             return Reading(Meaning.UNKNOWN, f"asked again: a number, but {why}")
     else:
-        picked = _named(words, expecting.names)
+        picked = _named(words, expecting.names, lexicon)
         # A name alone, or with a word ("It's Mia", "Sam and Mia", "花子です"); not "Pepe,
         # María se quedó en casa", "Mia and me".
-        beside = _beside_names(text, found, expecting)
+        beside = _beside_names(text, found, expecting, lexicon)
         if picked and (doubt or _with_me(kinds) or beside > (2 if len(picked) == 1 else 1)):
             why = doubt or _with_me(kinds) or "more than a name"
             return Reading(Meaning.UNKNOWN, f"asked again: a name, but {why}")
@@ -891,10 +905,10 @@ def _with_me(kinds: dict[str, list[Found]]) -> str:
     return ""
 
 
-def _beside_names(text: Text, found: list[Found], expecting: Expecting) -> int:
+def _beside_names(text: Text, found: list[Found], expecting: Expecting, lexicon: Lexicon) -> int:
     """How many words of the text are neither a name of the people asked about nor a word a
     choice may come with."""
-    parts = [part for name in expecting.names for part in _name_parts(name)]
+    parts = [part for parts in _called_by(expecting.names, lexicon) for part in parts]
     return _uncovered(text, found, _CHOICE_WORDS, slack=0, names=parts)
 
 
@@ -912,11 +926,29 @@ def _name_parts(name: str) -> list[str]:
     return parts
 
 
-def _named(words: Sequence[str], names: Sequence[str]) -> set[int]:
+def _called_by(names: Sequence[str], lexicon: Lexicon) -> list[list[str]]:
+    """Each person's name parts, and what those are shortened to (Михаил: Миша, William:
+    Bill) where no one else's name could be shortened to it too (Gabi: Gabriela, or Gabriel?
+    Ale: Alejandro, or Alexa?)."""
+    parts_of = [_name_parts(name) for name in names]
+    out = []
+    for number, parts in enumerate(parts_of):
+        others = [p for n, ps in enumerate(parts_of) if n != number for p in ps]
+        nicknames = [
+            nick
+            for part in parts
+            for nick in lexicon.nicknames.get(part, ())
+            if not any(other.startswith(nick[:3]) for other in others)
+        ]
+        out.append(parts + nicknames)
+    return out
+
+
+def _named(words: Sequence[str], names: Sequence[str], lexicon: Lexicon) -> set[int]:
     """People named in the text by a name of theirs ("It's Mia", "Mia's", a Vietnamese given
     name that comes last, a Chinese, Japanese or Korean name inside a run of characters: 小明的,
     花子です, 민준이요); a name two people share (a surname) names no one by itself."""
-    parts_of = [_name_parts(name) for name in names]
+    parts_of = _called_by(names, lexicon)
     han_words = [w for w in words if is_cjk_word(w) and len(w) >= 2]
     counts: dict[str, int] = {}
     for parts in parts_of:
