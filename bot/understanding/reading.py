@@ -1084,10 +1084,10 @@ def _language_named(words: Sequence[str], lexicon: Lexicon) -> Reading | None:
 
 
 # Digits as written, in groups of up to three a space or a dash after the first ("48 213",
-# "14-572", "4 8 2 1 3"; "52318 52318" is one number twice), or a dot before thousands
-# ("61.425"; "10.30" is a time's two numbers),
-# not inside a word in Latin letters ("A003", "BK84072", "2nd"). After a "+", "〒" or a
-# currency sign, they are a phone number, a postcode or money.
+# "14-572", "4 8 2 1 3"; "52318 52318" is one number twice) or a dot before thousands
+# ("61.425"; "10.30" is a time's two numbers), not inside a word in Latin letters ("A003",
+# "BK84072", "2nd"). After a "+", "〒" or a currency sign, they are a phone number, a
+# postcode or money.
 _MONEY = "$€£¥₹₩₫₽₱₺₴฿"
 _NOT_BOOKED = "+〒" + _MONEY
 _GROUP = r"[ \-]\d{1,3}(?!\d)|\.\d{3}(?!\d)"
@@ -1179,9 +1179,9 @@ def _besides_number(text: Text, found: list[Found], lexicon: Lexicon, language: 
         return f.shown()
     if text.asks:
         return "a question"
-    laugh = _doubt(text, {})
-    if laugh:
-        return laugh
+    laugh_or_eye = _doubt(text, {})  # with no phrases given, only those two
+    if laugh_or_eye:
+        return laugh_or_eye
     numbers = sum(any(c.isdigit() for c in w) or w in lexicon.numbers for w in text.words)
     # Chinese digits are the number, not words besides it ("预约号是四八二一三").
     clauses = tuple(
