@@ -209,6 +209,13 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # Sarcasm with a real arrival's words ("Приехали... опять приём перенесли?": "great, we've
     # arrived", "اكيد وصلت... وصلت لآخر صبري": "sure I've arrived... at my wits' end"), "Para
     # po! dito na lang" (a jeepney stop), "eccomi" back at the phone, "aquí ando" (doing ok).
+    # Romanised texts: arrived at the other branch ("wsalt far3 el Maadi bas el maw3ed f far3
+    # Madinet Nasr": a site's branches are not known to the bot), in the hospital's main
+    # building asking where the clinic is.
+    "romanised.tsv": {
+        "wsalt far3 el Maadi bas el maw3ed tele3 f far3 Madinet Nasr",
+        "yahi hu matlab? hospital ki main building mein hu, OPD kidhar hai",
+    },
     "arrivals-6.tsv": {
         "Приехали... опять приём перенесли? мне смс пришла",
         "اكيد وصلت... وصلت لآخر صبري من الانتظار على التلفون",

@@ -469,6 +469,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "adversarial-3.tsv",
         "answers-2.tsv",
         "arrivals-6.tsv",
+        "romanised.tsv",
         "answers-are-you-here.tsv",
         "four-languages.tsv",
         "idle-5.tsv",
@@ -490,7 +491,10 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     Corolla", "はい、外でタバコ吸ってます", "yes if it's quick", "sí, estaba"); 450 more in the
     less covered languages (idioms: "sono arrivata alla frutta", "ピンと来ました", "현타 왔어요",
     "我到了退休年龄"; a rolled eye; "amor cheguei", "Schatz bin da": written to someone
-    close): no wrong check-in or removal but those read either way, most of the rest read."""
+    close); 360 in romanised scripts (Arabizi, Hinglish, pinyin, romaji, Greeklish, Russian in
+    Latin letters, Vietnamese without marks, Taglish: "ana hna fi el shoghl", "ya zdes,
+    slushayu", "dao le dao le... zai beiwo li 😂"): no wrong check-in or removal but those
+    read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
     assert wrong <= corpus.READ_EITHER_WAY.get(name, set()), found.wrong

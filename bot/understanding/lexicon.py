@@ -42,6 +42,8 @@ QUALIFIERS = (
     "numbered",
     "booking",
     "vocative",
+    "available",
+    "present",
 )
 # Qualifiers that only mention something: found where no longer phrase took the words, and
 # taking none themselves (a meaning may need them: "con trai tôi tới rồi").

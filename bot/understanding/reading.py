@@ -170,8 +170,15 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
         reading.meaning is Meaning.YES and expecting.topic is not None
     )
     called = _called(prepared, every) if acting else None
-    if called is not None:  # "amor cheguei", "Schatz bin da", "お母さん、病院着いたよ"
-        why = f"{reading.why}, written to {called.shown()}?"
+    at_hand = next((f for f in every if f.kind == "available"), None) if acting else None
+    if called is not None or at_hand is not None:
+        # "amor cheguei", "Schatz bin da", "お母さん、病院着いたよ": written to someone close;
+        # "ya zdes, slushayu", "je suis là si t'as besoin": here meaning at hand.
+        if called is not None:
+            why = f"{reading.why}, written to {called.shown()}?"
+        else:
+            assert at_hand is not None
+            why = f"{reading.why}, but {at_hand.shown()}: at hand, or arrived?"
         if reading.meaning is Meaning.ARRIVE:
             reading = Reading(Meaning.UNSURE, f"asked to clarify: {why}")
         else:
@@ -647,6 +654,7 @@ LEAVE_WORDS = 3
 # What says more than a yes to leaving: here, coming, late, a question, someone else.
 _NOT_LEAVING = frozenset(
     {"arrive", "check_in", "not_yet", "late", "question", "help", "others", "reported"}
+    | {"present"}  # "在的": I'm here
 )
 
 
@@ -741,7 +749,10 @@ def _doubt(text: Text, kinds: dict[str, list[Found]], later_where: set[int] | No
         # Someone else first ("sí, mi hija ya llegó", "my son and I are here"); not the
         # sender's arrival with them ("I'm here with my mom").
         return f"{others[0].shown()} (someone else)"
-    laugh = next((w for w in text.words if _LAUGHTER.fullmatch(w) or w.endswith("笑")), None)
+    laugh = next(
+        (w for w in text.words if _LAUGHTER.fullmatch(w) or w.endswith("笑") or w == "emoji_laugh"),
+        None,
+    )
     if laugh:
         return f"'{laugh}' (a laugh)"
     return "a rolled eye" if "emoji_doubt" in text.emoji else ""

@@ -35,6 +35,9 @@ EMOJI = {
     "😒": "emoji_doubt",
     "🤨": "emoji_doubt",
     "😑": "emoji_doubt",
+    # Tears of laughter: "dao le dao le... zai beiwo li 😂" (in bed) is a joke, like a "lol".
+    "😂": "emoji_laugh",
+    "🤣": "emoji_laugh",
 }
 # Variation selectors, joiners, skin tones and the keycap of "2️⃣", which leave the digit.
 _MODIFIERS = dict.fromkeys([0xFE0F, 0xFE0E, 0x200D, 0x20E3, *range(0x1F3FB, 0x1F400)])
