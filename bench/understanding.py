@@ -244,6 +244,8 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # To "Leave the queue?": an ok or a thumbs-up with thanks or "no worries" (*passt schon*,
     # *ㅇㅋ*, *👍 danke*, *sì sì, tranquilli*), and *帮我改到四点吧* (move me to 4: out of this
     # queue, and a new time only staff can give).
+    # An ok with thanks, as in leave-answers-2 ("alles klar, danke").
+    "leave-answers-3.tsv": {"alles klar, danke"},
     "leave-answers-2.tsv": {
         "sì sì, tranquilli",
         "帮我改到四点吧",

@@ -475,6 +475,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "idle-5.tsv",
         "leave-answers.tsv",
         "leave-answers-2.tsv",
+        "leave-answers-3.tsv",
     ],
 )
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
@@ -493,14 +494,19 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     "我到了退休年龄"; a rolled eye; "amor cheguei", "Schatz bin da": written to someone
     close); 360 in romanised scripts (Arabizi, Hinglish, pinyin, romaji, Greeklish, Russian in
     Latin letters, Vietnamese without marks, Taglish: "ana hna fi el shoghl", "ya zdes,
-    slushayu", "dao le dao le... zai beiwo li 😂"): no wrong check-in or removal but those
-    read either way, most of the rest read."""
+    slushayu", "dao le dao le... zai beiwo li 😂"); 400 more answers to "Leave the queue?"
+    by a third writer ("remove my son's, keep mine", "I cancelled the Uber, not the
+    appointment", "ja, bitte aus dem Newsletter austragen"): no wrong check-in or removal
+    but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
     assert wrong <= corpus.READ_EITHER_WAY.get(name, set()), found.wrong
     # arrivals-6's were written to be said indirectly ("I'm the one in the yellow raincoat by
     # window 3"): asked "are you here now?", as a desk would ask.
-    least = 0.5 if name == "arrivals-6.tsv" else 0.6
+    # leave-answers-3's yeses come with their reasons ("yes remove me, gotta pick up my kid
+    # from school", "sí, ya me voy, que pase el siguiente"): a yes to leaving counts only with
+    # little beside it, so most are asked again, and a second unclear answer keeps the place.
+    least = {"arrivals-6.tsv": 0.5, "leave-answers-3.tsv": 0.1}.get(name, 0.6)
     assert found.read >= least * found.arrivals, (found.read, found.arrivals)
 
 
