@@ -110,6 +110,7 @@ class Service:
             checked_in_memory=timedelta(hours=settings.checked_in_memory_hours),
             force_prevent_auto_queue=settings.force_prevent_auto_queue,
             booking_number_fallback=settings.booking_number_fallback,
+            booking_number_digits=settings.booking_digits(),
             allow_cancel_booking=settings.allow_cancel_booking,
         )
 

@@ -191,6 +191,11 @@ class Settings(BaseSettings):
         description="Ask unknown numbers for their booking number (CaseId) instead of "
         "sending them to reception.",
     )
+    booking_number_digits: str = Field(
+        "3-10",
+        description="How many digits the site's booking numbers have: one length (5) or a "
+        "range (5-7). A number of another length is asked for again, not tried.",
+    )
 
     # --- conversation -------------------------------------------------------------------------
     confirm_timeout_minutes: int = Field(
@@ -326,6 +331,22 @@ class Settings(BaseSettings):
     @classmethod
     def _language_code(cls, value: str) -> str:
         return value.strip().lower()
+
+    @field_validator("booking_number_digits")
+    @classmethod
+    def _digits(cls, value: str) -> str:
+        parts = value.replace(" ", "").split("-")
+        if not (1 <= len(parts) <= 2 and all(p.isdigit() for p in parts)):
+            raise ValueError("a length (5) or a range (5-7)")
+        low, high = int(parts[0]), int(parts[-1])
+        if not 1 <= low <= high <= 10:
+            raise ValueError("between 1 and 10 digits, the shorter first")
+        return f"{low}-{high}"
+
+    def booking_digits(self) -> tuple[int, int]:
+        """BOOKING_NUMBER_DIGITS as (shortest, longest)."""
+        low, high = self.booking_number_digits.split("-")
+        return int(low), int(high)
 
     @field_validator("default_region")
     @classmethod

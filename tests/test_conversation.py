@@ -472,6 +472,21 @@ def test_booking_number_fallback(catalogue: Catalogue, turns: list[Turn]) -> Non
     converse(catalogue, turns, candidates=(), policy=FALLBACK)
 
 
+def test_a_booking_number_of_another_length_is_asked_for_again(catalogue: Catalogue) -> None:
+    """BOOKING_NUMBER_DIGITS=6: "12345" (five digits) is not tried as a booking number."""
+    sixes = Policy(booking_number_fallback=True, booking_number_digits=(6, 6))
+    converse(
+        catalogue,
+        [
+            Turn("here", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("12345", [], "ask_booking_number", State.AWAITING_IDENTIFIER),
+            Turn("123456", [CASE], "checked_in", C, actions=[BOOKING]),
+        ],
+        candidates=(),
+        policy=sixes,
+    )
+
+
 def test_prevent_auto_queue_can_be_forced_when_the_deployer_allows(catalogue: Catalogue) -> None:
     converse(
         catalogue,

@@ -20,6 +20,9 @@ def test_a_bad_value_is_refused_naming_the_variable() -> None:
         ("virtualq_unit_ids", "10,abc", "VIRTUALQ_UNIT_IDS"),
         ("webhook_budget_seconds", 20, "WEBHOOK_BUDGET_SECONDS"),
         ("database_pool_size", 0, "DATABASE_POOL_SIZE"),
+        ("booking_number_digits", "five", "BOOKING_NUMBER_DIGITS"),
+        ("booking_number_digits", "7-5", "BOOKING_NUMBER_DIGITS"),
+        ("booking_number_digits", "0-12", "BOOKING_NUMBER_DIGITS"),
     ],
 )
 def test_each_malformed_setting_says_which(name: str, value: object, named: str) -> None:
@@ -32,7 +35,9 @@ def test_the_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEFAULT_REGION", "nz")
     monkeypatch.setenv("VIRTUALQ_UNIT_IDS", " 10, 12 ")
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://bot.example.com/")
+    monkeypatch.setenv("BOOKING_NUMBER_DIGITS", " 5 - 7 ")
     config = load_settings()
+    assert config.booking_digits() == (5, 7)
     assert config.personal_id_source is PersonalIdSource.PHONE
     assert config.default_region == "NZ"
     assert config.unit_ids() == (10, 12)

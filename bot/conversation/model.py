@@ -55,6 +55,7 @@ class Policy:
     checked_in_memory: timedelta = timedelta(hours=12)
     force_prevent_auto_queue: bool = False
     booking_number_fallback: bool = False
+    booking_number_digits: tuple[int, int] = (3, 10)
     allow_cancel_booking: bool = False
 
 

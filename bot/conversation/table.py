@@ -93,8 +93,11 @@ def expecting(conv: Conversation, ctx: Context) -> Expecting:
     if conv.state is State.AWAITING_CHOICE:
         names = tuple(p.get("name") or "" for p in conv.data.get("candidates", []))
         return Expecting(names=names, everyone=len(names) + 1 if len(names) > 1 else None)
+    digits = ctx.policy.booking_number_digits
     if conv.state is State.AWAITING_IDENTIFIER:
-        return Expecting(booking_number=True)
+        return Expecting(booking_number=True, number_digits=digits)
+    if ctx.policy.booking_number_fallback and digits != NOTHING.number_digits:
+        return Expecting(number_digits=digits)  # a number texted on its own is asked about
     return NOTHING
 
 

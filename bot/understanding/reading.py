@@ -53,6 +53,7 @@ class Expecting:
     names: tuple[str, ...] = ()  # a choice between these people, in their order
     everyone: int | None = None  # the number that means all of them in that choice
     booking_number: bool = False  # a booking number was asked for
+    number_digits: tuple[int, int] = (3, 10)  # a booking number's length (BOOKING_NUMBER_DIGITS)
 
 
 NOTHING = Expecting()
@@ -139,7 +140,7 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     language = _language(prepared, found, lexicon, prefer)
     settled = _settle(found, prefer or language)
     mentioned = settled + [f for f in every if f.kind in MENTIONS]
-    number = _number(prepared, lexicon)
+    number = _number(prepared, lexicon, expecting.number_digits)
     besides = _besides_number(prepared, mentioned, lexicon, language) if number else ""
     reading = None
     if expecting.topic is not None:
@@ -1127,7 +1128,6 @@ def _is_number(word: str) -> bool:
     return len(letters) == 1 and letters[0] in _UNITS  # on one side: "3km", "9am"
 
 
-NUMBER_DIGITS = (3, 10)  # a booking number's length; CaseIds are 32-bit integers
 PHONE_DIGITS = 9  # a number of this many digits or more that starts with a 0 is a phone's
 
 
@@ -1230,16 +1230,17 @@ def _place(found: Found) -> tuple[object, ...]:
     return (found.clause, found.start, found.size, found.phrase.han and found.phrase.words)
 
 
-def _number(text: Text, lexicon: Lexicon) -> str | None:
-    """A booking number: the text's only number, of three to ten digits, not a phone number
-    ("+44 7700 900123", "0912345678"). A text with two numbers ("72946 or 72964", "48213, 20
-    min away", "DOB 03/11/1958") gives none: which one, and what is the other?"""
+def _number(text: Text, lexicon: Lexicon, length: tuple[int, int]) -> str | None:
+    """A booking number: the text's only number, of `length` digits (a site's, or three to
+    ten: CaseIds are 32-bit integers), not a phone number ("+44 7700 900123", "0912345678").
+    A text with two numbers ("72946 or 72964", "48213, 20 min away", "DOB 03/11/1958") gives
+    none: which one, and what is the other?"""
     found = set(_numbers(text, lexicon))  # one number twice is one ("48213 48213")
     if len(found) != 1:
         return None
     number = found.pop()
     digits = "".join(c for c in number if c.isdigit())
-    low, high = NUMBER_DIGITS
+    low, high = length
     if _LETTERED.fullmatch(number):  # "A003" is a ticket; "BK84072": asked for the digits
         return None
     if not low <= len(digits) <= high or number[0] in _NOT_BOOKED or number[-1] in _UNIT:
