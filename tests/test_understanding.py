@@ -468,6 +468,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "adversarial-2.tsv",
         "adversarial-3.tsv",
         "answers-2.tsv",
+        "answers-4.tsv",
         "arrivals-6.tsv",
         "romanised.tsv",
         "answers-are-you-here.tsv",
@@ -496,8 +497,10 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     Latin letters, Vietnamese without marks, Taglish: "ana hna fi el shoghl", "ya zdes,
     slushayu", "dao le dao le... zai beiwo li 😂"); 400 more answers to "Leave the queue?"
     by a third writer ("remove my son's, keep mine", "I cancelled the Uber, not the
-    appointment", "ja, bitte aus dem Newsletter austragen"): no wrong check-in or removal
-    but those read either way, most of the rest read."""
+    appointment", "ja, bitte aus dem Newsletter austragen"); 400 more answers to "are you
+    here now?" and "check in anyway?" by a fourth writer ("对，她在": yes, she is; "Ja in
+    Zehen Minuten"): no wrong check-in or removal but those read either way, most of the
+    rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
     assert wrong <= corpus.READ_EITHER_WAY.get(name, set()), found.wrong
@@ -506,7 +509,10 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     # leave-answers-3's yeses come with their reasons ("yes remove me, gotta pick up my kid
     # from school", "sí, ya me voy, que pase el siguiente"): a yes to leaving counts only with
     # little beside it, so most are asked again, and a second unclear answer keeps the place.
-    least = {"arrivals-6.tsv": 0.5, "leave-answers-3.tsv": 0.1}.get(name, 0.6)
+    # answers-4's yeses mostly say where they sit besides ("yes thank you kindly, sat on the
+    # bench by the vending machines"): a yes with more than a word beside it is asked again.
+    least = {"arrivals-6.tsv": 0.5, "answers-4.tsv": 0.5, "leave-answers-3.tsv": 0.1}
+    least = least.get(name, 0.6)
     assert found.read >= least * found.arrivals, (found.read, found.arrivals)
 
 

@@ -35,6 +35,8 @@ EMOJI = {
     "😒": "emoji_doubt",
     "🤨": "emoji_doubt",
     "😑": "emoji_doubt",
+    # A raised hand: "🙋" (here!, me!): a yes to "are you here now?", no yes to leaving.
+    "🙋": "emoji_here",
     # Tears of laughter: "dao le dao le... zai beiwo li 😂" (in bed) is a joke, like a "lol".
     "😂": "emoji_laugh",
     "🤣": "emoji_laugh",
