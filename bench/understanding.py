@@ -258,6 +258,16 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # "أبو يوسف": Yusuf's father, or Yusuf. And names as they are shortened, which the writer
     # asked to be asked about: with no one else on the list they could be short for, a desk
     # reads them as that person (Bill: William, Маша: Мария, Paco: Francisco).
+    # Names that are words, used as words: "надежда есть" (there is hope), "έτσι είναι η ζωή"
+    # (that's life), "Ζωή μου" (my life), "mai nha" (tomorrow), "さくらが満開ですね" (the cherry
+    # blossom is out), each beside a Надежда, a Ζωή, a Mai, a さくら on the list.
+    "choice-answers-3.jsonl": {
+        "надежда есть",
+        "έτσι είναι η ζωή",
+        "Ζωή μου",
+        "mai nha",
+        "さくらが満開ですね",
+    },
     "choice-answers-2.jsonl": {"أبو يوسف", "Bill", "Paco", "Bia", "Peppe", "Маша", "Дима"},
     "choice-answers.jsonl": {
         "ένας",

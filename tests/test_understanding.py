@@ -422,7 +422,9 @@ def test_quoted_words_are_not_the_senders_own(catalogue: Catalogue) -> None:
         assert read(text, catalogue.lexicon).meaning is M.ARRIVE, text
 
 
-@pytest.mark.parametrize("name", ["choice-answers.jsonl", "choice-answers-2.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["choice-answers.jsonl", "choice-answers-2.jsonl", "choice-answers-3.jsonl"]
+)
 def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
     catalogue: Catalogue, name: str
 ) -> None:
@@ -430,13 +432,17 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
     languages by a writer who had not seen the lists, 263 of them unclear ("room 3", "3
     minutes away", "somos 2", "not Sam", "Mia? she's parking", "Mia and me", "los dos" of
     three): 212 checked someone in when measured; and 451 more by another writer avoiding
-    those shapes ("2 kids with me", "1 - Mia", "господин Петров", "one sec"): 6. None now but
-    those read either way."""
+    those shapes ("2 kids with me", "1 - Mia", "господин Петров", "one sec"): 6; and 450 by a
+    third about names ("Liam" for a William, "Bia e Biel", "أم خالد": Khalid's mother, "Слава
+    богу": thank God, beside a Вячеслав): 19. None now but those read either way."""
     results = corpus.run(corpus.load_examples(corpus.ARRIVALS / name), catalogue.lexicon)
     wrong = {r.example.text for r in results if r.wrong_check_in}
     assert wrong <= corpus.READ_EITHER_WAY[name], wrong
     clear = [r for r in results if r.example.expect.startswith("choice:")]
-    assert sum(r.right for r in clear) >= 0.75 * len(clear)
+    # choice-answers-3's clear answers are pet names the bot cannot know (Ferdie, Cettina,
+    # Flo) as often as names it can: asked again.
+    least = 0.6 if name == "choice-answers-3.jsonl" else 0.75
+    assert sum(r.right for r in clear) >= least * len(clear)
 
 
 @pytest.mark.parametrize("name", ["booking-numbers.jsonl", "booking-numbers-2.jsonl"])

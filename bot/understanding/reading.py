@@ -862,7 +862,15 @@ def _choice(
         # A number is a choice alone, or with words that only say please or which: "2",
         # "option 2", "2 pls", "1 and 2"; not "room 3", "3 minutes away", "I'm number 2 in
         # line", a number off the list, one said twice ("1 adult 1 child").
-        others = _uncovered(text, found, _CHOICE_WORDS, slack=0) - len(numbers)
+        # (A number word on the `option` list, "one", is no word besides itself twice over.)
+        covered, _ = _covered(text, found, _CHOICE_WORDS)
+        bare_numbers = sum(
+            1
+            for c, clause in enumerate(text.clauses)
+            for w, word in enumerate(clause.words)
+            if word in numbers and (c, w) not in covered
+        )
+        others = _uncovered(text, found, _CHOICE_WORDS, slack=0) - bare_numbers
         again = off_list or len(set(numbers)) < len(numbers) or "self" in kinds
         if doubt or again or others > (1 if ordinals else 0):
             why = doubt or f"'{numbers[0]}' with more"
@@ -872,9 +880,24 @@ def _choice(
         # A name alone, or with a word ("It's Mia", "Sam and Mia", "花子です"); not "Pepe,
         # María se quedó en casa", "Mia and me".
         beside = _beside_names(text, found, expecting, lexicon)
+        # "Bia e Biel", "Benoît… enfin Margot": one name read, and another word brought in
+        # with it (someone the bot does not know as a name, or the name taken back).
+        more = [f.shown() for f in kinds.get("another", [])]
+        # Arabic writes "and" onto the next word ("هدى وخالد"): the name after it, or another.
+        for word in words:
+            rest = word[1:]
+            if word.startswith("و") and len(rest) >= 3:
+                picked |= _named([rest], expecting.names, lexicon)
+                more.append(f"'{word}'")  # "أنا وفاطمة": me and Fatima
+        # A name inside a phrase is that phrase ("Слава богу": thank God; not Вячеслав).
+        phrased = [f for f in found if f.size >= 2 and f.kind in _CHOICE_WORDS]
+        if picked and phrased and _names_only_in(text, phrased, expecting, lexicon):
+            return Reading(Meaning.UNKNOWN, f"asked again: a name in {phrased[0].shown()}")
         if picked and (doubt or _with_me(kinds) or beside > (2 if len(picked) == 1 else 1)):
             why = doubt or _with_me(kinds) or "more than a name"
             return Reading(Meaning.UNKNOWN, f"asked again: a name, but {why}")
+        if len(picked) == 1 and more and beside:
+            return Reading(Meaning.UNKNOWN, f"asked again: a name, and {more[0]}")
     if picked == {EVERYONE}:
         word = numbers[0] if numbers else "everyone"
         return Reading(Meaning.CHOICE, f"everyone: '{word}' on the list", choice=EVERYONE)
@@ -895,6 +918,20 @@ def _choice(
 # Words a choice may come with: please, thanks, yes, hello, "check in", and words that say
 # which ("option", "number", "the": each language's `option` list).
 _CHOICE_WORDS = frozenset({"yes", "thanks", "greeting", "check_in", "option"})
+
+
+def _names_only_in(
+    text: Text, phrases: list[Found], expecting: Expecting, lexicon: Lexicon
+) -> bool:
+    """Whether every word that names someone stands inside one of these phrases."""
+    inside = {(f.clause, f.start + i) for f in phrases for i in range(f.size)}
+    naming = [
+        (c, w)
+        for c, clause in enumerate(text.clauses)
+        for w, word in enumerate(clause.words)
+        if _named([word], expecting.names, lexicon)
+    ]
+    return bool(naming) and all(place in inside for place in naming)
 
 
 def _choice_doubt(text: Text, found: list[Found], kinds: dict[str, list[Found]]) -> str:
@@ -995,7 +1032,8 @@ def _calls(word: str, name: str) -> bool:
         return False
     if word.startswith(name):
         return len(word) - len(name) <= 2
-    return name.startswith(word) and len(name) - len(word) == 1
+    # Greek names in -ος lose their σ ("τον Γιώργο"); not "Κωνσταντιν" for Κωνσταντίνα.
+    return name.startswith(word) and len(name) - len(word) == 1 and name.endswith("σ")
 
 
 # --- language -------------------------------------------------------------------------------
