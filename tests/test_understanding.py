@@ -435,13 +435,18 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
     those shapes ("2 kids with me", "1 - Mia", "господин Петров", "one sec"): 6; and 450 by a
     third about names ("Liam" for a William, "Bia e Biel", "أم خالد": Khalid's mother, "Слава
     богу": thank God, beside a Вячеслав): 19. None now but those read either way."""
+    # choice-answers-3's clear answers are pet names the bot cannot know (Ferdie, Cettina,
+    # Flo) as often as names it can: asked again.
+    _held_to_the_letter(catalogue, name, "choice:", 0.6 if name.endswith("-3.jsonl") else 0.75)
+
+
+def _held_to_the_letter(catalogue: Catalogue, name: str, given: str, least: float) -> None:
+    """A corpus of answers: no check-in but those read either way, and at least `least` of
+    the answers that clearly give one (labelled `given`...) read right."""
     results = corpus.run(corpus.load_examples(corpus.ARRIVALS / name), catalogue.lexicon)
     wrong = {r.example.text for r in results if r.wrong_check_in}
     assert wrong <= corpus.READ_EITHER_WAY[name], wrong
-    clear = [r for r in results if r.example.expect.startswith("choice:")]
-    # choice-answers-3's clear answers are pet names the bot cannot know (Ferdie, Cettina,
-    # Flo) as often as names it can: asked again.
-    least = 0.6 if name == "choice-answers-3.jsonl" else 0.75
+    clear = [r for r in results if r.example.expect.startswith(given)]
     assert sum(r.right for r in clear) >= least * len(clear)
 
 
@@ -457,14 +462,9 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
     those shapes ("52318 52318" sent twice, "3km 남았어요 예약번호 28641", a lab's booking, an
     OTP code): 19. None now but those read either way; most numbers given plainly are
     read, also spaced, dashed, spelled or in Chinese digits."""
-    results = corpus.run(corpus.load_examples(corpus.ARRIVALS / name), catalogue.lexicon)
-    wrong = {r.example.text for r in results if r.wrong_check_in}
-    assert wrong <= corpus.READ_EITHER_WAY[name], wrong
-    given = [r for r in results if r.example.expect.startswith("number:")]
     # The second writer's are given inside confirmations pasted whole, stories, with a
     # relative beside them: asked again, as a desk would ask for the number alone.
-    least = 0.5 if name == "booking-numbers-2.jsonl" else 0.75
-    assert sum(r.right for r in given) >= least * len(given)
+    _held_to_the_letter(catalogue, name, "number:", 0.5 if name.endswith("-2.jsonl") else 0.75)
 
 
 @pytest.mark.parametrize(
