@@ -216,6 +216,17 @@ READ_EITHER_WAY: dict[str, set[str]] = {
         "wsalt far3 el Maadi bas el maw3ed tele3 f far3 Madinet Nasr",
         "yahi hu matlab? hospital ki main building mein hu, OPD kidhar hai",
     },
+    # A forwarded text quoting someone's arrival, a carer at reception for someone still in
+    # the taxi, a visitor "here" in the city, "sono qui che aspetto… una risposta" (I've been
+    # waiting here for a reply for three days: here, but about something else).
+    "idle-7.tsv": {
+        "Fwd: 'Mum I'm at the clinic now, it's so busy' -- is that from today? she says she "
+        "went but I can't reach her",
+        "I'm the support worker for Mr Davies, I'm at reception but he's still out in the taxi "
+        "refusing to come in",
+        "main yahan sirf ek hafte ke liye aaya hoon Dubai se, Friday ka appointment mil sakta hai?",
+        "Sono qui che aspetto da tre giorni una risposta sui referti, qualcuno mi richiama?",
+    },
     "arrivals-6.tsv": {
         "Приехали... опять приём перенесли? мне смс пришла",
         "اكيد وصلت... وصلت لآخر صبري من الانتظار على التلفون",

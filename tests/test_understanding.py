@@ -481,6 +481,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "answers-are-you-here.tsv",
         "four-languages.tsv",
         "idle-5.tsv",
+        "idle-7.tsv",
         "leave-answers.tsv",
         "leave-answers-2.tsv",
         "leave-answers-3.tsv",
@@ -506,8 +507,9 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     by a third writer ("remove my son's, keep mine", "I cancelled the Uber, not the
     appointment", "ja, bitte aus dem Newsletter austragen"); 400 more answers to "are you
     here now?" and "check in anyway?" by a fourth writer ("对，她在": yes, she is; "Ja in
-    Zehen Minuten"): no wrong check-in or removal but those read either way, most of the
-    rest read."""
+    Zehen Minuten"); 400 more with nothing open, as from a clinic's log ("hey babe I'm here,
+    which entrance are you at?", "Da bin ich überfragt", spam that "arrived"): no wrong
+    check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
     assert wrong <= corpus.READ_EITHER_WAY.get(name, set()), found.wrong
@@ -522,6 +524,8 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     # to text HERE; only that nothing else is checked in is asked of it.
     least = {"arrivals-6.tsv": 0.5, "answers-4.tsv": 0.5, "leave-answers-3.tsv": 0.1}
     least["other-languages.tsv"] = 0.0
+    # idle-7's arrivals are said in passing, between appointment details and apologies.
+    least["idle-7.tsv"] = 0.45
     least = least.get(name, 0.6)
     assert found.read >= least * found.arrivals, (found.read, found.arrivals)
 

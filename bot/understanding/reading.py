@@ -202,8 +202,10 @@ def _called(text: Text, found: list[Found]) -> Found | None:
     """Someone close called by name opening the text ("babe I'm here", "Mummy main hospital
     pahunch gaya", "老公我到医院了"): alone in its clause, or with the news right after it;
     not "Mom and I are here"."""
+    greeted = max((g.size for g in found if g.kind == "greeting" and g.start == 0), default=0)
     for f in found:
-        if f.kind != "vocative" or f.clause != 0 or f.start != 0:
+        # Opening the text, or right after a greeting ("hey babe I'm here").
+        if f.kind != "vocative" or f.clause != 0 or f.start not in (0, greeted):
             continue
         words = text.clauses[0].words
         if f.phrase.han:
@@ -218,13 +220,14 @@ def _called(text: Text, found: list[Found]) -> Found | None:
             if called == f.phrase.words[0] and not words[0][len(called) :].startswith(_WITH):
                 return f
             continue
-        if f.size == len(words):
+        end = f.start + f.size
+        if end == len(words):
             return f
-        after = [g for g in found if g.clause == 0 and g.start == f.size]
+        after = [g for g in found if g.clause == 0 and g.start == end]
         if any(g.kind in _TOLD or (g.kind == "self" and g.size == 1) for g in after):
             return f
         # A pronoun between ("Mẹ ơi con tới rồi"), then the news.
-        later = [g for g in found if g.clause == 0 and g.start == f.size + 1]
+        later = [g for g in found if g.clause == 0 and g.start == end + 1]
         if any(g.kind in ("arrive", "check_in") for g in later):
             return f
     return None
