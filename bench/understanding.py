@@ -227,6 +227,13 @@ READ_EITHER_WAY: dict[str, set[str]] = {
         "main yahan sirf ek hafte ke liye aaya hoon Dubai se, Friday ka appointment mil sakta hai?",
         "Sono qui che aspetto da tre giorni una risposta sui referti, qualcuno mi richiama?",
     },
+    # A student and benefits desk: "at school" (which building?), "I'm here guys" in Greek
+    # without a pause, "着いたよー、図書館にいるね" (at the library, to friends).
+    "campus.tsv": {
+        "Em đang ở trong trường",
+        "Είμαι εδώ παιδιά, στη βιβλιοθήκη",
+        "着いたよー、図書館にいるね",
+    },
     "arrivals-6.tsv": {
         "Приехали... опять приём перенесли? мне смс пришла",
         "اكيد وصلت... وصلت لآخر صبري من الانتظار على التلفون",

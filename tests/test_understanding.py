@@ -482,6 +482,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "four-languages.tsv",
         "idle-5.tsv",
         "idle-7.tsv",
+        "campus.tsv",
         "leave-answers.tsv",
         "leave-answers-2.tsv",
         "leave-answers-3.tsv",
@@ -508,7 +509,8 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     appointment", "ja, bitte aus dem Newsletter austragen"); 400 more answers to "are you
     here now?" and "check in anyway?" by a fourth writer ("对，她在": yes, she is; "Ja in
     Zehen Minuten"); 400 more with nothing open, as from a clinic's log ("hey babe I'm here,
-    which entrance are you at?", "Da bin ich überfragt", spam that "arrived"): no wrong
+    which entrance are you at?", "Da bin ich überfragt", spam that "arrived"); 300 from a
+    student and benefits desk ("Bin da Leute, in der Bib", "Виза пришла!"): no wrong
     check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}

@@ -203,7 +203,11 @@ def _called(text: Text, found: list[Found]) -> Found | None:
     pahunch gaya", "老公我到医院了"): alone in its clause, or with the news right after it;
     not "Mom and I are here"."""
     greeted = max((g.size for g in found if g.kind == "greeting" and g.start == 0), default=0)
+    news = [g for g in found if g.kind in _TOLD]
     for f in found:
+        # Right after the news, to a group ("I'm here guys", "Bin da Leute", "Я тут, ребят").
+        if f.kind == "vocative" and any(_right_after(text, g, f) for g in news):
+            return f
         # Opening the text, or right after a greeting ("hey babe I'm here").
         if f.kind != "vocative" or f.clause != 0 or f.start not in (0, greeted):
             continue
@@ -231,6 +235,20 @@ def _called(text: Text, found: list[Found]) -> Found | None:
         if any(g.kind in ("arrive", "check_in") for g in later):
             return f
     return None
+
+
+def _right_after(text: Text, first: Found, then: Found) -> bool:
+    """Whether `then` follows `first` at once, or one word on ("Nandito na ko guys"), or
+    opens the next clause."""
+    end = first.start + first.size
+    if first.phrase.han:  # in a run of characters: only a run the phrase ends ("나 왔어 얘들아")
+        run = text.clauses[first.clause].words[first.start]
+        if not run.endswith(first.phrase.words[0]):
+            return False
+    if then.clause == first.clause:
+        return then.start in (end, end + 1)
+    following = then.clause == first.clause + 1 and then.start == 0
+    return following and end == len(text.clauses[first.clause].words)
 
 
 def _everyone_arrives(text: Text, found: list[Found]) -> bool:
