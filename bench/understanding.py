@@ -229,6 +229,14 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     },
     # A student and benefits desk: "at school" (which building?), "I'm here guys" in Greek
     # without a pause, "着いたよー、図書館にいるね" (at the library, to friends).
+    # A child's pick-up time after "I'm here" ("Ma andito na ko sa school": at school), spring
+    # and the inevitable that "came" in Korean, "着いたよ！どこにいる？" (where are you?).
+    "idle-8.tsv": {
+        "Ma andito na ko sa school, sunduin mo ko 5pm ha",
+        "봄이 왔네요 벚꽃이 예뻐요",
+        "드디어 올 것이 왔구나",
+        "着いたよ！どこにいる？",
+    },
     "campus.tsv": {
         "Em đang ở trong trường",
         "Είμαι εδώ παιδιά, στη βιβλιοθήκη",

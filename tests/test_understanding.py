@@ -483,6 +483,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "idle-5.tsv",
         "idle-7.tsv",
         "campus.tsv",
+        "idle-8.tsv",
         "leave-answers.tsv",
         "leave-answers-2.tsv",
         "leave-answers-3.tsv",
@@ -510,7 +511,8 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     here now?" and "check in anyway?" by a fourth writer ("对，她在": yes, she is; "Ja in
     Zehen Minuten"); 400 more with nothing open, as from a clinic's log ("hey babe I'm here,
     which entrance are you at?", "Da bin ich überfragt", spam that "arrived"); 300 from a
-    student and benefits desk ("Bin da Leute, in der Bib", "Виза пришла!"): no wrong
+    student and benefits desk ("Bin da Leute, in der Bib", "Виза пришла!"); 240 in six
+    languages ("सर्दी आ गई है": winter has come; "salary aa gayi"): no wrong
     check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
@@ -527,7 +529,7 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     least = {"arrivals-6.tsv": 0.5, "answers-4.tsv": 0.5, "leave-answers-3.tsv": 0.1}
     least["other-languages.tsv"] = 0.0
     # idle-7's arrivals are said in passing, between appointment details and apologies.
-    least["idle-7.tsv"] = 0.45
+    least["idle-7.tsv"] = least["idle-8.tsv"] = 0.45
     least = least.get(name, 0.6)
     assert found.read >= least * found.arrivals, (found.read, found.arrivals)
 
