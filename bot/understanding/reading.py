@@ -170,16 +170,16 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     acting = reading.meaning is Meaning.ARRIVE or (
         reading.meaning is Meaning.YES and expecting.topic is not None
     )
+    # "amor cheguei", "Schatz bin da", "お母さん、病院着いたよ": written to someone close;
+    # "ya zdes, slushayu", "je suis là si t'as besoin": here meaning at hand.
     called = _called(prepared, every) if acting else None
     at_hand = next((f for f in every if f.kind == "available"), None) if acting else None
-    if called is not None or at_hand is not None:
-        # "amor cheguei", "Schatz bin da", "お母さん、病院着いたよ": written to someone close;
-        # "ya zdes, slushayu", "je suis là si t'as besoin": here meaning at hand.
-        if called is not None:
-            why = f"{reading.why}, written to {called.shown()}?"
-        else:
-            assert at_hand is not None
-            why = f"{reading.why}, but {at_hand.shown()}: at hand, or arrived?"
+    why = ""
+    if called is not None:
+        why = f"{reading.why}, written to {called.shown()}?"
+    elif at_hand is not None:
+        why = f"{reading.why}, but {at_hand.shown()}: at hand, or arrived?"
+    if why:
         if reading.meaning is Meaning.ARRIVE:
             reading = Reading(Meaning.UNSURE, f"asked to clarify: {why}")
         else:
@@ -771,6 +771,11 @@ def _doubt(text: Text, kinds: dict[str, list[Found]], later_where: set[int] | No
         # Someone else first ("sí, mi hija ya llegó", "my son and I are here"); not the
         # sender's arrival with them ("I'm here with my mom").
         return f"{others[0].shown()} (someone else)"
+    return _laugh_or_eye(text)
+
+
+def _laugh_or_eye(text: Text) -> str:
+    """A laugh ("yes lol", "はい笑", 😂) or a rolled eye (🙄) anywhere in the text."""
     laugh = next(
         (w for w in text.words if _LAUGHTER.fullmatch(w) or w.endswith("笑") or w == "emoji_laugh"),
         None,
@@ -840,6 +845,7 @@ def _choice(
     asked again (a question, a "not", "Mia and me", a number that counts or times something:
     "room 3", "3 minutes away", "somos 2", "both" of three)."""
     people = len(expecting.names)
+    called_by = _called_by(expecting.names, lexicon)  # each person's names and short forms
     words = text.words
     kinds = _kinds(found)
     doubt = _choice_doubt(text, found, kinds)
@@ -870,7 +876,7 @@ def _choice(
             value = 0  # a number not on the list ("at 10", "room 12") still counts as one
         if value is None:
             continue
-        if not word.isdigit() and _named([word], expecting.names, lexicon):  # "하나": one, or Hana?
+        if not word.isdigit() and _named([word], called_by):  # "하나": one, or Hana?
             return Reading(Meaning.UNKNOWN, f"asked again: '{word}', a number and a name")
         numbers.append(word)
         if expecting.everyone is not None and value == expecting.everyone:
@@ -897,10 +903,10 @@ def _choice(
             why = doubt or f"'{numbers[0]}' with more"
             return Reading(Meaning.UNKNOWN, f"asked again: a number, but {why}")
     else:
-        picked = _named(words, expecting.names, lexicon)
+        picked = _named(words, called_by)
         # A name alone, or with a word ("It's Mia", "Sam and Mia", "花子です"); not "Pepe,
         # María se quedó en casa", "Mia and me".
-        beside = _beside_names(text, found, expecting, lexicon)
+        beside = _beside_names(text, found, called_by)
         # "Bia e Biel", "Benoît… enfin Margot": one name read, and another word brought in
         # with it (someone the bot does not know as a name, or the name taken back).
         more = [f.shown() for f in kinds.get("another", [])]
@@ -908,11 +914,11 @@ def _choice(
         for word in words:
             rest = word[1:]
             if word.startswith("و") and len(rest) >= 3:
-                picked |= _named([rest], expecting.names, lexicon)
+                picked |= _named([rest], called_by)
                 more.append(f"'{word}'")  # "أنا وفاطمة": me and Fatima
         # A name inside a phrase is that phrase ("Слава богу": thank God; not Вячеслав).
         phrased = [f for f in found if f.size >= 2 and f.kind in _CHOICE_WORDS]
-        if picked and phrased and _names_only_in(text, phrased, expecting, lexicon):
+        if picked and phrased and _names_only_in(text, phrased, called_by):
             return Reading(Meaning.UNKNOWN, f"asked again: a name in {phrased[0].shown()}")
         if picked and (doubt or _with_me(kinds) or beside > (2 if len(picked) == 1 else 1)):
             why = doubt or _with_me(kinds) or "more than a name"
@@ -941,16 +947,14 @@ def _choice(
 _CHOICE_WORDS = frozenset({"yes", "thanks", "greeting", "check_in", "option"})
 
 
-def _names_only_in(
-    text: Text, phrases: list[Found], expecting: Expecting, lexicon: Lexicon
-) -> bool:
+def _names_only_in(text: Text, phrases: list[Found], called_by: list[list[str]]) -> bool:
     """Whether every word that names someone stands inside one of these phrases."""
     inside = {(f.clause, f.start + i) for f in phrases for i in range(f.size)}
     naming = [
         (c, w)
         for c, clause in enumerate(text.clauses)
         for w, word in enumerate(clause.words)
-        if _named([word], expecting.names, lexicon)
+        if _named([word], called_by)
     ]
     return bool(naming) and all(place in inside for place in naming)
 
@@ -975,10 +979,10 @@ def _with_me(kinds: dict[str, list[Found]]) -> str:
     return ""
 
 
-def _beside_names(text: Text, found: list[Found], expecting: Expecting, lexicon: Lexicon) -> int:
+def _beside_names(text: Text, found: list[Found], called_by: list[list[str]]) -> int:
     """How many words of the text are neither a name of the people asked about nor a word a
     choice may come with."""
-    parts = [part for parts in _called_by(expecting.names, lexicon) for part in parts]
+    parts = [part for parts in called_by for part in parts]
     return _uncovered(text, found, _CHOICE_WORDS, slack=0, names=parts)
 
 
@@ -1014,11 +1018,11 @@ def _called_by(names: Sequence[str], lexicon: Lexicon) -> list[list[str]]:
     return out
 
 
-def _named(words: Sequence[str], names: Sequence[str], lexicon: Lexicon) -> set[int]:
-    """People named in the text by a name of theirs ("It's Mia", "Mia's", a Vietnamese given
-    name that comes last, a Chinese, Japanese or Korean name inside a run of characters: 小明的,
-    花子です, 민준이요); a name two people share (a surname) names no one by itself."""
-    parts_of = _called_by(names, lexicon)
+def _named(words: Sequence[str], parts_of: list[list[str]]) -> set[int]:
+    """People named in the text by a name of theirs (`parts_of`, from `_called_by`: "It's
+    Mia", "Mia's", a Vietnamese given name that comes last, a Chinese, Japanese or Korean name
+    inside a run of characters: 小明的, 花子です, 민준이요); a name two people share (a
+    surname) names no one by itself."""
     han_words = [w for w in words if is_cjk_word(w) and len(w) >= 2]
     counts: dict[str, int] = {}
     for parts in parts_of:
@@ -1249,7 +1253,7 @@ def _besides_number(text: Text, found: list[Found], lexicon: Lexicon, language: 
         return f.shown()
     if text.asks:
         return "a question"
-    laugh_or_eye = _doubt(text, {})  # with no phrases given, only those two
+    laugh_or_eye = _laugh_or_eye(text)
     if laugh_or_eye:
         return laugh_or_eye
     numbers = sum(any(c.isdigit() for c in w) or w in lexicon.numbers for w in text.words)
