@@ -159,6 +159,7 @@ class Service:
                 sms.idempotency_token,
                 recent_since=now - timedelta(minutes=1),
                 then=arrival.with_turn(self._plan(phone, sms.body, planned)),
+                taking=arrival.taking,
             )
             progress.inbound_id, progress.repeat = inbound.id, inbound.duplicate
             if not inbound.duplicate:

@@ -123,6 +123,92 @@ async def test_a_lone_text_whose_phone_another_process_holds_is_stored_and_waits
         assert stored == "here"
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_lone_text_takes_its_turn_in_the_call_that_stores_it(db_url: str) -> None:
+    """PostgreSQL: the text is stored on a turn's connection, and the same call takes the
+    phone's advisory lock and reads its conversation; the turn is on that connection, and the
+    lock is given back when the turn ends."""
+    async with open_store(db_url) as store:
+        await store.tx.run(conversations.save, ALEX, "awaiting_arrival", {"n": 1}, NOW)
+        async with store.turns.arrive(ALEX) as arrival:
+            assert arrival.with_turn() is None and arrival.taking is not None
+            inbound = await store.log.record_inbound(
+                ALEX, "SM1", "here", 0, NOW, taking=arrival.taking
+            )
+            assert arrival.taking.read is not None and await _advisory_locks(db_url) == 1
+            async with arrival.turn(0.1) as turn:
+                assert turn.saved.state == "awaiting_arrival" and turn.saved.data == {"n": 1}
+            assert await _advisory_locks(db_url) == 0  # unlocked when the turn ended
+        assert inbound.id and not inbound.duplicate
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_turn_taken_with_its_text_and_never_used_is_given_back(db_url: str) -> None:
+    """A text over the rate limit takes the turn as it is stored and never uses it: the lock
+    goes when the text leaves the line, and the connection back to the pool."""
+    async with open_store(db_url) as store:
+        async with store.turns.arrive(ALEX) as arrival:
+            await store.log.record_inbound(ALEX, "SM1", "here", 0, NOW, taking=arrival.taking)
+            assert await _advisory_locks(db_url) == 1
+        assert await _advisory_locks(db_url) == 0
+        async with store.turns.take(ALEX, wait=0.5) as turn:  # free for the next text
+            assert turn.saved.state == "idle"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_lone_text_whose_phone_another_session_holds_is_stored_and_waits(
+    db_url: str,
+) -> None:
+    """The call that stores the text does not wait for the lock: it stores the text, finds
+    the phone's turn held elsewhere, and the text waits for it as any other would."""
+    async with open_store(db_url) as store, open_store(db_url) as elsewhere:
+        async with elsewhere.turns.take(ALEX, wait=1):
+            async with store.turns.arrive(ALEX) as arrival:
+                inbound = await store.log.record_inbound(
+                    ALEX, "SM2", "here", 0, NOW, taking=arrival.taking
+                )
+                assert arrival.taking is not None and arrival.taking.read is None
+                with pytest.raises(PhoneBusy):
+                    async with arrival.turn(0.2):
+                        pass
+            assert await _advisory_locks(db_url) == 1  # still the other's
+        assert await _advisory_locks(db_url) == 0
+        async with store.engine.connect() as conn:
+            stored = await conn.scalar(
+                sa.select(messages.c.body).where(messages.c.id == inbound.id)
+            )
+        assert stored == "here"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_repeated_text_stored_with_its_turn_is_flagged_and_takes_no_lock(
+    db_url: str,
+) -> None:
+    async with open_store(db_url) as store:
+        await store.log.record_inbound(ALEX, "SM3", "here", 0, NOW)
+        async with store.turns.arrive(ALEX) as arrival:
+            again = await store.log.record_inbound(
+                ALEX, "SM3", "here", 0, NOW, taking=arrival.taking
+            )
+            assert again.duplicate and await _advisory_locks(db_url) == 0
+            assert arrival.taking is not None and not arrival.taking.unsure
+
+
+async def _advisory_locks(db_url: str) -> int:
+    """Advisory locks held on the phone's turn key, by any session."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        key = advisory_key(ALEX)
+        count = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND ((classid::bigint << 32) | objid::bigint) = $1",
+            key,
+        )
+        return int(count)
+    finally:
+        await conn.close()
+
+
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
 

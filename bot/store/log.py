@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -69,6 +69,18 @@ class Inbound:
     duplicate: bool
     thread_id: int | None = None
     recent: int = 0  # the phone's texts since `recent_since`, this one included
+
+
+class Taking(Protocol):
+    """A phone's turn tried as its text is stored, on PostgreSQL (bot.store.turns.Arrival)."""
+
+    conn: AsyncConnection  # the connection the turn's advisory lock is taken on
+
+    async def storing(self, call: Awaitable[list[Any]]) -> list[Any]:
+        """Run the storing call (the lock may be held on `conn` should it fail)."""
+
+    def took(self, rows: Sequence[Any] | None) -> None:
+        """The turn's read (`_TURN_READ`'s columns) when the call took it; None: it did not."""
 
 
 @dataclass(frozen=True)
@@ -179,11 +191,13 @@ class Log:
         idempotency_token: str | None = None,
         recent_since: datetime | None = None,
         then: Callable[[Connection, int], None] | None = None,
+        taking: Taking | None = None,
     ) -> Inbound:
         """Store an inbound message before anything else; a repeated MessageSid is flagged.
         With `recent_since`, also counts the phone's texts since then (for the rate limit), in
         the same transaction; `then(conn, recent)` runs in it too, once the text is in (taking
-        the phone's turn: bot.store.turns.Arrival)."""
+        the phone's turn on SQLite: bot.store.turns.Arrival). On PostgreSQL, `taking` tries the
+        phone's turn in the same call, on its connection (bot.store.turns.Arrival.taking)."""
         row = dict(
             phone=phone,
             direction="in",
@@ -195,7 +209,7 @@ class Log:
         )
         try:
             if then is None and self.engine.dialect.name == "postgresql":
-                return await self._store_text(row, recent_since)
+                return await self._store_text(row, recent_since, taking)
             return await self.tx.run(_record_inbound, row, recent_since, then)
         except Exception as exc:
             if not is_unique_violation(exc):
@@ -205,9 +219,13 @@ class Log:
                 raise
             return Inbound(found, True)
 
-    async def _store_text(self, row: dict[str, Any], recent_since: datetime | None) -> Inbound:
+    async def _store_text(
+        self, row: dict[str, Any], recent_since: datetime | None, taking: Taking | None
+    ) -> Inbound:
         """`_record_inbound` on PostgreSQL: the same steps in one function call (migration
-        0011), in autocommit: one round trip where the transaction took six."""
+        0011), in autocommit: one round trip where the transaction took six. With `taking`,
+        the call also tries the phone's turn (migration 0012), and tells `taking` what it
+        read when it got it."""
         phone, now = row["phone"], row["created_at"]
         params = {
             **row,
@@ -215,8 +233,16 @@ class Log:
             "since": recent_since if recent_since is not None else now,
             "gap": THREAD_GAP,
         }
-        async with self.engine.connect() as conn:
-            [found] = await _STORE_TEXT.execute_on_driver(conn, params)
+        if taking is None:
+            async with self.engine.connect() as conn:
+                [found] = await _STORE_TEXT.execute_on_driver(conn, params)
+        else:
+            params["turn_key"] = advisory_key(phone)
+            rows = await taking.storing(
+                _STORE_TEXT_TAKE_TURN.execute_on_driver(taking.conn, params)
+            )
+            found = rows[0]
+            taking.took(rows if found.took else None)
         recent = int(found.recent_count) + 1 if recent_since is not None else 0
         return Inbound(int(found.stored_id), False, int(found.stored_thread), recent)
 
@@ -485,8 +511,7 @@ def _insert_calls(count: int) -> Prepared:
     return Prepared(upstream_calls.insert().values(rows), by_columns=False)
 
 
-_stored = sa.func.checkin_bot_store_text(
-    sa.bindparam("key", type_=sa.BigInteger),
+_text_arguments = (
     sa.bindparam("phone", type_=sa.String),
     sa.bindparam("body", type_=sa.Text),
     sa.bindparam("message_sid", type_=sa.String),
@@ -495,6 +520,9 @@ _stored = sa.func.checkin_bot_store_text(
     sa.bindparam("created_at", type_=messages.c.created_at.type),
     sa.bindparam("since", type_=messages.c.created_at.type),
     sa.bindparam("gap", type_=sa.Interval),
+)
+_stored = sa.func.checkin_bot_store_text(
+    sa.bindparam("key", type_=sa.BigInteger), *_text_arguments
 ).table_valued(
     sa.column("stored_id", sa.Integer),
     sa.column("stored_thread", sa.Integer),
@@ -504,6 +532,24 @@ _stored = sa.func.checkin_bot_store_text(
 _STORE_TEXT = Prepared(
     sa.select(_stored.c.stored_id, _stored.c.stored_thread, _stored.c.recent_count)
 )
+# ... and with it, the phone's turn when it is free (migration 0012): the stored text on each
+# row, `took`, and the turn's read (bot.store.turns: `_TURN_READ`'s columns) when it took it.
+_stored_and_turn = sa.func.checkin_bot_store_text_take_turn(
+    sa.bindparam("key", type_=sa.BigInteger),
+    sa.bindparam("turn_key", type_=sa.BigInteger),
+    *_text_arguments,
+).table_valued(
+    *(sa.column(c.key, c.type) for c in _stored.c),
+    sa.column("took", sa.Boolean),
+    sa.column("state", conversations.c.state.type),
+    sa.column("data", conversations.c.data.type),
+    sa.column("language", conversations.c.language.type),
+    sa.column("language_source", conversations.c.language_source.type),
+    sa.column("personal_id", sa.String),
+    sa.column("name", sa.String),
+    sa.column("entry_language", sa.String),
+)
+_STORE_TEXT_TAKE_TURN = Prepared(sa.select(*_stored_and_turn.c))
 _THREAD_LOCK = Prepared(
     sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger)))
 )

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -29,7 +29,7 @@ from ..errors import PhoneBusy
 from . import conversations, directory, log
 from .engine import Transactions
 from .log import advisory_key
-from .prepared import Prepared
+from .prepared import Prepared, is_unique_violation
 from .tables import conversations as conversations_table
 from .tables import directory as directory_table
 from .tables import phone_locks
@@ -165,11 +165,23 @@ class Turns:
         line.append(arrival)
         arrival.holding = len(line) == 1
         try:
+            if arrival.holding and not self.tx.threaded and not self._slots.locked():
+                # PostgreSQL: a turn's connection now, to store the text on and try the
+                # phone's turn with it (`Arrival.taking`), when one is free at once; else
+                # the text is stored on any connection and the turn taken after.
+                await self._slots.acquire()  # not locked: returns without waiting
+                try:
+                    arrival.taking = _Taking(await self.engine.connect(), phone)
+                except BaseException:
+                    self._slots.release()
+                    raise
             yield arrival
         finally:
             try:
                 if arrival.leased is not None and not arrival.leased.released:
                     await self._give_back(arrival.leased)
+                if arrival.taking is not None:
+                    await self._hand_back(arrival.taking)
             finally:
                 first = line[0] is arrival
                 line.remove(arrival)
@@ -177,6 +189,21 @@ class Turns:
                     del self._lines[phone]
                 elif first:
                     line[0].next_up()
+
+    async def _hand_back(self, taking: _Taking) -> None:
+        """PostgreSQL: the connection a text was stored on, back to the pool, with the
+        phone's lock unlocked if it is still held (a text over the rate limit, say, whose
+        turn was taken with it and never used), and closed if that is not known."""
+        try:
+            if taking.unsure:
+                await taking.conn.invalidate()  # the server frees a closed session's locks
+            elif taking.locked:
+                await _advisory_unlock(taking.conn, taking.phone)
+        finally:
+            try:
+                await taking.conn.close()
+            finally:
+                self._slots.release()
 
     async def _give_back(self, turn: Turn) -> None:
         try:
@@ -195,6 +222,20 @@ class Turns:
                 turn = arrival.leased = Turn(self.tx, arrival.phone, None, uuid.uuid4().hex)
                 await self._lease(turn, wait)
             yield turn  # given back by `arrive`, unless the outcome's transaction did
+            return
+        taking = arrival.taking
+        if taking is not None:  # the connection the text was stored on (`Turns.arrive`)
+            turn = Turn(self.tx, arrival.phone, taking.conn, "")
+            if taking.read is not None:  # taken as the text was stored
+                turn._found(taking.read)
+            else:
+                await self._advisory_lock(turn, taking.conn, wait)
+                taking.locked = True
+            try:
+                yield turn
+            finally:  # after the outcome's commit (see Turn.finish)
+                taking.locked = False
+                await _advisory_unlock(taking.conn, arrival.phone)
             return
         async with self._slots, self.engine.connect() as conn:
             turn = Turn(self.tx, arrival.phone, conn, "")
@@ -246,6 +287,10 @@ class Arrival:
         self.holding = False  # first in the line: the in-process turn is this text's
         self._waiting: asyncio.Future[None] | None = None
         self.leased: Turn | None = None  # SQLite: the turn whose lease row is ours
+        # PostgreSQL: a turn's connection, checked out as the text arrived first in its line,
+        # to store it on and try its turn in the same call (bot.store.log: `record_inbound`'s
+        # `taking`); None when storing took any connection.
+        self.taking: _Taking | None = None
 
     def next_up(self) -> None:
         """The texts before this one have left the line."""
@@ -293,6 +338,32 @@ class Arrival:
             await self._waiting
         async with self._turns._taken(self, wait) as turn:
             yield turn
+
+
+class _Taking:
+    """PostgreSQL: a connection a text is stored on, trying its phone's turn in the same call
+    (bot.store.log.Taking); the lock, when the call took it, stays on the connection until the
+    turn ends, or until `Turns.arrive` hands the connection back."""
+
+    def __init__(self, conn: AsyncConnection, phone: str) -> None:
+        self.conn = conn
+        self.phone = phone
+        self.read: Sequence[Any] | None = None  # the turn's read, when taken with the text
+        self.locked = False
+        self.unsure = False  # the storing call failed: whether the lock is held is not known
+
+    async def storing(self, call: Awaitable[list[Any]]) -> list[Any]:
+        try:
+            return await call
+        except BaseException as exc:
+            # A repeated MessageSid fails before the lock is tried; anything else (a
+            # cancellation, a dropped connection) may have come after it.
+            self.unsure = not is_unique_violation(exc)
+            raise
+
+    def took(self, rows: Sequence[Any] | None) -> None:
+        self.read = rows
+        self.locked = rows is not None
 
 
 # --- the turn's read: the conversation and the directory in one statement ----------------------
