@@ -258,6 +258,22 @@ async def test_a_transcript_has_states_upstream_calls_and_delivery(
     assert texts == {"in": 3, "out": 2, "unanswered": 1, "undelivered": 1, "not_understood": 0}
 
 
+async def test_a_long_transcript_shows_its_latest_texts_and_says_how_many_more(
+    bot: Bot, desk: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phone that texts thousands of times in a row must not make a page of megabytes."""
+    monkeypatch.setattr(queries, "TRANSCRIPT_LIMIT", 3)
+    for word in ("one", "two", "three", "four"):
+        await bot.text(STRANGER, word)  # each: the text and the bot's answer
+    [thread] = (await get_json(desk, "/staff/conversations.json", q=STRANGER))["conversations"]
+    data = await get_json(desk, f"/staff/conversations/{thread['id']}.json")
+    # The latest three of eight, in order: the answer to "three", "four", its answer.
+    assert [m["direction"] for m in data["messages"]] == ["out", "in", "out"]
+    assert data["messages"][1]["body"] == "four" and data["earlier_messages"] == 5
+    page = (await desk.get(f"/staff/conversations/{thread['id']}")).text
+    assert "5 earlier messages of this conversation are not shown" in page
+
+
 async def test_customer_text_and_names_are_shown_as_text(bot: Bot, desk: httpx.AsyncClient) -> None:
     payload = '<script>alert(1)</script><img src=x onerror="alert(2)">'
     await bot.store.directory.upsert([Entry(STRANGER, "X1", f"Eve {payload}")], T0)

@@ -549,6 +549,38 @@ async def test_what_needs_attention_is_listed_with_why_until_marked_handled(
     assert away.headers["location"] == "/staff/attention"
 
 
+async def test_answers_to_a_staff_text_are_found_by_a_seek_not_a_walk_through_the_log(
+    bot: FaultyBot, desk: httpx.AsyncClient, backend: str
+) -> None:
+    """Who sent the last text before each customer text is looked up in the texts sent alone
+    (ix_messages_outbound_phone): through (phone, id), a phone that texts thousands of times in
+    a row made every page that lists what needs attention quadratic in those texts."""
+    await bot.text(ALEX, "HERE")
+    await bot.text(ALEX, "what is a sandwich")
+    seen: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        statement, parameters = args[2], args[3]
+        if " earlier" in statement:
+            seen.append((statement, parameters))
+
+    engine = bot.store.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert (await desk.get("/staff/attention.json")).status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    statement, parameters = seen[0]
+    async with bot.store.engine.connect() as conn:
+        if backend == "sqlite":
+            explain = "EXPLAIN QUERY PLAN "
+        else:  # the tables are small: a scan would do; is the index usable at all?
+            await conn.exec_driver_sql("SET enable_seqscan = off")
+            explain = "EXPLAIN "
+        plan = (await conn.exec_driver_sql(explain + statement, parameters)).all()
+    assert "ix_messages_outbound_phone" in " ".join(map(str, plan)), plan
+
+
 async def test_an_undelivered_reply_needs_attention_and_the_page_refreshes(
     bot: FaultyBot, desk: httpx.AsyncClient
 ) -> None:

@@ -101,12 +101,14 @@ async def needing_attention(
 
     m = messages.c
     earlier = messages.alias("earlier")
-    # Who wrote the text this phone had last been sent before this one (None: the bot).
+    # Who wrote the text this phone had last been sent before this one (None: the bot). The
+    # direction is spelled as the partial index ix_messages_outbound_phone is, literally, so
+    # that each is one seek in it (a bound parameter would not match the index's condition).
     last_sender = (
         sa.select(earlier.c.sent_by)
         .where(
             earlier.c.phone == m.phone,
-            earlier.c.direction == "out",
+            sa.text("earlier.direction = 'out'"),
             earlier.c.id < m.id,
         )
         .order_by(earlier.c.id.desc())

@@ -31,6 +31,9 @@ from ..understanding.text import plain, words_of
 from .filters import MAX_DAYS, ListFilters
 
 PAGE_SIZE = 50
+# A transcript shows a conversation's latest texts, this many at most: a phone that texted
+# thousands of times in a row made a page of megabytes. The CSV export has them all.
+TRANSCRIPT_LIMIT = 300
 CSV_BATCH = 1000
 
 # Twilio error codes a front desk meets, in words (the rest link to Twilio's page).
@@ -229,14 +232,29 @@ async def conversation_detail(
             return None
         texts = (
             await conn.execute(
-                sa.select(messages).where(messages.c.thread_id == thread_id).order_by(messages.c.id)
+                sa.select(messages)
+                .where(messages.c.thread_id == thread_id)
+                .order_by(messages.c.id.desc())
+                .limit(TRANSCRIPT_LIMIT)
             )
-        ).all()
+        ).all()[::-1]
+        earlier = 0
+        if len(texts) == TRANSCRIPT_LIMIT:
+            earlier = (
+                await conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(messages)
+                    .where(messages.c.thread_id == thread_id, messages.c.id < texts[0].id)
+                )
+            ) or 0
         calls = (
             await conn.execute(
                 sa.select(upstream_calls)
                 .join(messages, messages.c.id == upstream_calls.c.message_id)
-                .where(messages.c.thread_id == thread_id)
+                .where(
+                    messages.c.thread_id == thread_id,
+                    messages.c.id >= (texts[0].id if texts else 0),
+                )
                 .order_by(upstream_calls.c.id)
             )
         ).all()
@@ -307,6 +325,7 @@ async def conversation_detail(
             else None
         ),
         "messages": [_message(m, by_message.get(m.id, []), zone, now) for m in texts],
+        "earlier_messages": earlier,  # not shown (TRANSCRIPT_LIMIT)
         "not_sent": [
             {
                 "kind": p.kind,

@@ -140,6 +140,15 @@ messages = sa.Table(
     sa.Index("ix_messages_thread_id", "thread_id", "id"),
     # Texts whose answer was never decided (the reclaimer's question): a handful of rows
     # whatever the log's size.
+    # The texts sent, by phone (the staff pages' "who wrote the last text before this one"):
+    # one seek a question, however many times the phone texted in between.
+    sa.Index(
+        "ix_messages_outbound_phone",
+        "phone",
+        "id",
+        sqlite_where=sa.text("direction = 'out'"),
+        postgresql_where=sa.text("direction = 'out'"),
+    ),
     sa.Index(
         "ix_messages_unanswered",
         "id",
