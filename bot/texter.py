@@ -13,6 +13,12 @@ from .settings import Settings
 log = logging.getLogger("checkin_bot.texter")
 
 SEND_TIMEOUT_SECONDS = 10.0
+# A send Twilio certainly did not take is tried again after these many seconds: answered 429
+# (too many requests: Twilio's concurrency limit, most likely while a broadcast or a burst of
+# notifications goes out) or 503, or a connection never made. Not one whose answer was lost
+# (a read timeout, a dropped connection, a 500): it may have gone out.
+RETRY_DELAYS = (1.0, 2.0, 4.0)
+_NOT_TAKEN = frozenset({429, 503})
 
 
 @dataclass(frozen=True)
@@ -26,8 +32,9 @@ class Sent:
 
 
 class Texter:
-    """Sends a text through `POST /2010-04-01/Accounts/{sid}/Messages.json`, once: a send
-    whose answer is lost is not retried (a second copy is worse than a late status)."""
+    """Sends a text through `POST /2010-04-01/Accounts/{sid}/Messages.json`: again after a
+    short wait when Twilio certainly did not take it (RETRY_DELAYS), never when its answer was
+    lost (a second copy is worse than a late status)."""
 
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.can_text()
@@ -63,19 +70,54 @@ class Texter:
         )
         if status_callback:
             options["status_callback"] = status_callback
-        try:
-            message = await asyncio.to_thread(client.messages.create, to=to, body=body, **options)
-        except TwilioRestException as exc:
-            log.error(
-                "Twilio refused a text to %s: HTTP %s, error %s",
-                phones.mask(to),
-                exc.status,
-                exc.code,
-            )
-            return Sent(
-                None, "unsent", str(exc.code or exc.status)[:16], f"Twilio error {exc.code}"
-            )
-        except (TwilioException, requests.RequestException) as exc:
-            log.error("could not reach Twilio to text %s: %s", phones.mask(to), type(exc).__name__)
-            return Sent(None, "unsent", reason=type(exc).__name__)
-        return Sent(message.sid, (message.status or "queued").lower())
+        for again in (*RETRY_DELAYS, None):
+            try:
+                message = await asyncio.to_thread(
+                    client.messages.create, to=to, body=body, **options
+                )
+            except TwilioRestException as exc:
+                if again is not None and exc.status in _NOT_TAKEN:
+                    log.warning(
+                        "Twilio answered HTTP %s to a text to %s: again in %gs",
+                        exc.status,
+                        phones.mask(to),
+                        again,
+                    )
+                    await asyncio.sleep(again)
+                    continue
+                log.error(
+                    "Twilio refused a text to %s: HTTP %s, error %s",
+                    phones.mask(to),
+                    exc.status,
+                    exc.code,
+                )
+                code = str(exc.code or exc.status)[:16]
+                return Sent(None, "unsent", code, f"Twilio error {exc.code or exc.status}")
+            except (TwilioException, requests.RequestException) as exc:
+                if again is not None and _never_connected(exc):
+                    log.warning(
+                        "could not connect to Twilio to text %s: again in %gs",
+                        phones.mask(to),
+                        again,
+                    )
+                    await asyncio.sleep(again)
+                    continue
+                name = type(exc).__name__
+                log.error("could not reach Twilio to text %s: %s", phones.mask(to), name)
+                return Sent(None, "unsent", reason=name)
+            return Sent(message.sid, (message.status or "queued").lower())
+        raise AssertionError("unreachable: the last try returns")
+
+
+def _never_connected(exc: Exception) -> bool:
+    """A request that never reached Twilio: the connection was refused or timed out before
+    anything was sent (not a read timeout, nor a connection dropped after the request)."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)

@@ -62,6 +62,8 @@ class Texts:
 
     sent: list[dict[str, str]] = field(default_factory=list)
     refuse_with: int | None = None  # a Twilio error code to answer with instead (HTTP 400)
+    busy: int = 0  # answer this many sends with 429 (too many requests) first
+    tries: int = 0  # sends asked for, taken or not
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def create(self, request: Request) -> Response:
@@ -69,6 +71,11 @@ class Texts:
         form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
         form["_auth"] = request.headers.get("authorization", "")
         form["_account"] = request.path_params["account"]
+        self.tries += 1
+        if self.busy > 0:
+            self.busy -= 1
+            body = {"code": 20429, "message": "Too Many Requests", "status": 429}
+            return JSONResponse(body, status_code=429)
         if self.refuse_with is not None:
             body = {"code": self.refuse_with, "message": "refused", "status": 400}
             return JSONResponse(body, status_code=400)

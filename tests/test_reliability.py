@@ -402,3 +402,28 @@ async def test_the_reclaimer_answers_several_phones_at_once_each_in_order(
     assert most == 3  # three phones at once; Alex's second text waits for the first
     alex = [i for phone, i in order if phone == ALEX]
     assert alex == sorted(alex) and len(alex) == 2
+
+
+def test_a_send_is_tried_again_only_when_it_never_reached_twilio() -> None:
+    """A refused connection never reached Twilio: tried again. A read that timed out may have
+    been a text Twilio took: not tried again (a second copy is worse than a late status)."""
+    import socket
+
+    import requests
+
+    from bot.texter import _never_connected
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]  # bound, not listening: connections are refused
+        with pytest.raises(requests.ConnectionError) as refused:
+            requests.post(f"http://127.0.0.1:{port}/", timeout=2)
+    assert _never_connected(refused.value)
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # accepts, never answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        with pytest.raises(requests.ReadTimeout) as silent:
+            requests.post(url, timeout=0.2)
+    assert not _never_connected(silent.value)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from bot import texter
 from bot.outbox import Outbox
 from bot.prompts import BUILT_IN
 from bot.staff import pages as staff_pages
@@ -173,6 +174,36 @@ async def test_a_desk_reply_goes_out_once_as_theirs_and_gets_its_delivery_status
         f"conversation {thread}",
         text,
     )
+
+
+async def test_a_reply_twilio_was_too_busy_to_take_is_sent_again_and_a_refused_one_is_not(
+    bot: FaultyBot, desk: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """429 (too many requests: Twilio took nothing) is tried again after a short wait; a
+    refusal (21211, not a valid number) is final, and the transcript says what happened."""
+    monkeypatch.setattr(texter, "RETRY_DELAYS", (0.01, 0.01, 0.01))
+    await bot.text(ALEX, "HERE")
+    thread = await thread_of(desk, ALEX)
+    bot.upstream.texts.busy = 2
+    await reply(desk, thread, "Please come to the desk.")
+    assert await send_queued(bot) == 1
+    assert bot.upstream.texts.tries == 3 and sent_to(bot, ALEX)[-1] == "Please come to the desk."
+    out = (await detail(desk, thread))["messages"][-1]
+    assert out["status"] == "queued" and out["message_sid"]
+
+    bot.upstream.texts.busy = 4  # more than the tries: unsent, with Twilio's code
+    await reply(desk, thread, "Are you still here?")
+    assert await send_queued(bot) == 0
+    assert bot.upstream.texts.tries == 3 + 4
+    out = (await detail(desk, thread))["messages"][-1]
+    assert (out["status"], out["error_code"]) == ("unsent", "20429")
+
+    bot.upstream.texts.busy, bot.upstream.texts.refuse_with = 0, 21211
+    await reply(desk, thread, "Hello?")
+    assert await send_queued(bot) == 0
+    assert bot.upstream.texts.tries == 7 + 1  # not tried again
+    page = (await desk.get(f"/staff/conversations/{thread}")).text
+    assert "not sent: Twilio refused it or could not be reached" in page and "21211" in page
 
 
 @pytest.mark.parametrize(
