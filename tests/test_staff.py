@@ -711,7 +711,11 @@ async def test_the_throttle_holds_behind_a_proxy_that_any_client_can_prepend_to(
             assert (await log_in(client)).status_code == 303
 
 
-async def test_a_user_name_is_throttled_from_any_address(db_url: str, clock: Clock) -> None:
+async def test_a_user_name_guessed_from_many_addresses_gets_one_try_an_address(
+    db_url: str, clock: Clock
+) -> None:
+    """Ten failures for a name, from anywhere, lock it for the addresses that failed; a fresh
+    address gets one try: its owner logs in, a guesser's next try is refused."""
     async with running_bot(
         db_url,
         clock,
@@ -720,13 +724,19 @@ async def test_a_user_name_is_throttled_from_any_address(db_url: str, clock: Clo
         secret_key=SECRET,
         forwarded_allow_ips="*",
     ) as behind:
-        for attempt in range(auth.USER_FAILURE_LIMIT):
+
+        async def from_address(address: str, password: str = PASSWORD) -> int:
             async with browser(behind) as client:
-                client.headers.update({"X-Forwarded-For": f"198.51.100.{attempt}"})
-                await log_in(client, password="guess")
-        async with browser(behind) as client:
-            client.headers.update({"X-Forwarded-For": "192.0.2.99"})
-            assert (await log_in(client)).status_code == 429
+                client.headers.update({"X-Forwarded-For": address})
+                return (await log_in(client, password=password)).status_code
+
+        for attempt in range(auth.USER_FAILURE_LIMIT):
+            assert await from_address(f"198.51.100.{attempt}", "guess") == 401
+        assert await from_address("198.51.100.0") == 429  # failed for it: locked out
+        assert await from_address("192.0.2.99") == 303  # the owner, elsewhere: in
+        assert await from_address("192.0.2.100", "guess") == 401  # one try...
+        assert await from_address("192.0.2.100", "guess") == 429  # ...only
+        assert await from_address("192.0.2.100") == 429
 
 
 async def test_a_password_typed_as_a_user_name_is_never_logged(

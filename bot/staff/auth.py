@@ -23,7 +23,11 @@ log = logging.getLogger("checkin_bot.staff")
 
 FAILED_LOGIN_DELAY = 1.0  # seconds every failed login waits before its answer
 FAILED_LOGIN_LIMIT = 5  # failures from one address within the window before it is locked out
-USER_FAILURE_LIMIT = 10  # failures for one user name, from anywhere, before it is locked out
+# Failures for one user name, from anywhere, before it is locked out for every address that
+# has itself failed for it: an address that has not may still try it (once: a failure locks
+# it out too), so that no one can lock the name's owner out by failing ten times elsewhere.
+USER_FAILURE_LIMIT = 10
+LOCKS = 64  # passwords checked at once, at most one an address (see Throttle)
 FAILED_LOGIN_WINDOW = 15 * 60
 SESSION_IDLE = timedelta(hours=12)  # a shift: a session ends this long after the last page
 SESSION_MAX = timedelta(hours=24)  # and at the latest this long after logging in
@@ -129,26 +133,31 @@ def _hash(token: str) -> str:
 
 class Throttle:
     """Failed logins, counted in the database (so every process sees them) by the address
-    the platform's router saw and by the user name tried: each failure waits
-    FAILED_LOGIN_DELAY; FAILED_LOGIN_LIMIT from one address, or USER_FAILURE_LIMIT for one
-    name, within the window lock further tries out until the window has passed.
+    the platform's router saw, by the user name tried, and by the two together: each failure
+    waits FAILED_LOGIN_DELAY; FAILED_LOGIN_LIMIT from one address within the window lock that
+    address out until the window has passed; USER_FAILURE_LIMIT for one name lock it out for
+    the addresses that failed for it (a fresh address gets one try: the name's owner is not
+    locked out by someone else's guesses, and a guesser gets one try an address).
 
-    Between the count and the failure's record, a process checks one password at a time
-    (`log_in`): a burst of concurrent tries all counted before any was recorded, so all of
-    them were checked (a probe got 25 tries past a limit of 5). Several processes may each
-    let one more through."""
+    Between the count and the failure's record, a process checks one password at a time for
+    an address (`log_in`): a burst of concurrent tries all counted before any was recorded, so
+    all of them were checked (a probe got 25 tries past a limit of 5). Several processes may
+    each let one more through. The lock is one of LOCKS, by the address: one for every try
+    queued every login behind a flood of failures from elsewhere (2 s -> 6 s)."""
 
     def __init__(self, store: StaffStore, roster: Roster, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.roster = roster
         self.clock = clock
-        self._checking = asyncio.Lock()
+        self._checking = [asyncio.Lock() for _ in range(LOCKS)]
 
     @staticmethod
     def _keys(client: str, name: str | None) -> list[str]:
         keys = [f"addr:{client}"]
         if name:
-            keys.append("user:" + hashlib.sha256(name.casefold().encode()).hexdigest()[:32])
+            user = hashlib.sha256(name.casefold().encode()).hexdigest()[:32]
+            pair = hashlib.sha256(f"{user} {client}".encode()).hexdigest()[:32]
+            keys += [f"user:{user}", f"pair:{pair}"]
         return keys
 
     async def retry_after(self, client: str, name: str | None = None) -> int:
@@ -156,17 +165,24 @@ class Throttle:
         now = self.clock()
         window = timedelta(seconds=FAILED_LOGIN_WINDOW)
         counts = await self.store.failures_since(self._keys(client, name), now - window)
+        tried_here = any(key.startswith("pair:") for key in counts)
         waits = [0]
         for key, (count, oldest) in counts.items():
-            limit = FAILED_LOGIN_LIMIT if key.startswith("addr:") else USER_FAILURE_LIMIT
-            if count >= limit:
+            if key.startswith("addr:"):
+                locked = count >= FAILED_LOGIN_LIMIT
+            elif key.startswith("user:"):
+                locked = count >= USER_FAILURE_LIMIT and tried_here
+            else:
+                continue
+            if locked:
                 waits.append(max(1, int((oldest + window - now).total_seconds())))
         return max(waits)
 
     async def log_in(self, client: str, name: str | None, password: str, how: str) -> Account | int:
         """The account these credentials log in as, or the seconds until this client or name
         may try again (0: refused now, after FAILED_LOGIN_DELAY; no name: nothing tried)."""
-        async with self._checking:
+        lock = self._checking[int(hashlib.sha256(client.encode()).hexdigest(), 16) % LOCKS]
+        async with lock:
             wait = await self.retry_after(client, name)
             if wait:
                 return wait
