@@ -25,7 +25,14 @@ conversation: ContextVar[str | None] = ContextVar("conversation", default=None)
 _PHONE = re.compile(r"\+\d{7,15}\b")
 _GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PHONE_LIKE = re.compile(r"[\d.-]{7,}")
-_LINE_BREAKS = str.maketrans({"\r": "\\r", "\n": "\\n"})
+# Line breaks, and every other control a terminal acts on (escape sequences, backspace, bell,
+# Unicode's line and paragraph separators, bidirectional overrides): written as escapes.
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+_CONTROLS += [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_LINE_BREAKS = str.maketrans(
+    {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _CONTROLS if c != 0x09}
+    | {0x0D: "\\r", 0x0A: "\\n"}
+)
 LOGGERS = ("checkin_bot", "uvicorn")
 ACCESS = "checkin_bot.access"  # one line a request (bot.app.Boundary)
 
@@ -73,7 +80,8 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
         # One event, one line: a line break inside a message (a value a request carried) is
-        # written as \n, so no request can forge a line of its own. Tracebacks keep theirs.
+        # written as \n, so no request can forge a line of its own, nor move a terminal's
+        # cursor (ESC[2J, ESC[1A): controls are escaped too. Tracebacks keep their lines.
         record.message = record.message.translate(_LINE_BREAKS)
         return super().formatMessage(record)
 

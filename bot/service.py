@@ -42,7 +42,7 @@ from .conversation import (
     unconfirmed_data,
     visits,
 )
-from .errors import NotHandled, PhoneBusy, UpstreamRefused, UpstreamUnavailable
+from .errors import BadWebhook, NotHandled, PhoneBusy, UpstreamRefused, UpstreamUnavailable
 from .late import Answer, LateAnswers, Progress
 from .prompts import Catalogue, Prompts
 from .replies import CHOICE_LISTS, LINES, ReplyKey
@@ -124,6 +124,8 @@ class Service:
             return await self.late.within_budget(
                 sms.sender, lambda p: self.handle(sms, p), progress
             )
+        except BadWebhook:
+            raise
         except Exception as exc:
             stored = progress.inbound_id is not None
             raise NotHandled("a text could not be handled", sms.sender, stored=stored) from exc
@@ -181,6 +183,11 @@ class Service:
                     return await self._log_aside(
                         inbound.id, phone, "busy", ReplyKey.UPSTREAM_UNAVAILABLE
                     )
+        if inbound.other_phone:
+            # Twilio never sends one MessageSid from two phones: a replay, or a forgery (the
+            # first phone's reply may name its family). Refused, stored nothing.
+            log.warning("%s: a MessageSid seen from another phone: refused", phones.mask(phone))
+            raise BadWebhook("bad webhook: MessageSid seen before from another phone")
         # A repeated delivery waits for the first one's answer out of the phone's line.
         return await self._repeat(inbound.id, phone)
 

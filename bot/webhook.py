@@ -9,7 +9,15 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -82,13 +90,23 @@ def _storable(value: Any) -> Any:
 Storable = Annotated[str, BeforeValidator(_storable)]
 
 
+def _someone(value: str) -> str:
+    """A sender with a letter or digit in it (a phone number, a short code, an alphanumeric
+    sender id, "whatsapp:+61…"): not blanks alone, which made a conversation of no one."""
+    if not any(c.isalnum() for c in value):
+        raise ValueError("no sender")
+    return value
+
+
 class InboundSms(BaseModel):
     """Twilio's messaging webhook form, the fields the bot uses; the rest ignored."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
     message_sid: Storable = Field(alias="MessageSid", min_length=1, max_length=64)
-    sender: Storable = Field(alias="From", min_length=1, max_length=64)
+    sender: Annotated[Storable, AfterValidator(_someone)] = Field(
+        alias="From", min_length=1, max_length=64
+    )
     to: str = Field("", alias="To", max_length=64)
     body: Storable = Field("", alias="Body", max_length=10_000)
     num_media: Annotated[int, BeforeValidator(_count)] = Field(0, alias="NumMedia")

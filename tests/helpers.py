@@ -151,7 +151,7 @@ async def running_bot(
     """The bot app, lifespan started, on a seeded SQLite file and the in-process simulator
     (the notifier's loop off unless `notify`: tests drive it on their clock)."""
     config = Settings(
-        database_url=db_url, twilio_auth_token=TOKEN, public_base_url=PUBLIC, **settings
+        database_url=db_url, twilio_auth_token=TOKEN, **({"public_base_url": PUBLIC} | settings)
     )
     await seed_directory(db_url)
     sim = load_demo(Simulator(clock=clock))

@@ -131,6 +131,17 @@ def test_a_line_break_in_a_message_cannot_forge_a_line() -> None:
     assert line.endswith("from x\\n2026-11-29 10:00:00,000 ERROR checkin_bot.app: FORGED\\r\\nmore")
 
 
+def test_a_message_cannot_move_a_terminals_cursor() -> None:
+    """Escape sequences (clear the screen, cursor up, colours), a bell, a backspace, Unicode's
+    line separator and a right-to-left override are written as escapes, not acted on by the
+    terminal someone tails the log in."""
+    forged = "+614\x1b[31m\x1b[2J\x1b[1A\x07\x08\u2028\u202e\x85x"
+    record = logging.LogRecord("checkin_bot.x", logging.WARNING, "f", 1, "from %s", (forged,), None)
+    line = logs.TextFormatter().format(record)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u202e" for c in line)
+    assert line.endswith("from +614\\x1b[31m\\x1b[2J\\x1b[1A\\x07\\x08\\u2028\\u202e\\x85x")
+
+
 async def test_numbers_a_request_chose_stay_out_of_the_log(
     db_url: str, clock: Clock, json_logs: pytest.CaptureFixture[str]
 ) -> None:

@@ -549,6 +549,23 @@ async def test_staff_pages_carry_security_headers(bot: Bot, desk: httpx.AsyncCli
         assert response.headers["x-content-type-options"] == "nosniff"
 
 
+async def test_the_session_cookie_is_https_only_however_https_is_spelled(
+    db_url: str, clock: Clock
+) -> None:
+    async with running_bot(
+        db_url,
+        clock,
+        staff_username=USER,
+        staff_password=PASSWORD,
+        secret_key=SECRET,
+        public_base_url="HTTPS://bot.example.com",
+    ) as shouting:
+        async with browser(shouting) as client:
+            response = await log_in(client)
+    assert "secure" in response.headers["set-cookie"].lower()
+    assert "strict-transport-security" in response.headers
+
+
 async def test_the_session_cookie_is_signed_scoped_and_https_only(bot: Bot) -> None:
     async with browser(bot) as client:
         response = await log_in(client)

@@ -141,12 +141,30 @@ async def test_a_shared_key_signature_with_the_wrong_key_is_refused(bot: Bot) ->
     assert (await bot.post(params, signed=False, headers=headers)).status_code == 403
 
 
+@pytest.mark.parametrize("sender", ["   ", "\u200b", "--", "\t"])
+async def test_a_sender_of_blanks_alone_is_a_400(bot: Bot, sender: str) -> None:
+    response = await bot.post(form(sender, "HERE"))
+    assert response.status_code == 400 and "From" in response.text
+
+
 @pytest.mark.parametrize("missing", ["From", "MessageSid"])
 async def test_a_form_without_from_or_message_sid_is_a_400(bot: Bot, missing: str) -> None:
     params = form(ALEX, "HERE")
     del params[missing]
     response = await bot.post(params)
     assert response.status_code == 400 and missing in response.text
+
+
+async def test_a_message_sid_seen_before_from_another_phone_is_a_400(bot: Bot) -> None:
+    """Twilio never sends one MessageSid from two phones: a replay or a forgery, refused;
+    the first phone's reply (which may name its family) is not given to the second."""
+    first = await bot.post(form(ALEX, "HERE", sid="SM" + "7" * 32))
+    assert "Ticket" in (reply_text(first.text) or "")
+    again = await bot.post(form(JORDAN, "HERE", sid="SM" + "7" * 32))
+    assert again.status_code == 400 and "Ticket" not in again.text
+    assert await transcript(bot.store, JORDAN) == []
+    redelivered = await bot.post(form(ALEX, "HERE", sid="SM" + "7" * 32))  # Twilio's retry
+    assert redelivered.text == first.text
 
 
 @pytest.mark.parametrize(

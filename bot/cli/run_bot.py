@@ -187,6 +187,7 @@ def demo(port: int, sim_port: int, call_every: float) -> None:
                     port=app_port,
                     workers=1,  # one process holds both apps, whatever WEB_CONCURRENCY says
                     log_config=log_config(config.log_format, server_level="WARNING"),
+                    http=HeadersDeadline,  # as `serve`: a request's headers come in time
                 )
             )
             for app, app_port in ((sim_app, sim_port), (bot_app, port))

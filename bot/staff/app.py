@@ -291,7 +291,7 @@ def staff_mount(
 
         return Mount("/staff", routes=[Route("/{path:path}", off)]), None
     staff = Staff(settings, store, clock or (lambda: datetime.now(UTC)), outbox, catalogue)
-    https = (settings.public_base_url or "").startswith("https://")
+    https = (settings.public_base_url or "").lower().startswith("https://")
     middleware = [
         Middleware(
             SessionMiddleware,

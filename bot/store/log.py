@@ -69,6 +69,7 @@ class Inbound:
     duplicate: bool
     thread_id: int | None = None
     recent: int = 0  # the phone's texts since `recent_since`, this one included
+    other_phone: bool = False  # a duplicate whose MessageSid came before from another phone
 
 
 class Taking(Protocol):
@@ -217,7 +218,7 @@ class Log:
             found = await self.tx.run(_message_with_sid, sid)
             if found is None:
                 raise
-            return Inbound(found, True)
+            return Inbound(found[0], True, other_phone=found[1] != phone)
 
     async def _store_text(
         self, row: dict[str, Any], recent_since: datetime | None, taking: Taking | None
@@ -433,7 +434,7 @@ class Log:
 
 _INSERT_MESSAGE = Prepared(messages.insert().returning(messages.c.id))
 _MESSAGE_WITH_SID = Prepared(
-    sa.select(messages.c.id).where(messages.c.message_sid == sa.bindparam("sid"))
+    sa.select(messages.c.id, messages.c.phone).where(messages.c.message_sid == sa.bindparam("sid"))
 )
 _latest_thread = (
     sa.select(threads.c.id, threads.c.last_at)
@@ -583,9 +584,9 @@ def _record_inbound(
     return Inbound(new_id, False, thread_id, recent)
 
 
-def _message_with_sid(conn: Connection, sid: str) -> int | None:
-    found = _MESSAGE_WITH_SID.execute(conn, {"sid": sid}).scalar()
-    return None if found is None else int(found)
+def _message_with_sid(conn: Connection, sid: str) -> tuple[int, str] | None:
+    found = _MESSAGE_WITH_SID.execute(conn, {"sid": sid}).first()
+    return None if found is None else (int(found.id), found.phone)
 
 
 def _changed(conn: Connection, statement: sa.Executable) -> bool:
