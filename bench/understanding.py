@@ -230,12 +230,20 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # A student and benefits desk: "at school" (which building?), "I'm here guys" in Greek
     # without a pause, "着いたよー、図書館にいるね" (at the library, to friends).
     # A child's pick-up time after "I'm here" ("Ma andito na ko sa school": at school), spring
-    # and the inevitable that "came" in Korean, "着いたよ！どこにいる？" (where are you?).
+    # and the inevitable that "came" in Korean.
     "idle-8.tsv": {
         "Ma andito na ko sa school, sunduin mo ko 5pm ha",
         "봄이 왔네요 벚꽃이 예뻐요",
         "드디어 올 것이 왔구나",
-        "着いたよ！どこにいる？",
+    },
+    # Phones' typing noise: "Si sono qui vicino" to "are you here now?" (yes, I'm here... near
+    # here). Government offices: in the building but looking for the office ("Bin im Gebäude,
+    # aber … wo ist die Ausländerbehörde"), at the office's other branch ("а запись
+    # оказывается в другом": a site's branches are not known to the bot).
+    "typing-noise.tsv": {"Si sono qui vicino"},
+    "government.tsv": {
+        "Bin im Gebäude, aber im 3. OG ist nur das Finanzamt?? Wo ist die Ausländerbehörde",
+        "Я в МФЦ на Тверской, а запись оказывается в другом, на Профсоюзной?",
     },
     "campus.tsv": {
         "Em đang ở trong trường",

@@ -188,6 +188,17 @@ def test_answers_to_are_you_here_now(catalogue: Catalogue, text: str, meaning: M
         ("I'm here, where do I go?", M.UNKNOWN),
         ("did you get my text? I'm here", M.UNKNOWN),
         ("sí, ¿puedo cambiar la cita?", M.UNKNOWN),
+        # An ok alone may only say it was heard: asked again, as a wrong removal costs a
+        # waiting customer their place. With a yes or words for leaving, it leaves.
+        ("ok", M.UNKNOWN),
+        ("blz", M.UNKNOWN),
+        ("accha", M.UNKNOWN),
+        ("了解です", M.THANKS),  # acknowledged: no removal either
+        ("好的", M.UNKNOWN),
+        ("ok yes", M.YES),
+        ("好的是的", M.YES),
+        ("ok remove me", M.YES),
+        ("👍", M.YES),
     ],
 )
 def test_answers_to_leave_the_queue(catalogue: Catalogue, text: str, meaning: Meaning) -> None:
@@ -269,6 +280,29 @@ def test_a_shortening_two_could_share_chooses_no_one(
 ) -> None:
     expecting = Expecting(names=names, everyone=3)
     assert read(text, catalogue.lexicon, expecting).meaning is not M.CHOICE
+
+
+@pytest.mark.parametrize(
+    ("text", "arrives"),
+    [
+        ("I'm here, where are you?", False),  # to someone meeting them, not to the desk
+        ("我到了，你在哪个门？", False),
+        ("toi roi, anh dang o dau?", False),
+        ("I'm here but the gate is closed", False),  # maybe not in
+        ("Sí, pero creo que estoy en el edificio equivocado", False),
+        ("أنا في المبنى الغلط؟", False),
+        ("bhaiya main galat branch aa gaya", False),
+        ("दिल्ली पहुँच गई हूँ, अपॉइंटमेंट कल है", False),  # kal: yesterday or tomorrow
+        ("I'm here, which floor?", True),  # a question about the site: here
+        ("sono qui, seduta vicino alla finestra", True),
+        ("Bin im Wartezimmer, hier richtig voll heute", True),
+    ],
+)
+def test_an_arrival_to_someone_else_or_maybe_elsewhere_is_asked_about(
+    catalogue: Catalogue, text: str, arrives: bool
+) -> None:
+    reading = read(text, catalogue.lexicon)
+    assert (reading.meaning is M.ARRIVE) is arrives, reading.why
 
 
 @pytest.mark.parametrize(
@@ -487,6 +521,8 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "leave-answers.tsv",
         "leave-answers-2.tsv",
         "leave-answers-3.tsv",
+        "typing-noise.tsv",
+        "government.tsv",
     ],
 )
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
@@ -512,7 +548,10 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     Zehen Minuten"); 400 more with nothing open, as from a clinic's log ("hey babe I'm here,
     which entrance are you at?", "Da bin ich überfragt", spam that "arrived"); 300 from a
     student and benefits desk ("Bin da Leute, in der Bib", "Виза пришла!"); 240 in six
-    languages ("सर्दी आ गई है": winter has come; "salary aa gayi"): no wrong
+    languages ("सर्दी आ गई है": winter has come; "salary aa gayi"); 420 with phones' typing
+    noise (dictation, autocorrect, a wrong keyboard: "z yf vtcnt", "Im here at Olive Garden
+    where r u 😂", "Ok" to "Leave the queue?"); 420 from government offices ("estoy en el
+    edificio equivocado", "pahuch gya bt gate band hai", "私だけ先に着いてます"): no wrong
     check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}

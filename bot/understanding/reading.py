@@ -171,14 +171,16 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
         reading.meaning is Meaning.YES and expecting.topic is not None
     )
     # "amor cheguei", "Schatz bin da", "お母さん、病院着いたよ": written to someone close;
-    # "ya zdes, slushayu", "je suis là si t'as besoin": here meaning at hand.
+    # "ya zdes, slushayu", "je suis là si t'as besoin": here meaning at hand; "I'm here,
+    # where are you?", "我到了，你在哪个门？": written to someone meeting the sender; "I'm here
+    # but the gate is closed", "estoy en el edificio equivocado": maybe not where they should be.
     called = _called(prepared, every) if acting else None
-    at_hand = next((f for f in every if f.kind == "available"), None) if acting else None
+    aside = next((f for f in every if f.kind in _ASIDE), None) if acting else None
     why = ""
     if called is not None:
         why = f"{reading.why}, written to {called.shown()}?"
-    elif at_hand is not None:
-        why = f"{reading.why}, but {at_hand.shown()}: at hand, or arrived?"
+    elif aside is not None:
+        why = f"{reading.why}, but {aside.shown()}: {_ASIDE[aside.kind]}"
     if why:
         if reading.meaning is Meaning.ARRIVE:
             reading = Reading(Meaning.UNSURE, f"asked to clarify: {why}")
@@ -192,6 +194,12 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     return Reading(reading.meaning, reading.why, language, number, choice, reading.choose_language)
 
 
+# Mentions that make an arrival beside them one to ask about, and why.
+_ASIDE = {
+    "available": "at hand, or arrived?",
+    "whereabouts": "asking where the one written to is: meeting someone?",
+    "astray": "in the right place, and in?",
+}
 # What may follow a name someone close is called by, in a text written to them: their news.
 _TOLD = frozenset({"arrive", "check_in", "yes", "late", "not_yet", "unclear"})
 # "With", "and" and a subject's particle after such a name: they are with the sender.
@@ -637,6 +645,10 @@ def _answer(text: Text, found: list[Found], topic: Topic, lexicon: Lexicon) -> R
             more = _besides_leaving(found, lexicon, leaving)
             if more:
                 return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, but {more}")
+            # An ok alone ("ok", "blz", "accha", "ok merci", "了解です"): heard, or yes, leave?
+            # Ask again (not "ok remove me", nor "ok yes").
+            if not leaving and all(_heard(f, found) for f in yes):
+                return Reading(Meaning.UNKNOWN, f"asked again: {top.shown()}, heard or yes?")
             # Twilio's own words are on no list ("yes cancel", "haan cancel"): they say leave.
             extra = _uncovered(text, found, _BARE_LEAVE, slack=0)
             extra -= sum(word in lexicon.opt_out for word in text.words)
@@ -678,6 +690,20 @@ _NOT_LEAVING = frozenset(
     {"arrive", "check_in", "not_yet", "late", "question", "help", "others", "reported"}
     | {"present"}  # "在的": I'm here
 )
+
+
+def _heard(said: Found, found: list[Found]) -> bool:
+    """Whether a phrase is inside one that may only say it was heard ("ok" in "ok merci";
+    "好的" in "好的", not "是的" in "好的是的")."""
+    for f in found:
+        if f.kind != "heard" or f.clause != said.clause:
+            continue
+        if said.phrase.han or f.phrase.han:
+            if f.start == said.start and said.phrase.words[0] in f.phrase.words[0]:
+                return True
+        elif f.start <= said.start and said.start + said.size <= f.start + f.size:
+            return True
+    return False
 
 
 def _with_digits(words: Iterable[str]) -> str | None:
