@@ -241,6 +241,14 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # aber … wo ist die Ausländerbehörde"), at the office's other branch ("а запись
     # оказывается в другом": a site's branches are not known to the bot).
     "typing-noise.tsv": {"Si sono qui vicino"},
+    # How generations text: "aquí andamos 😎" (getting by; or here we are), a bare 👍 to
+    # "check in anyway?", "Εδώ Μιχάλης Αντωνίου. Ήθελα να ρωτήσω…" ("This is Michalis. I
+    # wanted to ask…": Greek names the caller with "here").
+    "generations.tsv": {
+        "aquí andamos 😎",
+        "👍",
+        "Εδώ Μιχάλης Αντωνίου. Ήθελα να ρωτήσω αν χρειάζεται να φέρω τις εξετάσεις.",
+    },
     "government.tsv": {
         "Bin im Gebäude, aber im 3. OG ist nur das Finanzamt?? Wo ist die Ausländerbehörde",
         "Я в МФЦ на Тверской, а запись оказывается в другом, на Профсоюзной?",

@@ -293,6 +293,8 @@ def test_a_shortening_two_could_share_chooses_no_one(
         ("أنا في المبنى الغلط؟", False),
         ("bhaiya main galat branch aa gaya", False),
         ("दिल्ली पहुँच गई हूँ, अपॉइंटमेंट कल है", False),  # kal: yesterday or tomorrow
+        ("I'm here, my appointment is tomorrow right?", False),  # the right day?
+        ("我到了，我的预约是明天吧？", False),
         ("I'm here, which floor?", True),  # a question about the site: here
         ("sono qui, seduta vicino alla finestra", True),
         ("Bin im Wartezimmer, hier richtig voll heute", True),
@@ -523,6 +525,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "leave-answers-3.tsv",
         "typing-noise.tsv",
         "government.tsv",
+        "generations.tsv",
     ],
 )
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
@@ -551,7 +554,9 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     languages ("सर्दी आ गई है": winter has come; "salary aa gayi"); 420 with phones' typing
     noise (dictation, autocorrect, a wrong keyboard: "z yf vtcnt", "Im here at Olive Garden
     where r u 😂", "Ok" to "Leave the queue?"); 420 from government offices ("estoy en el
-    edificio equivocado", "pahuch gya bt gate band hai", "私だけ先に着いてます"): no wrong
+    edificio equivocado", "pahuch gya bt gate band hai", "私だけ先に着いてます"); 420 as
+    teenagers and their grandparents text ("я тут тип мимо проходила, у меня запись на
+    завтра же?", "I have arrived for my 10 o'clock appointment … Regards, Margaret"): no wrong
     check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}

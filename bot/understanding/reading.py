@@ -173,7 +173,8 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     # "amor cheguei", "Schatz bin da", "お母さん、病院着いたよ": written to someone close;
     # "ya zdes, slushayu", "je suis là si t'as besoin": here meaning at hand; "I'm here,
     # where are you?", "我到了，你在哪个门？": written to someone meeting the sender; "I'm here
-    # but the gate is closed", "estoy en el edificio equivocado": maybe not where they should be.
+    # but the gate is closed", "estoy en el edificio equivocado", "я тут, запись на завтра же?":
+    # maybe not where, or when, they should be.
     called = _called(prepared, every) if acting else None
     aside = next((f for f in every if f.kind in _ASIDE), None) if acting else None
     why = ""
@@ -198,7 +199,7 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
 _ASIDE = {
     "available": "at hand, or arrived?",
     "whereabouts": "asking where the one written to is: meeting someone?",
-    "astray": "in the right place, and in?",
+    "astray": "the right place and day, and in?",
 }
 # What may follow a name someone close is called by, in a text written to them: their news.
 _TOLD = frozenset({"arrive", "check_in", "yes", "late", "not_yet", "unclear"})
