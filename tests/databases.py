@@ -63,7 +63,9 @@ def postgres_cluster() -> Iterator[str]:
     )
     options = (
         f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+        # More settings for a look inside (-c shared_preload_libraries=pg_stat_statements).
+        + os.environ.get("CHECKIN_BOT_TEST_PG_OPTIONS", "")
     )
     pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(data)]
     subprocess.run(

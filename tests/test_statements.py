@@ -1,9 +1,9 @@
 """What one text costs the database: a first check-in is two short transactions on SQLite
 (store the text, taking the phone's turn, reading its conversation and directory and saving
-the check-in's write-ahead record with it; the outcome with the turn's release); on PostgreSQL five
-statements, each alone in autocommit (storing the text, and taking the turn with its read, are
-a function call each; the write-ahead record; the outcome's writes as one statement; the
-unlock); and no more statements than counted here. A
+the check-in's write-ahead record with it; the outcome with the turn's release); on PostgreSQL four
+statements, each alone in autocommit (storing the text and taking the turn with its read, one
+function call, when a turn's connection is free; the write-ahead record; the outcome's writes
+as one statement; the unlock); and no more statements than counted here. A
 change that adds a round trip to every text shows up here, not in production."""
 
 from __future__ import annotations

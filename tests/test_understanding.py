@@ -526,6 +526,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "typing-noise.tsv",
         "government.tsv",
         "generations.tsv",
+        "long.tsv",
     ],
 )
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
@@ -556,7 +557,9 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     where r u 😂", "Ok" to "Leave the queue?"); 420 from government offices ("estoy en el
     edificio equivocado", "pahuch gya bt gate band hai", "私だけ先に着いてます"); 420 as
     teenagers and their grandparents text ("я тут тип мимо проходила, у меня запись на
-    завтра же?", "I have arrived for my 10 o'clock appointment … Regards, Margaret"): no wrong
+    завтра же?", "I have arrived for my 10 o'clock appointment … Regards, Margaret"); 300
+    long ones, 150 to 560 characters (complaints about the last visit, a father who "should be
+    there by now", "أنا هون، بس مش عندكم"): no wrong
     check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
@@ -570,7 +573,10 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     # bench by the vending machines"): a yes with more than a word beside it is asked again.
     # other-languages: sixteen languages without a file, where an arrival gets the hint
     # to text HERE; only that nothing else is checked in is asked of it.
+    # long's arrivals come with stories, conditions and questions about the last visit:
+    # most are asked "are you here now?" (23 of 145 read at once).
     least = {"arrivals-6.tsv": 0.5, "answers-4.tsv": 0.5, "leave-answers-3.tsv": 0.1}
+    least["long.tsv"] = 0.1
     least["other-languages.tsv"] = 0.0
     # idle-7's arrivals are said in passing, between appointment details and apologies.
     least["idle-7.tsv"] = least["idle-8.tsv"] = 0.45
