@@ -9,6 +9,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -47,16 +48,16 @@ def quick_failed_logins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(auth, "FAILED_LOGIN_DELAY", 0.05)
 
 
+def staff_bot(db_url: str, clock: Clock, **settings: Any) -> AbstractAsyncContextManager[Bot]:
+    """The bot with the staff pages on, logging in as USER with PASSWORD."""
+    login = {"staff_username": USER, "staff_password": PASSWORD, "secret_key": SECRET}
+    return running_bot(db_url, clock, **(login | settings))
+
+
 @pytest.fixture
 async def bot(db_url: str, clock: Clock) -> AsyncIterator[Bot]:
-    async with running_bot(
-        db_url,
-        clock,
-        staff_username=USER,
-        staff_password=PASSWORD,
-        secret_key=SECRET,
-        timezone="Australia/Sydney",  # T0, 09:00 UTC, is 20:00 there
-    ) as b:
+    # T0, 09:00 UTC, is 20:00 in Sydney
+    async with staff_bot(db_url, clock, timezone="Australia/Sydney") as b:
         yield b
 
 
@@ -552,14 +553,7 @@ async def test_staff_pages_carry_security_headers(bot: Bot, desk: httpx.AsyncCli
 async def test_the_session_cookie_is_https_only_however_https_is_spelled(
     db_url: str, clock: Clock
 ) -> None:
-    async with running_bot(
-        db_url,
-        clock,
-        staff_username=USER,
-        staff_password=PASSWORD,
-        secret_key=SECRET,
-        public_base_url="HTTPS://bot.example.com",
-    ) as shouting:
+    async with staff_bot(db_url, clock, public_base_url="HTTPS://bot.example.com") as shouting:
         async with browser(shouting) as client:
             response = await log_in(client)
     assert "secure" in response.headers["set-cookie"].lower()
@@ -708,14 +702,7 @@ async def test_the_throttle_holds_behind_a_proxy_that_any_client_can_prepend_to(
 ) -> None:
     """FORWARDED_ALLOW_IPS=*: an attacker varying the left of X-Forwarded-For is still the
     address the router appended, on the right."""
-    async with running_bot(
-        db_url,
-        clock,
-        staff_username=USER,
-        staff_password=PASSWORD,
-        secret_key=SECRET,
-        forwarded_allow_ips="*",
-    ) as behind:
+    async with staff_bot(db_url, clock, forwarded_allow_ips="*") as behind:
         statuses = []
         for attempt in range(auth.FAILED_LOGIN_LIMIT + 2):
             headers = {"X-Forwarded-For": f"10.8.0.{attempt}, 203.0.113.7"}
@@ -733,14 +720,7 @@ async def test_a_user_name_guessed_from_many_addresses_gets_one_try_an_address(
 ) -> None:
     """Ten failures for a name, from anywhere, lock it for the addresses that failed; a fresh
     address gets one try: its owner logs in, a guesser's next try is refused."""
-    async with running_bot(
-        db_url,
-        clock,
-        staff_username=USER,
-        staff_password=PASSWORD,
-        secret_key=SECRET,
-        forwarded_allow_ips="*",
-    ) as behind:
+    async with staff_bot(db_url, clock, forwarded_allow_ips="*") as behind:
 
         async def from_address(address: str, password: str = PASSWORD) -> int:
             async with browser(behind) as client:
