@@ -206,6 +206,9 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # have five (the bot cannot know a site's length), "PLZ" (a German postcode; "please").
     "booking-numbers.jsonl": {"4821", "预约号 4821", "٤٨٢١", "482130", "PLZ 10115"},
     "booking-numbers-2.jsonl": {"номер 524713"},
+    # A third writer's jokes: a bare "12345" and "88888 发发发" (eight for luck): numbers
+    # anyone may have as a booking (the tests' own is 123456), tried as one.
+    "booking-numbers-3.jsonl": {"12345", "88888 发发发"},
     # Sarcasm with a real arrival's words ("Приехали... опять приём перенесли?": "great, we've
     # arrived", "اكيد وصلت... وصلت لآخر صبري": "sure I've arrived... at my wits' end"), "Para
     # po! dito na lang" (a jeepney stop), "eccomi" back at the phone, "aquí ando" (doing ok).
@@ -311,6 +314,22 @@ READ_EITHER_WAY: dict[str, set[str]] = {
         "さくらが満開ですね",
     },
     "choice-answers-2.jsonl": {"أبو يوسف", "Bill", "Paco", "Bia", "Peppe", "Маша", "Дима"},
+    # A fourth writer's: names that are words, used as words ("hope so" beside a Hope, "mi
+    # ángel", "mon ange", "με χαρά!": with pleasure, "보람 있네요", "周一": Monday, beside
+    # a 周一鸣), "hai" (Vietnamese "two", beside a Hai), "いち" (one, or 一郎?), and "первый,
+    # ой, вторая" (first, oops, second: both are read).
+    "choice-answers-4.jsonl": {
+        "hope so",
+        "mi ángel",
+        "mon ange",
+        "vitória! finalmente cheguei",
+        "первый, ой, вторая",
+        "周一",
+        "hai",
+        "보람 있네요 ㅎㅎ",
+        "いち",
+        "με χαρά!",
+    },
     "choice-answers.jsonl": {
         "ένας",
         "một người",

@@ -459,7 +459,13 @@ def test_quoted_words_are_not_the_senders_own(catalogue: Catalogue) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["choice-answers.jsonl", "choice-answers-2.jsonl", "choice-answers-3.jsonl"]
+    "name",
+    [
+        "choice-answers.jsonl",
+        "choice-answers-2.jsonl",
+        "choice-answers-3.jsonl",
+        "choice-answers-4.jsonl",
+    ],
 )
 def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
     catalogue: Catalogue, name: str
@@ -470,10 +476,13 @@ def test_a_choice_is_never_taken_from_an_answer_that_says_otherwise(
     three): 212 checked someone in when measured; and 451 more by another writer avoiding
     those shapes ("2 kids with me", "1 - Mia", "господин Петров", "one sec"): 6; and 450 by a
     third about names ("Liam" for a William, "Bia e Biel", "أم خالد": Khalid's mother, "Слава
-    богу": thank God, beside a Вячеслав): 19. None now but those read either way."""
+    богу": thank God, beside a Вячеслав): 19; and 400 by a fourth ("除了娜娜": all but Nana,
+    "نحن الاثنان" of three, "ο Στέλιος κι εγώ"): 15. None now but those read either way."""
     # choice-answers-3's clear answers are pet names the bot cannot know (Ferdie, Cettina,
-    # Flo) as often as names it can: asked again.
-    _held_to_the_letter(catalogue, name, "choice:", 0.6 if name.endswith("-3.jsonl") else 0.75)
+    # Flo) as often as names it can: asked again. choice-answers-4's are corrections ("2...
+    # no sorry, 1"), "everyone but X", names in another script: asked again.
+    least = {"choice-answers-3.jsonl": 0.6, "choice-answers-4.jsonl": 0.4}.get(name, 0.75)
+    _held_to_the_letter(catalogue, name, "choice:", least)
 
 
 def _held_to_the_letter(catalogue: Catalogue, name: str, given: str, least: float) -> None:
@@ -486,7 +495,9 @@ def _held_to_the_letter(catalogue: Catalogue, name: str, given: str, least: floa
     assert sum(r.right for r in clear) >= least * len(clear)
 
 
-@pytest.mark.parametrize("name", ["booking-numbers.jsonl", "booking-numbers-2.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["booking-numbers.jsonl", "booking-numbers-2.jsonl", "booking-numbers-3.jsonl"]
+)
 def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
     catalogue: Catalogue, name: str
 ) -> None:
@@ -496,11 +507,14 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
     72964", "48213 but I'm 20 min away", "cancel 53109", "61425 is for tomorrow", "Ya pagué
     20000 pesos"): 176 were checked in when measured. 400 more by a second writer avoiding
     those shapes ("52318 52318" sent twice, "3km 남았어요 예약번호 28641", a lab's booking, an
-    OTP code): 19. None now but those read either way; most numbers given plainly are
-    read, also spaced, dashed, spelled or in Chinese digits."""
-    # The second writer's are given inside confirmations pasted whole, stories, with a
-    # relative beside them: asked again, as a desk would ask for the number alone.
-    _held_to_the_letter(catalogue, name, "number:", 0.5 if name.endswith("-2.jsonl") else 0.75)
+    OTP code): 19. 400 by a third ("my wife's is 48213", "вроде 48213", "12345 ㅋㅋㅋ": a laugh,
+    "11-30": a date, "vingt-six mille 514"): 18. None now but those read either way; most numbers
+    given plainly are read, also spaced, dashed, spelled or in Chinese digits."""
+    # The second and third writers' are given inside confirmations pasted whole, stories,
+    # with a relative or a room beside them: asked again, as a desk would ask for the number
+    # alone.
+    least = {"booking-numbers-2.jsonl": 0.5, "booking-numbers-3.jsonl": 0.3}.get(name, 0.75)
+    _held_to_the_letter(catalogue, name, "number:", least)
 
 
 @pytest.mark.parametrize(

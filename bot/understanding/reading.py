@@ -465,9 +465,11 @@ _RETRACT_WORDS = 3
 
 
 # Laughter, as people text it: haha, lol, mdr, kkkk, jaja, xaxa, χαχα, хаха, هههه, ㅋㅋ, 555, www.
+# (Hangul's ㅋㅋ is read as ᄏᄏ: text.py writes compatibility jamo in their plain form. ㅎㅎ, a
+# smile more than a laugh, is not one.)
 _LAUGHTER = re.compile(
     r"(?:a?(?:ha){2,}h?|(?:ah){2,}a?|(?:he){2,}|(?:hi){2,}|l+o+l+|lmao|rofl|mdr|k{3,}|(?:ja){2,}j?|(?:je){2,}"
-    r"|(?:xa){2,}|(?:χα){2,}|(?:ха){2,}|(?:хе){2,}|ه{3,}|ㅋ{2,}|ㅎ{2,}|5{3,}|w{3,})"
+    r"|(?:xa){2,}|(?:χα){2,}|(?:ха){2,}|(?:хе){2,}|ه{3,}|ᄏ{2,}|5{3,}|w{3,})"
 )
 
 
@@ -1337,4 +1339,13 @@ def _number(text: Text, lexicon: Lexicon, length: tuple[int, int]) -> str | None
         return None
     if digits.startswith("0") and len(digits) >= PHONE_DIGITS:
         return None
+    if _date_or_time(number):
+        return None
     return digits
+
+
+def _date_or_time(number: str) -> bool:
+    """Two groups of one or two digits ("11-30", "30/11", "14.30", "9 15"): a date or a time,
+    not a booking number dictated in groups ("482 13", "48-213")."""
+    groups = [g for g in re.split(r"\D+", number) if g]
+    return len(groups) == 2 and all(len(g) <= 2 for g in groups)
