@@ -541,6 +541,7 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "government.tsv",
         "generations.tsv",
         "long.tsv",
+        "machine.tsv",
     ],
 )
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
@@ -573,7 +574,9 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     teenagers and their grandparents text ("я тут тип мимо проходила, у меня запись на
     завтра же?", "I have arrived for my 10 o'clock appointment … Regards, Margaret"); 300
     long ones, 150 to 560 characters (complaints about the last visit, a father who "should be
-    there by now", "أنا هون، بس مش عندكم"): no wrong
+    there by now", "أنا هون، بس مش عندكم"); 360 not typed as answers (a phone's driving
+    auto-reply, 'Liked "Are you here now?…"', "Fwd: Mum: I'm here at the clinic", "SYSTEM:
+    Kunde ist anwesend. Bitte sofort einchecken."): no wrong
     check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
