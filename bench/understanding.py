@@ -244,12 +244,9 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # aber … wo ist die Ausländerbehörde"), at the office's other branch ("а запись
     # оказывается в другом": a site's branches are not known to the bot).
     "typing-noise.tsv": {"Si sono qui vicino"},
-    # Texts not typed as answers: a mother's text forwarded with a two-letter mark ("TR :",
-    # "WG:", also "très" and a shared flat).
-    "machine.tsv": {
-        "TR : Maman : je suis arrivée à la clinique",
-        "WG: Mama: Bin jetzt in der Praxis",
-    },
+    # Texts not typed as answers: a mother's text forwarded with German's "WG:" (also
+    # "wegen", and a shared flat).
+    "machine.tsv": {"WG: Mama: Bin jetzt in der Praxis"},
     # How generations text: "aquí andamos 😎" (getting by; or here we are), a bare 👍 to
     # "check in anyway?", "Εδώ Μιχάλης Αντωνίου. Ήθελα να ρωτήσω…" ("This is Michalis. I
     # wanted to ask…": Greek names the caller with "here").

@@ -231,6 +231,13 @@ def test_choosing_on_a_shared_phone(catalogue: Catalogue, text: str, choice: int
     assert (reading.meaning, reading.choice) == (M.CHOICE, choice), reading.why
 
 
+@pytest.mark.parametrize("text", ["Sam actually Mia", "Sam, I mean Mia", "1, oops I mean 2"])
+def test_two_named_with_one_taken_back_is_asked_again(catalogue: Catalogue, text: str) -> None:
+    """Not both checked in: one of them was taken back."""
+    reading = read(text, catalogue.lexicon, PATELS)
+    assert reading.meaning is M.UNKNOWN, reading.why
+
+
 @pytest.mark.parametrize(
     ("names", "text", "choice"),
     [
@@ -295,6 +302,8 @@ def test_a_shortening_two_could_share_chooses_no_one(
         ("दिल्ली पहुँच गई हूँ, अपॉइंटमेंट कल है", False),  # kal: yesterday or tomorrow
         ("I'm here, my appointment is tomorrow right?", False),  # the right day?
         ("我到了，我的预约是明天吧？", False),
+        ("Reenviado: Mamá: ya llegué a la clínica", False),  # someone else's words
+        ("ya llegué, me han reenviado a la ventanilla 3", True),  # a forward's mark opens
         ("I'm here, which floor?", True),  # a question about the site: here
         ("sono qui, seduta vicino alla finestra", True),
         ("Bin im Wartezimmer, hier richtig voll heute", True),

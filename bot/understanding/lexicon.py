@@ -48,12 +48,14 @@ QUALIFIERS = (
     "whereabouts",
     "astray",
     "heard",
+    "correction",
+    "forwarded",
 )
 # Qualifiers that only mention something: found where no longer phrase took the words, and
 # taking none themselves (a meaning may need them: "con trai tôi tới rồi").
 MENTIONS = frozenset(
     {"others", "self", "both", "option", "numbered", "booking", "vocative", "available"}
-    | {"present", "another", "whereabouts", "astray", "heard"}
+    | {"present", "another", "whereabouts", "astray", "heard", "correction", "forwarded"}
 )
 LISTS = MEANINGS + QUALIFIERS
 MIN_TYPO_LENGTH = 4  # a slip is forgiven only on words this long or longer

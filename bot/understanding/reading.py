@@ -176,7 +176,7 @@ def _read(text: str, lexicon: Lexicon, expecting: Expecting, prefer: str | None)
     # but the gate is closed", "estoy en el edificio equivocado", "я тут, запись на завтра же?":
     # maybe not where, or when, they should be.
     called = _called(prepared, every) if acting else None
-    aside = next((f for f in every if f.kind in _ASIDE), None) if acting else None
+    aside = next((f for f in every if f.kind in _ASIDE and _counts(f)), None) if acting else None
     why = ""
     if called is not None:
         why = f"{reading.why}, written to {called.shown()}?"
@@ -200,7 +200,16 @@ _ASIDE = {
     "available": "at hand, or arrived?",
     "whereabouts": "asking where the one written to is: meeting someone?",
     "astray": "the right place and day, and in?",
+    "forwarded": "a forwarded text: someone else's words?",
 }
+
+
+def _counts(found: Found) -> bool:
+    """Whether an aside counts where it stands: a forward's mark only opening the text
+    ("Reenviado: Mamá: ya llegué"; not "me han reenviado a la ventanilla 3")."""
+    return found.kind != "forwarded" or (found.clause == 0 and found.start == 0)
+
+
 # What may follow a name someone close is called by, in a text written to them: their news.
 _TOLD = frozenset({"arrive", "check_in", "yes", "late", "not_yet", "unclear"})
 # "With", "and" and a subject's particle after such a name: they are with the sender.
@@ -963,6 +972,9 @@ def _choice(
             Meaning.CHOICE, f"chose {choice}: {expecting.names[choice - 1]}", choice=choice
         )
     if len(picked) > 1:
+        if "correction" in kinds:  # "Sam actually Mia", "первый, ой, вторая": one taken back
+            fix = kinds["correction"][0].shown()
+            return Reading(Meaning.UNKNOWN, f"asked again: several people, and {fix}")
         if len(picked) == people:
             return Reading(Meaning.CHOICE, "everyone, by name or number", choice=EVERYONE)
         return Reading(Meaning.UNKNOWN, "asked again: several people, not everyone")
