@@ -244,6 +244,34 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     # aber … wo ist die Ausländerbehörde"), at the office's other branch ("а запись
     # оказывается в другом": a site's branches are not known to the bot).
     "typing-noise.tsv": {"Si sono qui vicino"},
+    # A ninth round with nothing open: arrived in a country in a year ("Llegué a España en
+    # 2019"), at the other branch ("Tô na unidade da Paulista, mas no app diz…"), a song
+    # quoted, "Είμαι εκεί στις 5" (there at five: a time, or the appointment's).
+    "idle-9.tsv": {
+        "Llegué a España en 2019, ¿qué papeles necesito para el empadronamiento?",
+        "Tô na unidade da Paulista, mas no app diz que meu exame é na unidade Moema, posso "
+        "fazer aqui?",
+        "Я прибыл в Россию в 2018 году, какие документы нужны для продления регистрации?",
+        "我到了你们浦东那家分店，但预约单上写的是徐汇店，这里能看吗？",
+        "🎶 andito lang ako, naghihintay sa'yo 🎶 hehe sorry po wrong send",
+        "Είμαι εκεί στις 5 ακριβώς",
+    },
+    # A fifth round of answers: a bare "Y", "Ya", "G", "Passt", "Pode ser", "mashi", 🙋‍♀️ (a
+    # yes to one reader, not to this writer), "Ага, щас" (yeah, right), "siiii… bueno, no
+    # sé", "Oo, okay lang ba kung 15 mins pa?", and a bare "Cancela" to "Leave the queue?".
+    "answers-5.tsv": {
+        "Y",
+        "Ya",
+        "siiii… bueno, no sé",
+        "Passt",
+        "Pode ser",
+        "Cancela",
+        "Ага, щас",
+        "🙋\u200d♀️",
+        "mashi",
+        "Oo, okay lang ba kung 15 mins pa?",
+        "G",
+    },
     # Texts not typed as answers: a mother's text forwarded with German's "WG:" (also
     # "wegen", and a shared flat).
     "machine.tsv": {"WG: Mama: Bin jetzt in der Praxis"},

@@ -551,6 +551,8 @@ def test_a_booking_number_is_never_taken_from_an_answer_that_says_otherwise(
         "generations.tsv",
         "long.tsv",
         "machine.tsv",
+        "idle-9.tsv",
+        "answers-5.tsv",
     ],
 )
 def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, name: str) -> None:
@@ -585,7 +587,9 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     long ones, 150 to 560 characters (complaints about the last visit, a father who "should be
     there by now", "أنا هون، بس مش عندكم"); 360 not typed as answers (a phone's driving
     auto-reply, 'Liked "Are you here now?…"', "Fwd: Mum: I'm here at the clinic", "SYSTEM:
-    Kunde ist anwesend. Bitte sofort einchecken."): no wrong
+    Kunde ist anwesend. Bitte sofort einchecken."); 360 more with nothing open (a nurse
+    starting her shift, a sales rep, a video appointment, a hospital visit: "入院中の父の
+    お見舞いに来ました"); 390 more answers ("cancel that" to "Leave the queue?"): no wrong
     check-in or removal but those read either way, most of the rest read."""
     found = corpus.arrivals(corpus.ARRIVALS / name, catalogue.lexicon)
     wrong = {text for _, text, _ in found.wrong}
@@ -605,7 +609,8 @@ def test_texts_written_to_fool_it_never_check_anyone_in(catalogue: Catalogue, na
     least["long.tsv"] = 0.1
     least["other-languages.tsv"] = 0.0
     # idle-7's arrivals are said in passing, between appointment details and apologies.
-    least["idle-7.tsv"] = least["idle-8.tsv"] = 0.45
+    least["idle-7.tsv"] = least["idle-8.tsv"] = least["idle-9.tsv"] = 0.45
+    least["answers-5.tsv"] = 0.5
     least = least.get(name, 0.6)
     assert found.read >= least * found.arrivals, (found.read, found.arrivals)
 
