@@ -246,7 +246,8 @@ READ_EITHER_WAY: dict[str, set[str]] = {
     "typing-noise.tsv": {"Si sono qui vicino"},
     # A ninth round with nothing open: arrived in a country in a year ("Llegué a España en
     # 2019"), at the other branch ("Tô na unidade da Paulista, mas no app diz…"), a song
-    # quoted, "Είμαι εκεί στις 5" (there at five: a time, or the appointment's).
+    # quoted, "Είμαι εκεί στις 5" (there at five: a time, or the appointment's), a team in
+    # the final ("final me" is also Hinglish for "finally").
     "idle-9.tsv": {
         "Llegué a España en 2019, ¿qué papeles necesito para el empadronamiento?",
         "Tô na unidade da Paulista, mas no app diz que meu exame é na unidade Moema, posso "
@@ -255,6 +256,7 @@ READ_EITHER_WAY: dict[str, set[str]] = {
         "我到了你们浦东那家分店，但预约单上写的是徐汇店，这里能看吗？",
         "🎶 andito lang ako, naghihintay sa'yo 🎶 hehe sorry po wrong send",
         "Είμαι εκεί στις 5 ακριβώς",
+        "India final mein pahunch gaya!! 🇮🇳🔥 sorry, family group mein bhejna tha",
     },
     # A fifth round of answers: a bare "Y", "Ya", "G", "Passt", "Pode ser", "mashi", 🙋‍♀️ (a
     # yes to one reader, not to this writer), "Ага, щас" (yeah, right), "siiii… bueno, no
@@ -271,6 +273,10 @@ READ_EITHER_WAY: dict[str, set[str]] = {
         "mashi",
         "Oo, okay lang ba kung 15 mins pa?",
         "G",
+        # To "Leave the queue?", a bare "cancel that": the question, to this writer; the
+        # booking, to a reviewer ("sí, cancela eso" is a yes): it leaves.
+        "cancel that",
+        "Cancela eso",
     },
     # Texts not typed as answers: a mother's text forwarded with German's "WG:" (also
     # "wegen", and a shared flat).
