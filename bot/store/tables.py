@@ -138,8 +138,6 @@ messages = sa.Table(
     sa.Index("ix_messages_reply_to", "reply_to"),
     sa.Index("ix_messages_created_at", "created_at"),
     sa.Index("ix_messages_thread_id", "thread_id", "id"),
-    # Texts whose answer was never decided (the reclaimer's question): a handful of rows
-    # whatever the log's size.
     # The texts sent, by phone (the staff pages' "who wrote the last text before this one"):
     # one seek a question, however many times the phone texted in between.
     sa.Index(
@@ -149,6 +147,8 @@ messages = sa.Table(
         sqlite_where=sa.text("direction = 'out'"),
         postgresql_where=sa.text("direction = 'out'"),
     ),
+    # Texts whose answer was never decided (the reclaimer's question): a handful of rows
+    # whatever the log's size.
     sa.Index(
         "ix_messages_unanswered",
         "id",

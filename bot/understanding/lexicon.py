@@ -28,13 +28,10 @@ MEANINGS = (
     "all",
     "none",
 )
-QUALIFIERS = (
-    "question_start",
-    "negation",
-    "future",
-    "past",
-    "neutral",
-    "reported",
+# Qualifiers that only mention something: found where no longer phrase took the words, and
+# taking none themselves (a meaning may need them: "con trai tôi tới rồi"). A qualifying list
+# is a mention when it is named here, and only then.
+MENTION_LISTS = (
     "others",
     "self",
     "both",
@@ -51,12 +48,8 @@ QUALIFIERS = (
     "correction",
     "forwarded",
 )
-# Qualifiers that only mention something: found where no longer phrase took the words, and
-# taking none themselves (a meaning may need them: "con trai tôi tới rồi").
-MENTIONS = frozenset(
-    {"others", "self", "both", "option", "numbered", "booking", "vocative", "available"}
-    | {"present", "another", "whereabouts", "astray", "heard", "correction", "forwarded"}
-)
+QUALIFIERS = ("question_start", "negation", "future", "past", "neutral", "reported", *MENTION_LISTS)
+MENTIONS = frozenset(MENTION_LISTS)
 LISTS = MEANINGS + QUALIFIERS
 MIN_TYPO_LENGTH = 4  # a slip is forgiven only on words this long or longer
 
